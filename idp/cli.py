@@ -1,0 +1,543 @@
+"""The operator's interface: ``idp --help``.
+
+Every error ends as one clear line on stderr and a non-zero exit, never a traceback. Secrets
+(passwords, PINs) are read from stdin or a hidden prompt, never taken as arguments, which
+would leave them in shell history and the process list.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from idp import migrate
+from idp.errors import IdpError
+from idp.registry import cards as cards_svc
+from idp.registry import guardians, libraries, memberships, patrons, purge
+from idp.registry.cardnumbers import national_number
+from idp.registry.context import Registry
+from idp.registry.records import LimitedRecord, PatronRecord
+from idp.services import Services, build_services
+from idp.settings import load_settings, new_secret
+
+log = logging.getLogger("idp.cli")
+F = TypeVar("F", bound=Callable[..., Any])
+OPERATOR = "cli"
+
+
+class Context:
+    """Settings and services, built on first use so ``idp --help`` needs no configuration."""
+
+    def __init__(self) -> None:
+        self._services: Services | None = None
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            self._services = build_services(load_settings())
+        return self._services
+
+    @contextmanager
+    def registry(self, *, migrated: bool = True) -> Iterator[Registry]:
+        if migrated:
+            self.services.require_current_schema()
+        actor = f"{OPERATOR}:{os.environ.get('USER', 'unknown')}"
+        with self.services.registry(actor) as reg:
+            yield reg
+
+    def close(self) -> None:
+        if self._services is not None:
+            self._services.close()
+
+
+def fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def handle_errors(fn: F) -> F:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except IdpError as exc:
+            fail(exc.message)
+        except OperationalError as exc:
+            fail(f"cannot use the database: {type(exc.orig).__name__ if exc.orig else 'connection failed'} "
+                 "(check IDP_DATABASE_URL and that the server is running)")
+        except SQLAlchemyError as exc:
+            log.debug("database error", exc_info=True)
+            fail(f"the database refused the change ({type(exc).__name__}); nothing was saved")
+        except (click.ClickException, click.Abort, click.exceptions.Exit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the operator gets one line, the debug log the rest
+            log.debug("unexpected failure", exc_info=True)
+            fail(f"unexpected failure ({type(exc).__name__}); nothing was saved. "
+                 "Run again with IDP_LOG_LEVEL=DEBUG for details.")
+    return wrapper  # type: ignore[return-value]
+
+
+def out(**fields: Any) -> None:
+    for key, value in fields.items():
+        click.echo(f"{key}: {value}")
+
+
+def read_secret(label: str, *, optional: bool) -> str | None:
+    """From the terminal with a hidden, confirmed prompt; otherwise one line of stdin."""
+    if sys.stdin.isatty():
+        value = click.prompt(f"{label}{' (empty for none)' if optional else ''}", hide_input=True,
+                             confirmation_prompt=True, default="" if optional else None, show_default=False)
+    else:
+        value = sys.stdin.readline(1024).rstrip("\r\n")
+    if not value:
+        if optional:
+            return None
+        fail(f"no {label.lower()} given on stdin")
+    return value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", type=click.Path(dir_okay=False, path_type=Path), envvar="IDP_CONFIG",
+              help="TOML settings file (also IDP_CONFIG). IDP_* variables override it.")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None) -> None:
+    """patron-idp: the identity provider in front of the national patron register.
+
+    Settings come from IDP_* environment variables and the TOML file in IDP_CONFIG; see the
+    README. Every command prints plain `key: value` lines and exits non-zero on error.
+    """
+    if config is not None:
+        os.environ["IDP_CONFIG"] = str(config.resolve())
+    logging.basicConfig(level=os.environ.get("IDP_LOG_LEVEL", "WARNING").upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = Context()
+    ctx.call_on_close(ctx.obj.close)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+# -- db ---------------------------------------------------------------------------------------
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@pass_ctx
+@handle_errors
+def db_upgrade(ctx: Context) -> None:
+    """Create or migrate the database to the current schema."""
+    migrate.upgrade(ctx.services.engine)
+    out(schema=migrate.current_revision(ctx.services.engine))
+
+
+@db.command("current")
+@pass_ctx
+@handle_errors
+def db_current(ctx: Context) -> None:
+    """Show the schema revision of the database and the one this version expects."""
+    out(schema=migrate.current_revision(ctx.services.engine) or "empty", expected=migrate.head_revision())
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+@main.group()
+def keys() -> None:
+    """Secrets and keys."""
+
+
+@keys.command("new-secret")
+def keys_new_secret() -> None:
+    """Print a fresh random 32-byte secret (for IDP_SECRET_KEY or IDP_DATA_KEY)."""
+    click.echo(new_secret())
+
+
+# -- library ----------------------------------------------------------------------------------
+
+@main.group()
+def library() -> None:
+    """Libraries, identified by ISIL."""
+
+
+def _card_rules(value: str | None) -> list[dict[str, Any]] | None:
+    if value is None:
+        return None
+    try:
+        text = Path(value[1:]).read_text() if value.startswith("@") else value
+    except OSError as exc:
+        raise IdpError(f"cannot read {value[1:]}: {exc.strerror}") from None
+    try:
+        rules = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise IdpError(f"--card-rules is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    return rules
+
+
+@library.command("add")
+@click.argument("isil")
+@click.argument("name")
+@click.option("--card-rules", metavar="JSON|@FILE",
+              help='Canonicalisation rules for local card numbers: [{"match": REGEX, "replace": TEMPLATE}, ...]')
+@pass_ctx
+@handle_errors
+def library_add(ctx: Context, isil: str, name: str, card_rules: str | None) -> None:
+    """Register a library."""
+    with ctx.registry() as reg:
+        lib = libraries.add_library(reg, isil, name, _card_rules(card_rules))
+        out(isil=lib.isil, name=lib.name)
+
+
+@library.command("list")
+@pass_ctx
+@handle_errors
+def library_list(ctx: Context) -> None:
+    """List libraries with their card-number series."""
+    with ctx.registry() as reg:
+        for lib in libraries.list_libraries(reg):
+            click.echo(f"{lib.isil}\t{lib.name}\t{libraries.describe_all_series(lib)}")
+
+
+# -- series -----------------------------------------------------------------------------------
+
+@main.group()
+def series() -> None:
+    """National card-number series (reserve before printing cards)."""
+
+
+def _series_start(value: str | None) -> int | None:
+    if value is None:
+        return None
+    digits = value.upper().removeprefix("N")
+    if not digits.isdigit() or len(digits) > 9:
+        raise IdpError("--first is a national card number (N + up to 9 digits) or its digits")
+    return int(digits)
+
+
+@series.command("reserve")
+@click.argument("isil")
+@click.option("--count", type=int, required=True, help="How many numbers.")
+@click.option("--first", help="Reserve exactly from this number (default: the next free range).")
+@click.option("--digital", is_flag=True, help="For digital cards the register issues (default: printed cards).")
+@pass_ctx
+@handle_errors
+def series_reserve(ctx: Context, isil: str, count: int, first: str | None, digital: bool) -> None:
+    """Reserve a range of national card numbers for a library; prints the range."""
+    with ctx.registry() as reg:
+        s = libraries.reserve_series(reg, isil, count, first=_series_start(first),
+                                     usage="digital" if digital else "printed")
+        out(library=s.library.isil, first=national_number(s.first_number), last=national_number(s.last_number),
+            count=s.last_number - s.first_number + 1, usage=s.usage)
+
+
+@series.command("list")
+@click.argument("isil")
+@pass_ctx
+@handle_errors
+def series_list(ctx: Context, isil: str) -> None:
+    """A library's series."""
+    with ctx.registry() as reg:
+        for s in libraries.get_library(reg, isil).series:
+            used = s.next_number - s.first_number if s.usage == "digital" else "-"
+            click.echo(f"{national_number(s.first_number)}\t{national_number(s.last_number)}\t{s.usage}\tissued={used}")
+
+
+# -- patron -----------------------------------------------------------------------------------
+
+@main.group()
+def patron() -> None:
+    """Patrons of the register."""
+
+
+def _address(street: str | None, postal_code: str | None, city: str | None) -> patrons.Address | None:
+    if not any((street, postal_code, city)):
+        return None
+    return patrons.Address(street or "", postal_code or "", city or "")
+
+
+def print_record(record: PatronRecord | LimitedRecord, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(record.to_dict(), ensure_ascii=False, indent=2))
+        return
+    data = record.to_dict()
+    for card in data.pop("cards"):
+        click.echo(f"card: {card['number']} ({card['kind']}, {card['library']})")
+    for membership in data.pop("libraries", []):
+        state = "active" if membership["rules_accepted"] else "not activated"
+        click.echo(f"library: {membership['library']} ({state})")
+    address = data.pop("address", None)
+    if "address_secret" in data:
+        data["address"] = "(secret)" if data["address_secret"] else (
+            ", ".join(v for v in address.values() if v) if address else "-")
+        data.pop("address_secret")
+    data.pop("full")
+    for key, value in data.items():
+        click.echo(f"{key}: {'-' if value is None else value}")
+
+
+@patron.command("add")
+@click.option("--national-id", metavar="NIN", help="Fødselsnummer or D-nummer (a DUF number only with --local-card).")
+@click.option("--name", required=True)
+@click.option("--email")
+@click.option("--phone")
+@click.option("--home-library", required=True, metavar="ISIL")
+@click.option("--street")
+@click.option("--postal-code")
+@click.option("--city")
+@click.option("--secret-address", is_flag=True, help="Secret address: it is not stored at all, only the flag.")
+@click.option("--local-card", metavar="NUMBER", help="Create a local account of the home library with this card.")
+@click.option("--birth-date", type=click.DateTime(["%Y-%m-%d"]), help="Only for people without an 11-digit id.")
+@click.option("--must-change-password", is_flag=True, help="The patron must choose a new password at first login.")
+@pass_ctx
+@handle_errors
+def patron_add(ctx: Context, national_id: str | None, name: str, email: str | None, phone: str | None,
+               home_library: str, street: str | None, postal_code: str | None, city: str | None,
+               secret_address: bool, local_card: str | None, birth_date: Any, must_change_password: bool) -> None:
+    """Register a patron and issue their first card (a national digital card unless --local-card).
+
+    The password, if any, is read from stdin when it is not a terminal, else prompted for.
+    """
+    password = read_secret("Password", optional=True)
+    new = patrons.NewPatron(
+        name=name, home_library=home_library, national_id=national_id, email=email, phone=phone,
+        address=_address(street, postal_code, city), address_secret=secret_address,
+        birth_date=birth_date.date() if birth_date else None, local_card=local_card, password=password,
+        password_must_change=must_change_password)
+    with ctx.registry() as reg:
+        _, card = patrons.register_patron(reg, new)
+        out(card_number=card.number, kind=card.kind, home_library=card.library.isil)
+
+
+@patron.command("add-child")
+@click.option("--guardian", "guardian_card", required=True, metavar="CARD", help="The guardian's card.")
+@click.option("--national-id", required=True, metavar="NIN")
+@click.option("--name", required=True)
+@click.option("--home-library", required=True, metavar="ISIL")
+@pass_ctx
+@handle_errors
+def patron_add_child(ctx: Context, guardian_card: str, national_id: str, name: str, home_library: str) -> None:
+    """A guardian creates a card for a child under 15."""
+    with ctx.registry() as reg:
+        guardian = patrons.patron_by_card(reg, guardian_card)
+        _, card = guardians.register_child(reg, guardian, patrons.NewPatron(
+            name=name, national_id=national_id, home_library=home_library))
+        out(card_number=card.number, kind=card.kind, home_library=card.library.isil)
+
+
+def _set_secret(ctx: Context, card: str, kind: str, label: str, must_change: bool = False) -> None:
+    value = read_secret(label, optional=False)
+    assert value is not None
+    with ctx.registry() as reg:
+        patrons.set_secret(reg, patrons.patron_by_card(reg, card), kind, value, must_change=must_change)
+    out(card_number=card.strip(), updated=kind)
+
+
+@patron.command("set-pin")
+@click.argument("card")
+@pass_ctx
+@handle_errors
+def patron_set_pin(ctx: Context, card: str) -> None:
+    """Set the PIN (4-6 digits; from stdin, or prompted)."""
+    _set_secret(ctx, card, "pin", "PIN")
+
+
+@patron.command("set-password")
+@click.argument("card")
+@click.option("--must-change", is_flag=True, help="The patron must choose a new one at the next login.")
+@pass_ctx
+@handle_errors
+def patron_set_password(ctx: Context, card: str, must_change: bool) -> None:
+    """Set the password (from stdin, or prompted)."""
+    _set_secret(ctx, card, "password", "Password", must_change)
+
+
+@patron.command("show")
+@click.argument("card")
+@click.option("--library", "isil", metavar="ISIL", help="Show what this library may see of the patron.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+@handle_errors
+def patron_show(ctx: Context, card: str, isil: str | None, as_json: bool) -> None:
+    """Show a patron (audited). A secret address is never shown; it is not even stored."""
+    with ctx.registry() as reg:
+        p = patrons.patron_by_card(reg, card)
+        record = memberships.library_view(reg, p, isil) if isil else patrons.read_full_record(
+            reg, p, purpose="operator")
+        print_record(record, as_json)
+
+
+@patron.command("update")
+@click.argument("card")
+@click.option("--name")
+@click.option("--email")
+@click.option("--phone")
+@click.option("--street")
+@click.option("--postal-code")
+@click.option("--city")
+@click.option("--secret-address/--no-secret-address", default=None)
+@click.option("--loan-ban/--no-loan-ban", default=None)
+@click.option("--status", type=click.Choice(["active", "blocked"]))
+@pass_ctx
+@handle_errors
+def patron_update(ctx: Context, card: str, name: str | None, email: str | None, phone: str | None,
+                  street: str | None, postal_code: str | None, city: str | None, secret_address: bool | None,
+                  loan_ban: bool | None, status: str | None) -> None:
+    """Change a patron's data (only the options given)."""
+    given: dict[str, Any] = {k: v for k, v in {"name": name, "email": email, "phone": phone}.items() if v is not None}
+    if any((street, postal_code, city)):
+        given["address"] = _address(street, postal_code, city)
+    with ctx.registry() as reg:
+        changed = patrons.update_patron(reg, patrons.patron_by_card(reg, card), address_secret=secret_address,
+                                        loan_ban=loan_ban, status=status, **given)
+        out(changed=", ".join(changed) or "nothing")
+
+
+@patron.command("join")
+@click.argument("card")
+@click.argument("isil")
+@click.option("--accept-rules", is_flag=True, help="The patron accepted the library's lending rules.")
+@pass_ctx
+@handle_errors
+def patron_join(ctx: Context, card: str, isil: str, accept_rules: bool) -> None:
+    """Add a patron to a library (they are notified); with --accept-rules also activate."""
+    with ctx.registry() as reg:
+        p = patrons.patron_by_card(reg, card)
+        m = (memberships.accept_lending_rules if accept_rules else memberships.add_to_library)(reg, p, isil)
+        out(library=m.library.isil, activated="yes" if m.rules_accepted_at else "no")
+
+
+@patron.command("set-home")
+@click.argument("card")
+@click.argument("isil")
+@pass_ctx
+@handle_errors
+def patron_set_home(ctx: Context, card: str, isil: str) -> None:
+    """Make an activated library the patron's home library."""
+    with ctx.registry() as reg:
+        memberships.set_home_library(reg, patrons.patron_by_card(reg, card), isil)
+        out(home_library=libraries.canonical_isil(isil))
+
+
+@patron.command("delete")
+@click.argument("card")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+@handle_errors
+def patron_delete(ctx: Context, card: str, yes: bool) -> None:
+    """Delete a patron's registration; lists the libraries where they remain a patron."""
+    if not yes and sys.stdin.isatty():
+        click.confirm("Delete this registration from the national register?", abort=True)
+    with ctx.registry() as reg:
+        remaining = patrons.delete_patron(reg, patrons.patron_by_card(reg, card))
+    out(deleted="yes", remains_patron_at=", ".join(remaining) or "-")
+    if remaining:
+        click.echo("note: loans, reservations and fees stay with those libraries; contact them to end them.")
+
+
+# -- card -------------------------------------------------------------------------------------
+
+@main.group()
+def card() -> None:
+    """Cards: issue, replace, merge."""
+
+
+@card.command("issue")
+@click.argument("holder", metavar="CARD")
+@click.option("--kind", type=click.Choice(["printed", "digital"]), default="printed", show_default=True)
+@click.option("--number", help="The number printed on the card (printed cards).")
+@click.option("--library", "isil", metavar="ISIL", help="Issuing library (default: the patron's home library).")
+@pass_ctx
+@handle_errors
+def card_issue(ctx: Context, holder: str, kind: str, number: str | None, isil: str | None) -> None:
+    """Issue another card to the patron holding CARD. A printed card replaces a digital one."""
+    with ctx.registry() as reg:
+        p = patrons.patron_by_card(reg, holder)
+        lib = libraries.get_library(reg, isil) if isil else p.home_library
+        new = cards_svc.issue_card(reg, p, lib, kind=kind, number=number)
+        out(card_number=new.number, kind=new.kind, library=lib.isil)
+
+
+@card.command("merge")
+@click.argument("local_card")
+@click.argument("national_card")
+@pass_ctx
+@handle_errors
+def card_merge(ctx: Context, local_card: str, national_card: str) -> None:
+    """Merge a local card's account into the national account; the local number stops working."""
+    with ctx.registry() as reg:
+        target = cards_svc.merge_local_card(reg, local_card, national_card)
+        out(merged_into=next(c.number for c in target.cards if c.status == "active"))
+
+
+# -- purge ------------------------------------------------------------------------------------
+
+@main.command("purge-inactive")
+@click.option("--dry-run", is_flag=True, help="Show what would happen; change nothing.")
+@pass_ctx
+@handle_errors
+def purge_inactive(ctx: Context, dry_run: bool) -> None:
+    """Warn patrons idle for almost 3 years, delete those warned 30+ days ago, end outgrown guardianships."""
+    with ctx.registry() as reg:
+        report = purge.purge_inactive(reg, dry_run=dry_run)
+        if dry_run:
+            reg.session.rollback()
+    verb = "would " if dry_run else ""
+    out(**{f"{verb}warn": len(report.warned), f"{verb}delete": len(report.deleted),
+           f"{verb}end_guardianships": len(report.guardianships_ended)})
+    for pid in report.deleted:
+        click.echo(f"{verb}delete patron id {pid}")
+
+
+# -- serve / demo -----------------------------------------------------------------------------
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+@pass_ctx
+@handle_errors
+def serve(ctx: Context, host: str, port: int, workers: int) -> None:
+    """Serve the IdP (gunicorn)."""
+    from idp.server import run
+
+    ctx.services.require_current_schema()
+    run(ctx.services.settings, host=host, port=port, workers=workers)
+
+
+@main.command("demo")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--no-serve", is_flag=True, help="Only migrate and seed.")
+@pass_ctx
+@handle_errors
+def demo(ctx: Context, host: str, port: int, no_serve: bool) -> None:
+    """Development only: migrate, seed demo libraries and patrons, and serve."""
+    from idp.demo import seed
+
+    if not ctx.services.settings.is_development:
+        fail("idp demo seeds made-up patrons and runs only with IDP_MODE=development")
+    migrate.upgrade(ctx.services.engine)
+    with ctx.registry() as reg:
+        lines = seed(reg)
+    for line in lines:
+        click.echo(line)
+    if not no_serve:
+        from idp.server import run
+
+        click.echo(f"serving on http://{host}:{port} (Ctrl-C to stop)")
+        run(ctx.services.settings, host=host, port=port, workers=1)
+
+
+if __name__ == "__main__":
+    main()

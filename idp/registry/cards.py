@@ -1,0 +1,168 @@
+"""Issuing, finding, replacing and merging cards."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+from sqlalchemy import select, update
+
+from idp.errors import CardOutsideSeries, Conflict, InvalidCardNumber, NotAllowed, NotFound, ValidationError
+from idp.registry.cardnumbers import RuleSet, canonical, lookup_candidates, national_form, national_number, national_value
+from idp.registry.context import Registry
+from idp.registry.libraries import describe_all_series
+from idp.registry.models import Card, CardSeries, Guardianship, Library, Membership, Patron
+from idp.registry.national_id import IdKind
+
+KINDS = ("digital", "printed", "local")
+
+
+def issue_card(reg: Registry, patron: Patron, library: Library, *, kind: str, number: str | None = None) -> Card:
+    """Give ``patron`` a new card from ``library``.
+
+    A printed national card replaces the patron's digital one (same account, new number); a
+    local card belongs to a local account of that library.
+    """
+    if kind not in KINDS:
+        raise ValidationError("A card is 'digital', 'printed' or 'local'.")
+    if kind == "local":
+        if patron.local_library_id != library.id:
+            raise NotAllowed(f"A local card of {library.isil} belongs to a local account of {library.isil}; "
+                             "a national account gets national cards.")
+        if number is None:
+            raise ValidationError("A local card needs its printed number.")
+        canonical_number = canonical(number, RuleSet.from_data(library.card_rules))
+        if national_form(canonical_number) is not None:
+            raise InvalidCardNumber("N followed by digits is a national card number; a local card has the "
+                                    "library's own format.")
+    else:
+        _check_national_account(patron)
+        if kind == "digital":
+            canonical_number = _allocate_digital(reg, library)
+        else:
+            if number is None:
+                raise ValidationError("A printed card needs the number printed on it.")
+            canonical_number = canonical(number)
+            _check_in_series(library, canonical_number)
+    if reg.session.scalar(select(Card.id).where(Card.number == canonical_number)) is not None:
+        raise Conflict(f"Card number {canonical_number} has already been issued.")
+    if kind == "printed":
+        for old in _active(patron, "digital"):
+            _retire(reg, old, "replaced_by_printed")
+    card = Card(number=canonical_number, kind=kind, library_id=library.id, patron_id=patron.id,
+                status="active", issued_at=reg.now())
+    reg.session.add(card)
+    reg.session.flush()
+    reg.audit("card.issue", patron_id=patron.id, library_id=library.id, card_id=card.id, kind=kind)
+    return card
+
+
+def _check_national_account(patron: Patron) -> None:
+    if patron.local_library_id is not None:
+        raise NotAllowed("This is a local account; merge its card into a national account instead.")
+    if patron.id_kind == IdKind.DUF:
+        raise NotAllowed("A DUF number is not a national identity number: this person can only get a local card.")
+
+
+def _check_in_series(library: Library, number: str) -> None:
+    value = national_value(number)
+    if value is None:
+        raise InvalidCardNumber("A national card number is N followed by 9 digits.")
+    if not any(s.usage == "printed" and s.first_number <= value <= s.last_number for s in library.series):
+        raise CardOutsideSeries(f"{number} is outside the card-number series of {library.isil} ({library.name}): "
+                                f"{describe_all_series(library, 'printed')}. Reserve a series before printing cards.")
+
+
+def _allocate_digital(reg: Registry, library: Library) -> str:
+    # The row lock serialises allocations from one series on PostgreSQL; SQLite has one writer anyway.
+    series = reg.session.scalar(
+        select(CardSeries)
+        .where(CardSeries.library_id == library.id, CardSeries.usage == "digital",
+               CardSeries.next_number <= CardSeries.last_number)
+        .order_by(CardSeries.first_number).limit(1).with_for_update())
+    if series is None:
+        raise CardOutsideSeries(f"{library.isil} ({library.name}) has no free number in a series for digital cards "
+                                f"(series: {describe_all_series(library)}). Reserve one with: "
+                                f"idp series reserve {library.isil} --count N --digital")
+    number = series.next_number
+    reg.session.execute(update(CardSeries).where(CardSeries.id == series.id)
+                        .values(next_number=CardSeries.next_number + 1))
+    reg.session.refresh(series)
+    return national_number(number)
+
+
+def _active(patron: Patron, kind: str | None = None) -> list[Card]:
+    return [c for c in patron.cards if c.status == "active" and (kind is None or c.kind == kind)]
+
+
+def _retire(reg: Registry, card: Card, reason: str) -> None:
+    card.status, card.retired_at, card.retired_reason = "retired", reg.now(), reason
+    reg.audit("card.retire", patron_id=card.patron_id, library_id=card.library_id, card_id=card.id, reason=reason)
+
+
+@lru_cache(maxsize=64)
+def _rules(frozen: str) -> RuleSet:
+    return RuleSet.from_data(json.loads(frozen))
+
+
+def _rule_sets(reg: Registry) -> list[RuleSet]:
+    seen = {json.dumps(r, sort_keys=True) for r in reg.session.scalars(select(Library.card_rules)) if r}
+    return [_rules(s) for s in sorted(seen)]
+
+
+def find_card(reg: Registry, typed: str) -> Card | None:
+    """The active card a typed number stands for, or None (also when the reading is ambiguous)."""
+    candidates = lookup_candidates(typed, _rule_sets(reg))
+    cards = list(reg.session.scalars(select(Card).where(Card.number.in_(candidates), Card.status == "active")))
+    if len(cards) <= 1:
+        return cards[0] if cards else None
+    exact = [c for c in cards if c.number == candidates[0]]
+    return exact[0] if exact else None
+
+
+def require_card(reg: Registry, typed: str) -> Card:
+    card = find_card(reg, typed)
+    if card is None or card.patron is None:
+        raise NotFound("No active card with that number.")
+    return card
+
+
+def merge_local_card(reg: Registry, local_typed: str, national_typed: str) -> Patron:
+    """Attach a local account to the person's national account; the local number stops working."""
+    local = require_card(reg, local_typed)
+    national = require_card(reg, national_typed)
+    source, target = local.patron, national.patron
+    assert source is not None and target is not None
+    if local.kind != "local" or source.local_library_id is None:
+        raise ValidationError("The first card must be a local card.")
+    if national.kind == "local" or target.local_library_id is not None:
+        raise ValidationError("The second card must be a national card.")
+    if source.national_id_hash is not None and source.national_id_hash != target.national_id_hash:
+        raise Conflict("These cards belong to different people (their national identity numbers differ).")
+    for membership in list(source.memberships):
+        _move_membership(reg, membership, target)
+    reg.session.execute(update(Guardianship).where(Guardianship.guardian_id == source.id)
+                        .values(guardian_id=target.id))
+    reg.session.execute(update(Guardianship).where(Guardianship.child_id == source.id)
+                        .values(child_id=target.id))
+    for card in _active(source):
+        _retire(reg, card, "merged")
+        card.patron_id = target.id
+    reg.session.flush()
+    reg.audit("patron.merge", patron_id=target.id, library_id=source.local_library_id, merged_patron_id=source.id)
+    reg.session.delete(source)
+    reg.session.flush()
+    return target
+
+
+def _move_membership(reg: Registry, membership: Membership, target: Patron) -> None:
+    existing = next((m for m in target.memberships if m.library_id == membership.library_id), None)
+    if existing is None:
+        target.memberships.append(Membership(library_id=membership.library_id, added_at=membership.added_at,
+                                             rules_accepted_at=membership.rules_accepted_at))
+    elif existing.rules_accepted_at is None:
+        existing.rules_accepted_at = membership.rules_accepted_at
+    reg.session.delete(membership)
+
+
+__all__ = ["KINDS", "find_card", "issue_card", "merge_local_card", "require_card"]

@@ -1,0 +1,42 @@
+"""The handle every register service works through: one database session, the keys, the clock
+and who is acting. Services flush but never commit; the caller owns the transaction, so a
+failure anywhere leaves no partial rows behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from idp.registry.credentials import SecretHasher
+from idp.registry.crypto import FieldCipher
+from idp.registry.dates import oslo_date, utcnow
+from idp.registry.models import AuditEvent, Notification
+
+
+@dataclass
+class Registry:
+    session: Session
+    cipher: FieldCipher
+    hasher: SecretHasher
+    actor: str
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def today(self) -> date:
+        return oslo_date(self.clock())
+
+    def audit(self, action: str, *, patron_id: int | None = None, library_id: int | None = None,
+              **detail: Any) -> None:
+        """Record a read of a full record or a change. ``detail`` holds ids and kinds, never personal data."""
+        self.session.add(AuditEvent(at=self.now(), actor=self.actor, action=action, patron_id=patron_id,
+                                    library_id=library_id, detail=detail))
+
+    def notify(self, patron_id: int, kind: str, **data: Any) -> None:
+        self.session.add(Notification(patron_id=patron_id, kind=kind, data=data, created_at=self.now()))

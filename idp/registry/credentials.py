@@ -1,0 +1,71 @@
+"""Passwords and PINs, hashed with argon2id.
+
+Lengths are checked before hashing so an attacker cannot make us hash a megabyte. A verify of an
+unknown account still costs one argon2 run (against a dummy hash), so timing does not tell
+whether a card exists.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from idp.errors import ValidationError
+
+PASSWORD_MIN = 8
+PASSWORD_MAX = 256  # characters; passphrases welcome, megabytes not
+_PIN = re.compile(r"\d{4,6}")
+
+
+def check_password_shape(password: str) -> None:
+    if not isinstance(password, str) or not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise ValidationError(f"A password has {PASSWORD_MIN} to {PASSWORD_MAX} characters.")
+    if password.strip() != password or not password.isprintable():
+        raise ValidationError("A password may not start or end with spaces or contain control characters.")
+
+
+def check_pin_shape(pin: str) -> None:
+    if not isinstance(pin, str) or not _PIN.fullmatch(pin):
+        raise ValidationError("A PIN has 4 to 6 digits.")
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    new_hash: str | None = None  # set when the stored hash used weaker parameters than today's
+
+
+class SecretHasher:
+    def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int) -> None:
+        self._ph = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism,
+                                  hash_len=32, salt_len=16, type=Type.ID)
+        self._dummy = self._ph.hash("timing-equaliser")
+
+    def __repr__(self) -> str:
+        return "<SecretHasher argon2id>"
+
+    def hash(self, secret: str) -> str:
+        return self._ph.hash(secret)
+
+    def verify(self, stored: str | None, secret: str) -> Verification:
+        """Constant work whether or not ``stored`` exists; never raises for a wrong secret."""
+        if not isinstance(secret, str) or len(secret) > PASSWORD_MAX:
+            self._burn()
+            return Verification(False)
+        if stored is None:
+            self._burn(secret)
+            return Verification(False)
+        try:
+            self._ph.verify(stored, secret)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return Verification(False)
+        return Verification(True, self._ph.hash(secret) if self._ph.check_needs_rehash(stored) else None)
+
+    def _burn(self, secret: str = "") -> None:
+        try:
+            self._ph.verify(self._dummy, secret or "x")
+        except VerificationError:
+            pass

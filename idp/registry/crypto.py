@@ -1,0 +1,54 @@
+"""Protection of the national identity number at rest.
+
+One 32-byte data key (from settings) is expanded with HKDF into two independent keys: one for
+AES-256-GCM encryption, one for an HMAC-SHA256 lookup hash, so that the register can find a
+patron by national id without storing it in the clear and without a deterministic cipher.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from idp.errors import ConfigError
+
+_FORMAT_V1 = b"\x01"
+_NONCE_BYTES = 12
+
+
+def _derive(key: bytes, purpose: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"patron-idp/" + purpose).derive(key)
+
+
+class FieldCipher:
+    def __init__(self, data_key: bytes) -> None:
+        if len(data_key) != 32:
+            raise ConfigError("the data key must be 32 bytes")
+        self._aead = AESGCM(_derive(data_key, b"national-id/encrypt/v1"))
+        self._mac_key = _derive(data_key, b"national-id/lookup/v1")
+
+    def __repr__(self) -> str:
+        return "<FieldCipher>"
+
+    def lookup_hash(self, value: str) -> bytes:
+        return hmac.new(self._mac_key, value.encode(), hashlib.sha256).digest()
+
+    def encrypt(self, value: str, *, context: bytes) -> bytes:
+        """``context`` (the lookup hash) is bound as associated data: a ciphertext moved to another row fails."""
+        nonce = os.urandom(_NONCE_BYTES)
+        return _FORMAT_V1 + nonce + self._aead.encrypt(nonce, value.encode(), context)
+
+    def decrypt(self, blob: bytes, *, context: bytes) -> str:
+        if not blob.startswith(_FORMAT_V1):
+            raise ConfigError("unknown national-id cipher format")
+        nonce, sealed = blob[1:1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES:]
+        try:
+            return self._aead.decrypt(nonce, sealed, context).decode()
+        except InvalidTag:
+            raise ConfigError("a national id could not be decrypted: wrong IDP_DATA_KEY?") from None

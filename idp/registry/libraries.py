@@ -1,0 +1,119 @@
+"""Libraries (by ISIL) and the card-number series they reserve."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from idp.errors import Conflict, NotFound, SeriesOverlap, ValidationError
+from idp.registry.cardnumbers import NATIONAL_DIGITS, RuleSet, national_number
+from idp.registry.context import Registry
+from idp.registry.models import CardSeries, Library
+
+# ISO 15511: a prefix (country code or other agency), a hyphen, an identifier; 16 characters at most.
+_ISIL = re.compile(r"[A-Z]{1,4}-[A-Za-z0-9:/\-]{1,11}")
+MAX_SERIES = 10**NATIONAL_DIGITS - 1
+MAX_SERIES_COUNT = 1_000_000
+USAGES = ("printed", "digital")
+_RESERVE_ATTEMPTS = 5
+
+
+def canonical_isil(isil: str) -> str:
+    text = isil.strip() if isinstance(isil, str) else ""
+    prefix, _, rest = text.partition("-")
+    text = f"{prefix.upper()}-{rest}" if rest else text
+    if len(text) > 16 or not _ISIL.fullmatch(text):
+        raise ValidationError("An ISIL is a prefix, a hyphen and an identifier, 16 characters at most "
+                              "(e.g. NO-2030000).")
+    return text
+
+
+def add_library(reg: Registry, isil: str, name: str, card_rules: list[dict[str, Any]] | None = None) -> Library:
+    isil = canonical_isil(isil)
+    name = (name or "").strip()
+    if not name or len(name) > 200:
+        raise ValidationError("A library needs a name of 1 to 200 characters.")
+    RuleSet.from_data(card_rules)  # refuse bad rules now rather than at a patron's login
+    if reg.session.scalar(select(Library.id).where(Library.isil == isil)) is not None:
+        raise Conflict(f"A library with ISIL {isil} is already registered.")
+    library = Library(isil=isil, name=name, card_rules=list(card_rules or []), created_at=reg.now())
+    reg.session.add(library)
+    reg.session.flush()
+    reg.audit("library.add", library_id=library.id, isil=isil)
+    return library
+
+
+def get_library(reg: Registry, isil: str) -> Library:
+    isil = canonical_isil(isil)
+    library = reg.session.scalar(select(Library).where(Library.isil == isil))
+    if library is None:
+        raise NotFound(f"No library with ISIL {isil} is registered.")
+    return library
+
+
+def list_libraries(reg: Registry) -> list[Library]:
+    return list(reg.session.scalars(select(Library).order_by(Library.isil)))
+
+
+def describe_series(series: CardSeries) -> str:
+    return f"{national_number(series.first_number)}-{national_number(series.last_number)} ({series.usage})"
+
+
+def describe_all_series(library: Library, usage: str | None = None) -> str:
+    chosen = [s for s in library.series if usage is None or s.usage == usage]
+    return ", ".join(describe_series(s) for s in chosen) or "none reserved"
+
+
+def reserve_series(reg: Registry, isil: str, count: int, *, first: int | None = None,
+                   usage: str = "printed") -> CardSeries:
+    """Reserve ``count`` consecutive national numbers for a library.
+
+    With ``first`` the range is exactly that one, refused if it touches another reservation.
+    Without it the next free range after every existing one is taken; a concurrent reservation
+    that wins the race only costs a retry (the database constraint decides, not this code).
+    """
+    library = get_library(reg, isil)
+    if usage not in USAGES:
+        raise ValidationError("A series is reserved for 'printed' or 'digital' cards.")
+    if not isinstance(count, int) or not 1 <= count <= MAX_SERIES_COUNT:
+        raise ValidationError(f"A series holds 1 to {MAX_SERIES_COUNT:,} numbers.")
+    if first is not None and (not isinstance(first, int) or first < 1):
+        raise ValidationError("A series starts at N000000001 or later.")
+    for _attempt in range(_RESERVE_ATTEMPTS):
+        start = first if first is not None else _next_free(reg)
+        last = start + count - 1
+        if last > MAX_SERIES:
+            raise SeriesOverlap(f"No room for {count:,} numbers there: national numbers end at "
+                                f"{national_number(MAX_SERIES)}.")
+        if first is not None:
+            clash = _overlapping(reg, start, last)
+            if clash is not None:
+                raise SeriesOverlap(f"{national_number(start)}-{national_number(last)} overlaps "
+                                    f"{describe_series(clash)}, reserved by {clash.library.isil}.")
+        series = CardSeries(library_id=library.id, first_number=start, last_number=last, usage=usage,
+                            next_number=start, reserved_at=reg.now())
+        try:
+            with reg.session.begin_nested():
+                reg.session.add(series)
+                reg.session.flush()
+        except IntegrityError:
+            if first is not None:
+                raise SeriesOverlap(f"{national_number(start)}-{national_number(last)} overlaps a series "
+                                    "another reservation took at the same moment.") from None
+            continue
+        reg.audit("series.reserve", library_id=library.id, first=start, last=last, usage=usage)
+        return series
+    raise Conflict("Too many concurrent reservations; try again.")
+
+
+def _next_free(reg: Registry) -> int:
+    top = reg.session.scalar(select(func.max(CardSeries.last_number)))
+    return (top or 0) + 1
+
+
+def _overlapping(reg: Registry, first: int, last: int) -> CardSeries | None:
+    return reg.session.scalar(select(CardSeries).where(CardSeries.first_number <= last,
+                                                       CardSeries.last_number >= first).limit(1))

@@ -1,0 +1,235 @@
+"""Tables of the patron register (SQLAlchemy 2.x). No behaviour here: services own the rules.
+
+``__repr__`` is overridden wherever a row holds personal data, so that a stray log line or
+traceback shows ids, never names, national ids or contact details.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Date, DateTime, ForeignKey, Index,
+                        Integer, LargeBinary, MetaData, String, TypeDecorator, text)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+
+class Timestamp(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite would otherwise hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the register; use an aware UTC datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} id={getattr(self, 'id', '?')}>"
+
+
+class Library(Base):
+    __tablename__ = "library"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    isil: Mapped[str] = mapped_column(String(16), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # Canonicalisation rules for this library's local card numbers (see cardnumbers.py): data.
+    card_rules: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+
+    series: Mapped[list[CardSeries]] = relationship(back_populates="library", order_by="CardSeries.first_number")
+
+
+class CardSeries(Base):
+    """A contiguous range of national card numbers (the 9 digits after ``N``) a library reserved.
+
+    Ranges never overlap: PostgreSQL enforces it with an exclusion constraint, SQLite with a
+    trigger (both created by the migration), so a race between two reservations cannot win.
+    """
+
+    __tablename__ = "card_series"
+    __table_args__ = (
+        CheckConstraint("first_number >= 1 AND last_number >= first_number AND last_number <= 999999999",
+                        name="range"),
+        CheckConstraint("usage IN ('printed', 'digital')", name="usage"),
+        CheckConstraint("next_number >= first_number AND next_number <= last_number + 1", name="next"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    library_id: Mapped[int] = mapped_column(ForeignKey("library.id"), index=True)
+    first_number: Mapped[int] = mapped_column(BigInteger)
+    last_number: Mapped[int] = mapped_column(BigInteger)
+    # printed: numbers the library prints on cards; digital: numbers the register hands out itself.
+    usage: Mapped[str] = mapped_column(String(8))
+    next_number: Mapped[int] = mapped_column(BigInteger)
+    reserved_at: Mapped[datetime] = mapped_column(Timestamp())
+
+    library: Mapped[Library] = relationship(back_populates="series")
+
+
+_NATIONAL = text("local_library_id IS NULL")
+_LOCAL = text("local_library_id IS NOT NULL")
+
+
+class Patron(Base):
+    __tablename__ = "patron"
+    __table_args__ = (
+        # One national account per person; at most one local account per person and library.
+        Index("uq_patron_national_id", "national_id_hash", unique=True,
+              sqlite_where=_NATIONAL, postgresql_where=_NATIONAL),
+        Index("uq_patron_local_national_id", "national_id_hash", "local_library_id", unique=True,
+              sqlite_where=_LOCAL, postgresql_where=_LOCAL),
+        CheckConstraint("local_library_id IS NOT NULL OR national_id_hash IS NOT NULL", name="national_needs_id"),
+        CheckConstraint("status IN ('active', 'blocked')", name="status"),
+        CheckConstraint("NOT (address_secret AND (street IS NOT NULL OR postal_code IS NOT NULL OR city IS NOT NULL))",
+                        name="secret_address_not_stored"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    id_kind: Mapped[str | None] = mapped_column(String(8))
+    national_id_cipher: Mapped[bytes | None] = mapped_column(LargeBinary)
+    national_id_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    # NULL: a national account. Set: a local account that lives in that one library only.
+    local_library_id: Mapped[int | None] = mapped_column(ForeignKey("library.id"))
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    street: Mapped[str | None] = mapped_column(String(200))
+    postal_code: Mapped[str | None] = mapped_column(String(16))
+    city: Mapped[str | None] = mapped_column(String(100))
+    address_secret: Mapped[bool] = mapped_column(Boolean, default=False)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    email: Mapped[str | None] = mapped_column(String(254))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    loan_ban: Mapped[bool] = mapped_column(Boolean, default=False)
+    home_library_id: Mapped[int] = mapped_column(ForeignKey("library.id"))
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+    last_activity_at: Mapped[datetime] = mapped_column(Timestamp(), index=True)
+    inactivity_warned_at: Mapped[datetime | None] = mapped_column(Timestamp())
+
+    cards: Mapped[list[Card]] = relationship(back_populates="patron", order_by="Card.id")
+    memberships: Mapped[list[Membership]] = relationship(back_populates="patron", cascade="all, delete-orphan",
+                                                         passive_deletes=True)
+    home_library: Mapped[Library] = relationship(foreign_keys=[home_library_id])
+    local_library: Mapped[Library | None] = relationship(foreign_keys=[local_library_id])
+
+
+class Card(Base):
+    __tablename__ = "card"
+    __table_args__ = (
+        CheckConstraint("kind IN ('digital', 'printed', 'local')", name="kind"),
+        CheckConstraint("status IN ('active', 'retired')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Canonical form; unique nationally, and kept when retired so a number is never handed out twice.
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    library_id: Mapped[int] = mapped_column(ForeignKey("library.id"))
+    patron_id: Mapped[int | None] = mapped_column(ForeignKey("patron.id", ondelete="SET NULL"), index=True)
+    status: Mapped[str] = mapped_column(String(8), default="active")
+    issued_at: Mapped[datetime] = mapped_column(Timestamp())
+    retired_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    retired_reason: Mapped[str | None] = mapped_column(String(32))
+
+    patron: Mapped[Patron | None] = relationship(back_populates="cards")
+    library: Mapped[Library] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Card id={self.id} kind={self.kind} status={self.status}>"
+
+
+class Membership(Base):
+    """A patron is a patron of a library; full data flows only after the lending rules are accepted."""
+
+    __tablename__ = "membership"
+
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patron.id", ondelete="CASCADE"), primary_key=True)
+    library_id: Mapped[int] = mapped_column(ForeignKey("library.id"), primary_key=True, index=True)
+    added_at: Mapped[datetime] = mapped_column(Timestamp())
+    rules_accepted_at: Mapped[datetime | None] = mapped_column(Timestamp())
+
+    patron: Mapped[Patron] = relationship(back_populates="memberships")
+    library: Mapped[Library] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Membership patron={self.patron_id} library={self.library_id}>"
+
+
+class Guardianship(Base):
+    __tablename__ = "guardianship"
+
+    guardian_id: Mapped[int] = mapped_column(ForeignKey("patron.id", ondelete="CASCADE"), primary_key=True)
+    child_id: Mapped[int] = mapped_column(ForeignKey("patron.id", ondelete="CASCADE"), primary_key=True,
+                                          index=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+
+    def __repr__(self) -> str:
+        return f"<Guardianship guardian={self.guardian_id} child={self.child_id}>"
+
+
+class Credential(Base):
+    __tablename__ = "credential"
+    __table_args__ = (CheckConstraint("kind IN ('password', 'pin')", name="kind"),)
+
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patron.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    hash: Mapped[str] = mapped_column(String(255))
+    must_change: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp())
+
+    def __repr__(self) -> str:
+        return f"<Credential patron={self.patron_id} kind={self.kind}>"
+
+
+class Notification(Base):
+    """A message owed to a patron. ``data`` holds identifiers (an ISIL, a date), never personal data."""
+
+    __tablename__ = "notification"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patron.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+    delivered_at: Mapped[datetime | None] = mapped_column(Timestamp())
+
+
+class AuditEvent(Base):
+    """Who read or changed what. Survives the patron's deletion, so it holds ids only, no FK."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(Timestamp(), index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(40))
+    patron_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    library_id: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+__all__ = ["AuditEvent", "Base", "Card", "CardSeries", "Credential", "Guardianship", "Library", "Membership",
+           "Notification", "Patron"]

@@ -1,0 +1,259 @@
+"""Patrons: registration, lookup, contact data, credentials, reading the record, deletion."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select, update
+
+from idp.errors import Conflict, NotAllowed, NotFound, ValidationError
+from idp.registry.cards import issue_card, require_card
+from idp.registry.context import Registry
+from idp.registry.credentials import check_password_shape, check_pin_shape
+from idp.registry.libraries import get_library
+from idp.registry.models import Card, Credential, Membership, Patron
+from idp.registry.national_id import IdKind, NationalId, parse_national_id
+from idp.registry.records import PatronRecord, full_record
+
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
+_PHONE = re.compile(r"\+?\d{5,15}")
+
+
+@dataclass(frozen=True)
+class Address:
+    street: str
+    postal_code: str
+    city: str
+
+    def __repr__(self) -> str:
+        return "<Address>"
+
+
+@dataclass(frozen=True)
+class NewPatron:
+    name: str
+    home_library: str
+    national_id: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    address: Address | None = None
+    address_secret: bool = False
+    birth_date: date | None = None
+    local_card: str | None = None  # set: a local account of the home library with this card number
+    password: str | None = None
+    pin: str | None = None
+    password_must_change: bool = False
+
+    def __repr__(self) -> str:
+        return "<NewPatron>"
+
+
+def clean_name(name: str) -> str:
+    name = " ".join((name or "").split())
+    if not 1 <= len(name) <= 200 or not name.isprintable():
+        raise ValidationError("A name has 1 to 200 printable characters.")
+    return name
+
+
+def clean_email(email: str | None) -> str | None:
+    if email is None or email == "":
+        return None
+    email = email.strip()
+    if len(email) > 254 or not _EMAIL.fullmatch(email):
+        raise ValidationError("That is not an e-mail address (expected name@domain).")
+    return email
+
+
+def clean_phone(phone: str | None) -> str | None:
+    if phone is None or phone == "":
+        return None
+    compact = re.sub(r"[\s\-()]", "", phone)
+    if not _PHONE.fullmatch(compact):
+        raise ValidationError("A phone number has 5 to 15 digits, optionally after a +.")
+    return compact
+
+
+def _clean_address(address: Address | None) -> Address | None:
+    if address is None:
+        return None
+    parts = [" ".join((p or "").split()) for p in (address.street, address.postal_code, address.city)]
+    if any(len(p) > 200 or not p.isprintable() for p in parts) or len(parts[1]) > 16:
+        raise ValidationError("An address has a street, a postal code (16 characters at most) and a city, "
+                              "200 characters at most each.")
+    return Address(*parts) if any(parts) else None
+
+
+def _identity(reg: Registry, raw: str | None, *, national: bool) -> NationalId | None:
+    if raw is None or raw == "":
+        if national:
+            raise ValidationError("A national card needs a national identity number (fødselsnummer or D-nummer).")
+        return None
+    nid = parse_national_id(raw, today=reg.today())
+    if national and not nid.allows_national_card:
+        raise NotAllowed("A DUF number is not a national identity number: this person can only get a local card.")
+    return nid
+
+
+def register_patron(reg: Registry, new: NewPatron) -> tuple[Patron, Card]:
+    """Create a patron, their home-library membership and first card, all or nothing."""
+    national = new.local_card is None
+    name = clean_name(new.name)
+    email, phone = clean_email(new.email), clean_phone(new.phone)
+    address = _clean_address(new.address)
+    if new.password is not None:
+        check_password_shape(new.password)
+    if new.pin is not None:
+        check_pin_shape(new.pin)
+    nid = _identity(reg, new.national_id, national=national)
+    library = get_library(reg, new.home_library)
+    birth_date = nid.birth_date if nid and nid.birth_date else new.birth_date
+    if nid and nid.birth_date and new.birth_date and new.birth_date != nid.birth_date:
+        raise ValidationError("The birth date given does not match the national identity number.")
+    if birth_date and birth_date > reg.today():
+        raise ValidationError("A birth date cannot lie in the future.")
+    lookup = reg.cipher.lookup_hash(nid.value) if nid else None
+    if lookup is not None:
+        scope = Patron.local_library_id.is_(None) if national else Patron.local_library_id == library.id
+        if reg.session.scalar(select(Patron.id).where(Patron.national_id_hash == lookup, scope)) is not None:
+            where = "a national account" if national else f"a local account at {library.isil}"
+            raise Conflict(f"This person already has {where}.")
+    now = reg.now()
+    patron = Patron(
+        name=name, id_kind=nid.kind.value if nid else None,
+        national_id_cipher=reg.cipher.encrypt(nid.value, context=lookup) if nid and lookup else None,
+        national_id_hash=lookup, local_library_id=None if national else library.id, birth_date=birth_date,
+        address_secret=new.address_secret, phone=phone, email=email, status="active", loan_ban=False,
+        home_library_id=library.id, created_at=now, last_activity_at=now)
+    # A secret address is never stored: only its flag is (the National Library asks the same of libraries).
+    if address is not None and not new.address_secret:
+        patron.street, patron.postal_code, patron.city = address.street, address.postal_code, address.city
+    # Registering at a library is becoming its patron there and accepting its lending rules.
+    patron.memberships.append(Membership(library_id=library.id, added_at=now, rules_accepted_at=now))
+    reg.session.add(patron)
+    reg.session.flush()
+    reg.audit("patron.create", patron_id=patron.id, library_id=library.id,
+              account="national" if national else "local")
+    card = issue_card(reg, patron, library, kind="digital" if national else "local", number=new.local_card)
+    if new.password is not None:
+        set_secret(reg, patron, "password", new.password, must_change=new.password_must_change)
+    if new.pin is not None:
+        set_secret(reg, patron, "pin", new.pin)
+    return patron, card
+
+
+def find_by_national_id(reg: Registry, raw: str) -> Patron | None:
+    nid = parse_national_id(raw, today=reg.today())
+    return reg.session.scalar(select(Patron).where(Patron.national_id_hash == reg.cipher.lookup_hash(nid.value),
+                                                   Patron.local_library_id.is_(None)))
+
+
+def patron_by_card(reg: Registry, typed: str) -> Patron:
+    patron = require_card(reg, typed).patron
+    assert patron is not None
+    return patron
+
+
+def read_full_record(reg: Registry, patron: Patron, *, purpose: str) -> PatronRecord:
+    """The whole record, audited: every read of it leaves a trace with who read it and why."""
+    reg.audit("patron.read_full", patron_id=patron.id, purpose=purpose)
+    return full_record(patron)
+
+
+_UNSET: Any = object()
+
+
+def update_patron(reg: Registry, patron: Patron, *, name: str = _UNSET, email: str | None = _UNSET,
+                  phone: str | None = _UNSET, address: Address | None = _UNSET,
+                  address_secret: bool | None = None, loan_ban: bool | None = None,
+                  status: str | None = None) -> list[str]:
+    """Change what is given, validate all of it first; returns the names of the fields changed."""
+    changes: dict[str, Any] = {}
+    if name is not _UNSET:
+        changes["name"] = clean_name(name)
+    if email is not _UNSET:
+        changes["email"] = clean_email(email)
+    if phone is not _UNSET:
+        changes["phone"] = clean_phone(phone)
+    if status is not None:
+        if status not in ("active", "blocked"):
+            raise ValidationError("A patron's status is 'active' or 'blocked'.")
+        changes["status"] = status
+    if loan_ban is not None:
+        changes["loan_ban"] = bool(loan_ban)
+    secret = patron.address_secret if address_secret is None else bool(address_secret)
+    changes["address_secret"] = secret
+    if address is not _UNSET or secret:
+        cleaned = None if address is _UNSET else _clean_address(address)
+        kept = None if secret else cleaned
+        changes["street"], changes["postal_code"], changes["city"] = (
+            (kept.street, kept.postal_code, kept.city) if kept else (None, None, None))
+    changed = [k for k, v in changes.items() if getattr(patron, k) != v]
+    for key in changed:
+        setattr(patron, key, changes[key])
+    if changed:
+        reg.session.flush()
+        reg.audit("patron.update", patron_id=patron.id, fields=sorted(changed))
+    return changed
+
+
+def set_secret(reg: Registry, patron: Patron, kind: str, value: str, *, must_change: bool = False) -> None:
+    (check_pin_shape if kind == "pin" else check_password_shape)(value)
+    credential = reg.session.get(Credential, (patron.id, kind))
+    hashed = reg.hasher.hash(value)
+    if credential is None:
+        reg.session.add(Credential(patron_id=patron.id, kind=kind, hash=hashed, must_change=must_change,
+                                   updated_at=reg.now()))
+    else:
+        credential.hash, credential.must_change, credential.updated_at = hashed, must_change, reg.now()
+    reg.session.flush()
+    reg.audit(f"patron.set_{kind}", patron_id=patron.id, must_change=must_change)
+
+
+@dataclass(frozen=True)
+class SecretCheck:
+    ok: bool
+    must_change: bool = False
+
+
+def verify_secret(reg: Registry, patron: Patron | None, kind: str, value: str) -> SecretCheck:
+    """Check a password or PIN. Same cost for an unknown patron; upgrades an outdated hash."""
+    credential = reg.session.get(Credential, (patron.id, kind)) if patron is not None else None
+    result = reg.hasher.verify(credential.hash if credential else None, value)
+    if not result.ok or credential is None or patron is None or patron.status != "active":
+        return SecretCheck(False)
+    if result.new_hash:
+        credential.hash = result.new_hash
+    return SecretCheck(True, credential.must_change)
+
+
+def record_activity(reg: Registry, patron: Patron) -> None:
+    """Any use of the card (a login, a loan reported by a library) keeps the entry alive."""
+    patron.last_activity_at = reg.now()
+    patron.inactivity_warned_at = None
+
+
+def delete_patron(reg: Registry, patron: Patron, *, reason: str = "patron_request") -> list[str]:
+    """Delete the entry; return the ISILs of the libraries where the person remains a patron.
+
+    Loans and claims are the libraries' business, so each membership is reported back. Card rows
+    stay, retired and unlinked, so that no number is ever handed to someone else.
+    """
+    if patron is None:
+        raise NotFound("No such patron.")
+    remaining = sorted(m.library.isil for m in patron.memberships)
+    now = reg.now()
+    reg.session.execute(update(Card).where(Card.patron_id == patron.id, Card.status == "active")
+                        .values(status="retired", retired_at=now, retired_reason="deleted"))
+    reg.session.execute(update(Card).where(Card.patron_id == patron.id).values(patron_id=None))
+    reg.audit("patron.delete", patron_id=patron.id, reason=reason, libraries=remaining)
+    reg.session.delete(patron)
+    reg.session.flush()
+    return remaining
+
+
+__all__ = ["Address", "IdKind", "NewPatron", "SecretCheck", "delete_patron", "find_by_national_id",
+           "patron_by_card", "read_full_record", "record_activity", "register_patron", "set_secret",
+           "update_patron", "verify_secret"]

@@ -1,0 +1,60 @@
+"""The three-year inactivity rule: warn 30 days ahead, then delete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from idp.registry.context import Registry
+from idp.registry.dates import years_before
+from idp.registry.guardians import end_outgrown_guardianships
+from idp.registry.models import Patron
+from idp.registry.patrons import delete_patron
+
+INACTIVE_YEARS = 3
+WARNING_DAYS = 30
+
+
+@dataclass
+class PurgeReport:
+    warned: list[int] = field(default_factory=list)
+    deleted: list[int] = field(default_factory=list)
+    guardianships_ended: list[int] = field(default_factory=list)
+    dry_run: bool = False
+
+
+def purge_inactive(reg: Registry, *, dry_run: bool = False) -> PurgeReport:
+    """Warn entries that will reach three idle years within 30 days; delete those that reached it.
+
+    An entry is never deleted without a warning at least 30 days old, so a patron always has
+    that much time to use the card (any activity clears the warning).
+    """
+    now = reg.now()
+    report = PurgeReport(dry_run=dry_run)
+    expiry_cutoff = years_before(now, INACTIVE_YEARS)
+    warn_cutoff = expiry_cutoff + timedelta(days=WARNING_DAYS)
+
+    due = reg.session.scalars(select(Patron).where(
+        Patron.last_activity_at <= expiry_cutoff, Patron.inactivity_warned_at.is_not(None),
+        Patron.inactivity_warned_at <= now - timedelta(days=WARNING_DAYS)).order_by(Patron.id))
+    for patron in list(due):
+        report.deleted.append(patron.id)
+        if not dry_run:
+            delete_patron(reg, patron, reason="inactive_3_years")
+
+    to_warn = reg.session.scalars(select(Patron).where(
+        Patron.last_activity_at <= warn_cutoff, Patron.inactivity_warned_at.is_(None)).order_by(Patron.id))
+    for patron in list(to_warn):
+        report.warned.append(patron.id)
+        if not dry_run:
+            patron.inactivity_warned_at = now
+            deletion_on = max(now + timedelta(days=WARNING_DAYS),
+                              years_before(patron.last_activity_at, -INACTIVE_YEARS))
+            reg.notify(patron.id, "inactivity_warning", deletion_on=deletion_on.date().isoformat())
+            reg.audit("patron.inactivity_warning", patron_id=patron.id)
+
+    report.guardianships_ended = end_outgrown_guardianships(reg, dry_run=dry_run)
+    reg.session.flush()
+    return report

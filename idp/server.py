@@ -1,0 +1,40 @@
+"""Running the app under gunicorn, started from ``idp serve`` / ``idp demo``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from idp.settings import Settings
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self._settings = settings
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from idp import create_app
+
+        return create_app(self._settings)
+
+
+def run(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        # Each worker builds its own engine and connections after the fork.
+        "preload_app": False,
+        "accesslog": "-",
+        # The default access log format includes the query string, which can carry codes and tokens.
+        "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss',
+        "forwarded_allow_ips": "127.0.0.1",
+        "timeout": 30,
+    }
+    _Gunicorn(settings, options).run()

@@ -1,0 +1,61 @@
+"""Wiring from settings to the long-lived parts (database, keys, hasher, state).
+
+Built once per process by the CLI and by the app factory; holds no request data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from idp import migrate
+from idp.db import make_engine, session_factory, transaction
+from idp.errors import ConfigError
+from idp.registry.context import Registry
+from idp.registry.credentials import SecretHasher
+from idp.registry.crypto import FieldCipher
+from idp.registry.dates import utcnow
+from idp.settings import Settings
+from idp.state import MemoryState, RedisState, make_state
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    cipher: FieldCipher
+    hasher: SecretHasher
+    state: RedisState | MemoryState
+    clock: Callable[[], datetime] = utcnow
+
+    @contextmanager
+    def registry(self, actor: str) -> Iterator[Registry]:
+        """A register transaction: committed if the block returns, rolled back if it raises."""
+        with transaction(self.sessions) as session:
+            yield Registry(session=session, cipher=self.cipher, hasher=self.hasher, actor=actor, clock=self.clock)
+
+    def require_current_schema(self) -> None:
+        current, head = migrate.current_revision(self.engine), migrate.head_revision()
+        if current != head:
+            raise ConfigError("the database schema is not current "
+                              f"({current or 'empty'}, expected {head}); run: idp db upgrade")
+
+    def close(self) -> None:
+        self.state.close()
+        self.engine.dispose()
+
+
+def build_services(settings: Settings) -> Services:
+    engine = make_engine(settings.database_url)
+    return Services(
+        settings=settings, engine=engine, sessions=session_factory(engine),
+        cipher=FieldCipher(settings.data_key_bytes()),
+        hasher=SecretHasher(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
+                            parallelism=settings.argon2_parallelism),
+        state=make_state(settings.redis_url))

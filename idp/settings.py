@@ -1,0 +1,220 @@
+"""The one settings object: defaults < TOML file (``IDP_CONFIG``) < ``IDP_*`` environment.
+
+Validated once at start-up. Unknown keys are refused rather than ignored, so a typo such as
+``IDP_DATABSE_URL`` cannot silently leave production on the embedded SQLite default.
+
+Relative paths resolve against the *home* directory, never the working directory, so every
+command behaves the same wherever it is started: ``IDP_HOME`` if set, else the source checkout
+that holds this package (``make demo``), else ``~/.local/share/patron-idp``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from idp.errors import ConfigError
+
+ENV_PREFIX = "IDP_"
+# IDP_* variables that steer loading or the test suite rather than name a setting.
+_NOT_SETTINGS = {"IDP_CONFIG", "IDP_HOME"}
+_NOT_SETTINGS_PREFIXES = ("IDP_TEST_",)
+
+# OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1.
+OWASP_ARGON2_MIN_MEMORY_KIB = 19 * 1024
+OWASP_ARGON2_MIN_TIME_COST = 2
+
+SECRET_FILES = {"secret_key": "secret_key", "data_key": "data_key"}
+
+
+class Mode(StrEnum):
+    PRODUCTION = "production"
+    DEVELOPMENT = "development"
+
+
+def default_home() -> Path:
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "idp").is_dir():
+        return checkout
+    return Path.home() / ".local" / "share" / "patron-idp"
+
+
+def _is_loopback(host: str | None) -> bool:
+    return host in {"127.0.0.1", "localhost", "::1"}
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Mode = Mode.PRODUCTION
+    home: Path = Field(default_factory=default_home)
+    database_url: str = ""
+    redis_url: str | None = None
+    issuer: str = "http://127.0.0.1:5000"
+    secret_key: SecretStr | None = None
+    data_key: SecretStr | None = None
+    keys_dir: Path = Path("keys")
+    log_level: str = "INFO"
+    argon2_time_cost: int = Field(default=OWASP_ARGON2_MIN_TIME_COST, ge=1)
+    argon2_memory_kib: int = Field(default=OWASP_ARGON2_MIN_MEMORY_KIB, ge=8)
+    argon2_parallelism: int = Field(default=1, ge=1, le=16)
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_is_base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("IDP_ISSUER must be an absolute http(s) URL, e.g. https://login.example.no")
+        if parts.query or parts.fragment:
+            raise ValueError("IDP_ISSUER must not have a query or fragment")
+        return value.rstrip("/")
+
+    @field_validator("data_key")
+    @classmethod
+    def _data_key_is_32_bytes(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(_decode_key(value.get_secret_value())) != 32:
+            raise ValueError("IDP_DATA_KEY must be 32 bytes, base64url-encoded (generate one with: idp keys new-secret)")
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> Settings:
+        home = self.home.expanduser().resolve()
+        object.__setattr__(self, "home", home)
+        if not self.keys_dir.is_absolute():
+            object.__setattr__(self, "keys_dir", home / self.keys_dir)
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{home / 'var' / 'idp.sqlite3'}")
+        return self
+
+    @model_validator(mode="after")
+    def _production_is_strict(self) -> Settings:
+        if self.mode is not Mode.PRODUCTION:
+            return self
+        parts = urlsplit(self.issuer)
+        if parts.scheme != "https" and not _is_loopback(parts.hostname):
+            raise ValueError("IDP_ISSUER must use https in production")
+        if (self.argon2_memory_kib < OWASP_ARGON2_MIN_MEMORY_KIB
+                or self.argon2_time_cost < OWASP_ARGON2_MIN_TIME_COST):
+            raise ValueError("argon2 parameters below the OWASP minimum (m=19 MiB, t=2) are for tests only, "
+                             "not production")
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.mode is Mode.DEVELOPMENT
+
+    def data_key_bytes(self) -> bytes:
+        if self.data_key is None:
+            raise ConfigError("IDP_DATA_KEY is not set")
+        return _decode_key(self.data_key.get_secret_value())
+
+
+def _decode_key(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text.strip() + "=" * (-len(text.strip()) % 4))
+    except (ValueError, TypeError):
+        return b""
+
+
+def new_secret() -> str:
+    """A fresh 32-byte secret, base64url without padding (the format of both keys)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"IDP_CONFIG names {path}, which does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return {str(k).lower(): v for k, v in data.items()}
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name in _NOT_SETTINGS or name.startswith(_NOT_SETTINGS_PREFIXES):
+            continue
+        values[name[len(ENV_PREFIX):].lower()] = value
+    return values
+
+
+def _secrets_from_files(keys_dir: Path, values: dict[str, Any]) -> None:
+    """Secrets not given directly may sit in files in the keys directory (e.g. a mounted secret)."""
+    for field, filename in SECRET_FILES.items():
+        path = keys_dir / filename
+        if values.get(field) is None and path.is_file():
+            values[field] = path.read_text().strip()
+
+
+def _generate_dev_secrets(keys_dir: Path, values: dict[str, Any]) -> None:
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    for field, filename in SECRET_FILES.items():
+        if values.get(field) is None:
+            path = keys_dir / filename
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(new_secret() + "\n")
+            values[field] = path.read_text().strip()
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Load and validate the settings; raise ConfigError with a message naming what is wrong.
+
+    In development mode missing secrets are generated into the keys directory; in production a
+    missing one refuses to start.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    if env.get("IDP_HOME"):
+        values["home"] = env["IDP_HOME"]
+    if env.get("IDP_CONFIG"):
+        values.update(_read_toml(Path(env["IDP_CONFIG"]).expanduser()))
+    values.update(_from_env(env))
+    values.update(overrides)
+    try:
+        # First pass resolves paths and mode; secrets from files are added before the final one.
+        draft = Settings(**{k: v for k, v in values.items() if k not in SECRET_FILES})
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+    _secrets_from_files(draft.keys_dir, values)
+    if draft.is_development:
+        _generate_dev_secrets(draft.keys_dir, values)
+    missing = [f for f in SECRET_FILES if values.get(f) is None]
+    if missing:
+        names = ", ".join(f"IDP_{f.upper()}" for f in missing)
+        raise ConfigError(f"{names} not set: give it in the environment, in IDP_CONFIG, or as a file in "
+                          f"{draft.keys_dir}; refusing to start in production mode without it")
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+
+
+def _explain(exc: ValidationError) -> str:
+    """One readable line per problem, naming the setting as the operator writes it; never the value."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        name = f"IDP_{loc.upper()}" if loc else "settings"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{name}: unknown setting")
+        else:
+            lines.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
+    return "invalid configuration: " + "; ".join(lines)

@@ -1,0 +1,33 @@
+"""The landing page and the health check."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, render_template
+from flask.typing import ResponseReturnValue
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from idp.web import services
+
+bp = Blueprint("pages", __name__)
+
+
+@bp.get("/")
+def landing() -> ResponseReturnValue:
+    return render_template("landing.html", issuer=services().settings.issuer)
+
+
+@bp.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    """Liveness and readiness for a load balancer: the database and (if configured) Redis answer."""
+    svc = services()
+    checks: dict[str, str] = {}
+    try:
+        with svc.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except SQLAlchemyError:
+        checks["database"] = "unreachable"
+    checks["state"] = ("ok" if svc.state.ping() else "unreachable") if svc.settings.redis_url else "memory"
+    healthy = "unreachable" not in checks.values()
+    return jsonify(status="ok" if healthy else "unavailable", checks=checks), 200 if healthy else 503

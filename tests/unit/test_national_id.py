@@ -12,42 +12,9 @@ import pytest
 
 from idp.errors import InvalidNationalId
 from idp.registry.national_id import IdKind, NationalId, parse_national_id
+from tests.nin import DUF_WEIGHTS, K1_WEIGHTS, K2_WEIGHTS, control, duf, fnr, with_controls
 
 TODAY = date(2025, 6, 1)
-
-K1_WEIGHTS = (3, 7, 6, 1, 8, 9, 4, 5, 2)
-K2_WEIGHTS = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
-DUF_WEIGHTS = (4, 6, 3, 2, 4, 6, 3, 2, 7, 5)
-
-
-def control(digits: str, weights: tuple[int, ...]) -> int:
-    """Mod-11 control digit; 10 means no valid number exists for these digits."""
-    return (11 - sum(int(d) * w for d, w in zip(digits, weights, strict=True)) % 11) % 11
-
-
-def with_controls(nine: str) -> str | None:
-    k1 = control(nine, K1_WEIGHTS)
-    if k1 == 10:
-        return None
-    k2 = control(nine + str(k1), K2_WEIGHTS)
-    if k2 == 10:
-        return None
-    return f"{nine}{k1}{k2}"
-
-
-def fnr(ddmmyy: str, individuals: range) -> str:
-    """First number with valid control digits for this date among ``individuals``."""
-    for individual in individuals:
-        number = with_controls(f"{ddmmyy}{individual:03d}")
-        if number is not None:
-            return number
-    raise AssertionError("no individual number in range gives valid control digits")
-
-
-def duf(year: int, serial: int) -> str:
-    ten = f"{year:04d}{serial:06d}"
-    return ten + f"{sum(int(d) * w for d, w in zip(ten, DUF_WEIGHTS, strict=True)) % 11:02d}"
-
 
 def parse(raw: object) -> NationalId:
     return parse_national_id(raw, today=TODAY)  # type: ignore[arg-type]

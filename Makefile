@@ -1,0 +1,31 @@
+# patron-idp: the two commands a newcomer needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install demo test bench-register clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is needed ($(PYTHON))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Development keys, an SQLite database with demo data, and the IdP on http://127.0.0.1:5000
+demo: $(STAMP)
+	IDP_MODE=development $(VENV)/bin/idp demo
+
+## The whole suite: on the embedded default and on PostgreSQL + Redis (see README)
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Load 1 million synthetic patrons into PostgreSQL and print import rate and lookup latency
+bench-register: $(STAMP)
+	$(PY) bench/register.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

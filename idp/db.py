@@ -16,8 +16,13 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, **kwargs)
+        # pysqlite's own transaction handling is off (isolation_level=None) so that every
+        # transaction starts with BEGIN IMMEDIATE: it takes the write lock up front, instead of
+        # failing with "database is locked" when a reader later tries to write after another
+        # writer committed. SQLite is the single-process embedded default; that is fine there.
+        engine = create_engine(url, connect_args={"isolation_level": None}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         # Plain postgresql:// means psycopg 3 here, the driver we install.

@@ -86,7 +86,7 @@ class RuleSet:
 
     def apply(self, text: str) -> str:
         for pattern, replace in self.rules:
-            text = pattern.sub(replace, text, count=1)
+            text = pattern.sub(replace, text)
         return text
 
 

@@ -49,9 +49,8 @@ def issue_card(reg: Registry, patron: Patron, library: Library, *, kind: str, nu
     if kind == "printed":
         for old in _active(patron, "digital"):
             _retire(reg, old, "replaced_by_printed")
-    card = Card(number=canonical_number, kind=kind, library_id=library.id, patron_id=patron.id,
-                status="active", issued_at=reg.now())
-    reg.session.add(card)
+    card = Card(number=canonical_number, kind=kind, library_id=library.id, status="active", issued_at=reg.now())
+    patron.cards.append(card)
     reg.session.flush()
     reg.audit("card.issue", patron_id=patron.id, library_id=library.id, card_id=card.id, kind=kind)
     return card
@@ -140,14 +139,14 @@ def merge_local_card(reg: Registry, local_typed: str, national_typed: str) -> Pa
     if source.national_id_hash is not None and source.national_id_hash != target.national_id_hash:
         raise Conflict("These cards belong to different people (their national identity numbers differ).")
     for membership in list(source.memberships):
-        _move_membership(reg, membership, target)
+        _move_membership(membership, target)
     reg.session.execute(update(Guardianship).where(Guardianship.guardian_id == source.id)
                         .values(guardian_id=target.id))
     reg.session.execute(update(Guardianship).where(Guardianship.child_id == source.id)
                         .values(child_id=target.id))
     for card in _active(source):
         _retire(reg, card, "merged")
-        card.patron_id = target.id
+        card.patron = target  # the retired number stays linked to the account it was merged into
     reg.session.flush()
     reg.audit("patron.merge", patron_id=target.id, library_id=source.local_library_id, merged_patron_id=source.id)
     reg.session.delete(source)
@@ -155,14 +154,14 @@ def merge_local_card(reg: Registry, local_typed: str, national_typed: str) -> Pa
     return target
 
 
-def _move_membership(reg: Registry, membership: Membership, target: Patron) -> None:
+def _move_membership(membership: Membership, target: Patron) -> None:
     existing = next((m for m in target.memberships if m.library_id == membership.library_id), None)
     if existing is None:
         target.memberships.append(Membership(library_id=membership.library_id, added_at=membership.added_at,
                                              rules_accepted_at=membership.rules_accepted_at))
     elif existing.rules_accepted_at is None:
         existing.rules_accepted_at = membership.rules_accepted_at
-    reg.session.delete(membership)
+    membership.patron.memberships.remove(membership)  # delete-orphan removes the old row
 
 
 __all__ = ["KINDS", "find_card", "issue_card", "merge_local_card", "require_card"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from idp.errors import Conflict, NotFound, SeriesOverlap, ValidationError
@@ -18,7 +18,7 @@ _ISIL = re.compile(r"[A-Z]{1,4}-[A-Za-z0-9:/\-]{1,11}")
 MAX_SERIES = 10**NATIONAL_DIGITS - 1
 MAX_SERIES_COUNT = 1_000_000
 USAGES = ("printed", "digital")
-_RESERVE_ATTEMPTS = 5
+_SERIES_LOCK = 0x5E_41E5  # any constant unique to this lock
 
 
 def canonical_isil(isil: str) -> str:
@@ -75,6 +75,7 @@ def reserve_series(reg: Registry, isil: str, count: int, *, first: int | None = 
     Without it the next free range after every existing one is taken; a concurrent reservation
     that wins the race only costs a retry (the database constraint decides, not this code).
     """
+    _serialise_reservations(reg)
     library = get_library(reg, isil)
     if usage not in USAGES:
         raise ValidationError("A series is reserved for 'printed' or 'digital' cards.")
@@ -82,31 +83,37 @@ def reserve_series(reg: Registry, isil: str, count: int, *, first: int | None = 
         raise ValidationError(f"A series holds 1 to {MAX_SERIES_COUNT:,} numbers.")
     if first is not None and (not isinstance(first, int) or first < 1):
         raise ValidationError("A series starts at N000000001 or later.")
-    for _attempt in range(_RESERVE_ATTEMPTS):
-        start = first if first is not None else _next_free(reg)
-        last = start + count - 1
-        if last > MAX_SERIES:
-            raise SeriesOverlap(f"No room for {count:,} numbers there: national numbers end at "
-                                f"{national_number(MAX_SERIES)}.")
-        if first is not None:
-            clash = _overlapping(reg, start, last)
-            if clash is not None:
-                raise SeriesOverlap(f"{national_number(start)}-{national_number(last)} overlaps "
-                                    f"{describe_series(clash)}, reserved by {clash.library.isil}.")
-        series = CardSeries(library_id=library.id, first_number=start, last_number=last, usage=usage,
-                            next_number=start, reserved_at=reg.now())
-        try:
-            with reg.session.begin_nested():
-                reg.session.add(series)
-                reg.session.flush()
-        except IntegrityError:
-            if first is not None:
-                raise SeriesOverlap(f"{national_number(start)}-{national_number(last)} overlaps a series "
-                                    "another reservation took at the same moment.") from None
-            continue
-        reg.audit("series.reserve", library_id=library.id, first=start, last=last, usage=usage)
-        return series
-    raise Conflict("Too many concurrent reservations; try again.")
+    start = first if first is not None else _next_free(reg)
+    last = start + count - 1
+    if last > MAX_SERIES:
+        raise SeriesOverlap(f"No room for {count:,} numbers there: national numbers end at "
+                            f"{national_number(MAX_SERIES)}.")
+    clash = _overlapping(reg, start, last)
+    if clash is not None:
+        raise SeriesOverlap(f"{national_number(start)}-{national_number(last)} overlaps "
+                            f"{describe_series(clash)}, reserved by {clash.library.isil}.")
+    series = CardSeries(library_id=library.id, first_number=start, last_number=last, usage=usage,
+                        next_number=start, reserved_at=reg.now())
+    try:
+        with reg.session.begin_nested():
+            reg.session.add(series)
+            reg.session.flush()
+    except IntegrityError:
+        # Only a writer that bypassed the lock above can get here; the constraint still holds.
+        raise SeriesOverlap(f"{national_number(start)}-{national_number(last)} overlaps a series reserved "
+                            "at the same moment; try again.") from None
+    reg.audit("series.reserve", library_id=library.id, first=start, last=last, usage=usage)
+    return series
+
+
+def _serialise_reservations(reg: Registry) -> None:
+    """Reservations are rare: queue them, so "the next free range" is computed by one at a time.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: writers are serialised already.
+    The overlap constraint in the database remains the guarantee; this only spares retries.
+    """
+    if reg.session.get_bind().dialect.name == "postgresql":
+        reg.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SERIES_LOCK})
 
 
 def _next_free(reg: Registry) -> int:

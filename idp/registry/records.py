@@ -13,6 +13,15 @@ from typing import Any
 from idp.registry.models import Patron
 
 
+def _plain(value: Any) -> Any:
+    """dataclasses.asdict keeps tuples; callers serialise to JSON, which wants lists."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 @dataclass(frozen=True)
 class CardView:
     number: str
@@ -35,7 +44,7 @@ class LimitedRecord:
     full: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return _plain(asdict(self))
 
     def __repr__(self) -> str:
         return "<LimitedRecord>"
@@ -62,7 +71,7 @@ class PatronRecord:
     full: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = _plain(asdict(self))
         for key in ("birth_date", "created_at", "last_activity_at"):
             data[key] = data[key].isoformat() if data[key] is not None else None
         return data

@@ -1,0 +1,67 @@
+"""A guardian creates a card for a child under 15; the link lasts while the child is under 15."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select
+
+from idp.errors import NotAllowed
+from idp.registry import guardians
+from idp.registry.models import Guardianship, Patron
+from idp.services import Services
+from tests.conftest import FakeClock
+from tests.unit.factories import library, new_patron, patron
+
+CHILD_BORN = date(2016, 6, 1)
+
+
+def test_a_guardian_creates_a_card_for_a_child(services: Services) -> None:
+    with services.registry("test") as reg:
+        library(reg)
+        parent, _ = patron(reg)
+        child, card = guardians.register_child(reg, parent, new_patron(CHILD_BORN, name="Emma"))
+        assert card.kind == "digital" and child.birth_date == CHILD_BORN
+        assert [g.id for g in guardians.guardians_of(reg, child)] == [parent.id]
+
+
+def test_from_15_a_child_registers_alone(services: Services) -> None:
+    with services.registry("test") as reg:
+        library(reg)
+        parent, _ = patron(reg)
+    with pytest.raises(NotAllowed, match="15"), services.registry("test") as reg:
+        guardians.register_child(reg, reg.session.get(Patron, parent.id), new_patron(date(2011, 11, 23), name="Teen"))
+    with services.registry("test") as reg:
+        assert reg.session.scalar(select(func.count()).select_from(Patron)) == 1  # the teen's rows rolled back
+
+
+def test_a_minor_cannot_be_a_guardian(services: Services) -> None:
+    with services.registry("test") as reg:
+        library(reg)
+        young, _ = patron(reg, date(2010, 1, 1))
+        with pytest.raises(NotAllowed, match="adult"):
+            guardians.register_child(reg, young, new_patron(CHILD_BORN, nth=0))
+
+
+def test_the_link_ends_on_the_15th_birthday_oslo_time(services: Services, clock: FakeClock) -> None:
+    from datetime import UTC, datetime
+
+    with services.registry("test") as reg:
+        library(reg)
+        parent, _ = patron(reg)
+        child, _ = guardians.register_child(reg, parent, new_patron(CHILD_BORN, name="Emma"))
+        child_id = child.id
+    # 22:30 UTC on 31 May 2031 is already 1 June (the birthday) in Oslo.
+    clock.now = datetime(2031, 5, 31, 21, 30, tzinfo=UTC)
+    with services.registry("test") as reg:
+        assert guardians.guardians_of(reg, reg.session.get(Patron, child_id)) != []
+        assert guardians.end_outgrown_guardianships(reg) == []
+    clock.now = datetime(2031, 5, 31, 22, 30, tzinfo=UTC)
+    with services.registry("test") as reg:
+        assert guardians.guardians_of(reg, reg.session.get(Patron, child_id)) == []
+        assert guardians.end_outgrown_guardianships(reg, dry_run=True) == [child_id]
+    with services.registry("test") as reg:
+        assert guardians.end_outgrown_guardianships(reg) == [child_id]
+    with services.registry("test") as reg:
+        assert reg.session.scalar(select(func.count()).select_from(Guardianship)) == 0

@@ -1,0 +1,301 @@
+"""Patrons: registration, identity numbers at rest, cards, contact data, credentials, deletion."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select, text
+
+from idp.errors import CardOutsideSeries, Conflict, InvalidCardNumber, InvalidNationalId, NotAllowed, NotFound, \
+    ValidationError
+from idp.registry import cards, libraries, patrons
+from idp.registry.cardnumbers import BIBLIOMO_RULES
+from idp.registry.context import Registry
+from idp.registry.models import AuditEvent, Card, Credential, Membership, Notification, Patron
+from idp.services import Services
+from tests.nin import duf, person
+from tests.unit.factories import ADULT_BORN, library, new_patron, patron
+
+
+def counts(services: Services) -> dict[str, int]:
+    with services.registry("test") as reg:
+        return {model.__tablename__: reg.session.scalar(select(func.count()).select_from(model))
+                for model in (Patron, Card, Membership, Credential, Notification)}
+
+
+@pytest.fixture
+def oslo(services: Services) -> None:
+    with services.registry("test") as reg:
+        library(reg)
+
+
+# -- registration -------------------------------------------------------------------------
+
+def test_a_national_patron_gets_a_digital_card_from_the_home_library_series(services: Services, oslo: None) -> None:
+    with services.registry("test") as reg:
+        p, card = patron(reg)
+        digital = next(s for s in libraries.get_library(reg, "NO-2030000").series if s.usage == "digital")
+        assert card.kind == "digital" and card.number == f"N{digital.first_number:09d}"
+        assert p.birth_date == ADULT_BORN  # taken from the id once, stored
+        assert p.home_library.isil == "NO-2030000"
+        assert [(m.library.isil, m.rules_accepted_at is not None) for m in p.memberships] == [("NO-2030000", True)]
+    with services.registry("test") as reg:
+        assert cards.find_card(reg, card.number.lower()).patron.name == "Kari Nordmann"
+
+
+def test_the_national_id_is_encrypted_at_rest_and_found_by_keyed_hash(services: Services, oslo: None) -> None:
+    nin = person(ADULT_BORN)
+    with services.registry("test") as reg:
+        patron(reg)
+    with services.engine.connect() as connection:
+        raw = connection.execute(text("SELECT * FROM patron")).one()._mapping
+    dumped = repr(dict(raw)).encode() + b"".join(v for v in raw.values() if isinstance(v, bytes))
+    assert nin.encode() not in dumped and nin[:6].encode() + nin[6:].encode() not in dumped
+    with services.registry("test") as reg:
+        found = patrons.find_by_national_id(reg, f"{nin[:6]} {nin[6:]}")
+        assert found is not None and found.name == "Kari Nordmann"
+        assert reg.cipher.decrypt(found.national_id_cipher, context=found.national_id_hash) == nin
+        assert patrons.find_by_national_id(reg, person(ADULT_BORN, 1)) is None
+
+
+def test_the_same_person_cannot_register_twice(services: Services, oslo: None) -> None:
+    with services.registry("test") as reg:
+        patron(reg)
+    before = counts(services)
+    with pytest.raises(Conflict) as info, services.registry("test") as reg:
+        patron(reg, name="Someone Else")
+    assert person(ADULT_BORN) not in info.value.message
+    assert counts(services) == before
+
+
+@pytest.mark.parametrize("bad", ["", "12345678901", "0101901234", "abcdefghijk", "1" * 5000])
+def test_malformed_national_ids_are_refused_and_nothing_is_written(services: Services, oslo: None,
+                                                                   bad: str) -> None:
+    before = counts(services)
+    with pytest.raises(ValidationError) as info, services.registry("test") as reg:
+        patron(reg, national_id=bad)
+    if len(bad) > 3:
+        assert bad[:6] not in info.value.message
+    assert counts(services) == before
+
+
+def test_a_duf_number_gets_only_a_local_card(services: Services) -> None:
+    with services.registry("test") as reg:
+        library(reg, "IT-MO0001", "BiblioMo", digital=0, printed=0, rules=BIBLIOMO_RULES)
+    with pytest.raises(NotAllowed, match="DUF"), services.registry("test") as reg:
+        patron(reg, national_id=duf(2019, 123456), home_library="IT-MO0001")
+    with services.registry("test") as reg:
+        p, card = patron(reg, national_id=duf(2019, 123456), home_library="IT-MO0001", local_card="u0003125",
+                         birth_date=date(1990, 1, 1))
+        assert (card.kind, card.number, p.id_kind, p.local_library.isil) == ("local", "U03125", "duf", "IT-MO0001")
+        with pytest.raises(NotAllowed, match="DUF|local"):
+            cards.issue_card(reg, p, p.home_library, kind="digital")
+
+
+def test_a_local_card_cannot_look_like_a_national_one(services: Services, oslo: None) -> None:
+    with pytest.raises(InvalidCardNumber, match="national"), services.registry("test") as reg:
+        patron(reg, local_card="N000000007")
+
+
+def test_when_the_card_cannot_be_issued_no_patron_is_left_behind(services: Services) -> None:
+    with services.registry("test") as reg:
+        library(reg, digital=0)
+    with pytest.raises(CardOutsideSeries) as info, services.registry("test") as reg:
+        patron(reg)
+    assert "NO-2030000" in info.value.message and "idp series reserve NO-2030000" in info.value.message
+    assert counts(services) == {"patron": 0, "card": 0, "membership": 0, "credential": 0, "notification": 0}
+
+
+def test_a_digital_series_runs_out_cleanly(services: Services) -> None:
+    with services.registry("test") as reg:
+        library(reg, digital=2)
+        patron(reg, nth=0), patron(reg, nth=1)
+    with pytest.raises(CardOutsideSeries, match="no free number"), services.registry("test") as reg:
+        patron(reg, nth=2)
+    assert counts(services)["patron"] == 2
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("email", "not-an-address"), ("email", "a@b"), ("phone", "12"), ("phone", "call me"), ("name", ""),
+    ("name", "x" * 201), ("home_library", "NO-9999999"), ("password", "short"), ("password", "x" * 257),
+    ("pin", "123"), ("pin", "1234567"), ("pin", "12a4"), ("birth_date", date(1999, 1, 1)),
+])
+def test_bad_fields_are_refused_and_nothing_is_written(services: Services, oslo: None, field: str,
+                                                       value: object) -> None:
+    with pytest.raises((ValidationError, NotFound)), services.registry("test") as reg:
+        patron(reg, **{field: value})
+    assert counts(services)["patron"] == 0
+
+
+def test_phone_and_email_are_tidied(reg: Registry) -> None:
+    library(reg)
+    p, _ = patron(reg, phone=" +47 (999) 99-999 ", email=" kari@example.org ")
+    assert (p.phone, p.email) == ("+4799999999", "kari@example.org")
+
+
+# -- cards ------------------------------------------------------------------------------------
+
+def test_a_printed_card_replaces_the_digital_one_and_keeps_the_account(reg: Registry) -> None:
+    library(reg)
+    p, digital = patron(reg)
+    printed_series = next(s for s in p.home_library.series if s.usage == "printed")
+    number = f"n {printed_series.first_number + 5:09d}"
+    printed = cards.issue_card(reg, p, p.home_library, kind="printed", number=number)
+    assert cards.find_card(reg, digital.number) is None
+    assert cards.find_card(reg, number).patron_id == p.id
+    assert digital.status == "retired" and digital.retired_reason == "replaced_by_printed"
+    assert [c.number for c in p.cards if c.status == "active"] == [printed.number]
+
+
+def test_a_card_outside_the_library_series_is_refused_naming_library_and_series(reg: Registry) -> None:
+    library(reg)
+    library(reg, "NO-4601000", "Bergen")
+    p, _ = patron(reg)
+    bergen = libraries.get_library(reg, "NO-4601000")
+    bergen_printed = next(s for s in bergen.series if s.usage == "printed")
+    with pytest.raises(CardOutsideSeries) as info:
+        cards.issue_card(reg, p, p.home_library, kind="printed", number=f"N{bergen_printed.first_number:09d}")
+    assert "NO-2030000" in info.value.message and "Oslo" in info.value.message
+    oslo_printed = next(s for s in p.home_library.series if s.usage == "printed")
+    assert f"N{oslo_printed.first_number:09d}-N{oslo_printed.last_number:09d}" in info.value.message
+
+
+def test_a_card_number_is_never_issued_twice(reg: Registry) -> None:
+    library(reg)
+    a, _ = patron(reg, nth=0)
+    b, _ = patron(reg, nth=1)
+    first = next(s for s in a.home_library.series if s.usage == "printed").first_number
+    cards.issue_card(reg, a, a.home_library, kind="printed", number=f"N{first:09d}")
+    with pytest.raises(Conflict):
+        cards.issue_card(reg, b, b.home_library, kind="printed", number=f"N{first:09d}")
+
+
+def test_merging_a_local_card_retires_its_number(reg: Registry) -> None:
+    library(reg)
+    library(reg, "NO-1833000", "Rana", digital=0, printed=0)
+    national, national_card = patron(reg)
+    local, local_card = patron(reg, home_library="NO-1833000", local_card="RANA-0042")
+    assert cards.find_card(reg, "rana0042").patron_id == local.id
+    merged = cards.merge_local_card(reg, "RANA 0042", national_card.number)
+    assert merged.id == national.id
+    assert cards.find_card(reg, "RANA0042") is None
+    assert sorted(m.library.isil for m in merged.memberships) == ["NO-1833000", "NO-2030000"]
+    assert reg.session.get(Patron, local.id) is None
+    retired = reg.session.scalar(select(Card).where(Card.number == "RANA0042"))
+    assert (retired.status, retired.retired_reason, retired.patron_id) == ("retired", "merged", national.id)
+
+
+def test_merging_two_different_people_is_refused(reg: Registry) -> None:
+    library(reg)
+    _, national_card = patron(reg, nth=0)
+    patron(reg, nth=1, local_card="L-1")
+    with pytest.raises(Conflict, match="different people"):
+        cards.merge_local_card(reg, "L1", national_card.number)
+
+
+def test_merge_needs_a_local_and_a_national_card(reg: Registry) -> None:
+    library(reg)
+    _, a = patron(reg, nth=0)
+    _, b = patron(reg, nth=1)
+    with pytest.raises(ValidationError, match="local"):
+        cards.merge_local_card(reg, a.number, b.number)
+    with pytest.raises(NotFound):
+        cards.merge_local_card(reg, "NOPE1", b.number)
+
+
+def test_ambiguous_readings_find_nobody(reg: Registry) -> None:
+    """If two libraries' rules read one typed number as two different stored cards, refuse to guess."""
+    library(reg, digital=0, printed=0)
+    library(reg, "IT-MO0001", "BiblioMo", digital=0, printed=0, rules=BIBLIOMO_RULES)
+    library(reg, "IT-XX0001", "Strip all zeros", digital=0, printed=0, rules=[{"match": "0", "replace": ""}])
+    patron(reg, nth=0, home_library="IT-MO0001", local_card="U03125")
+    patron(reg, nth=1, home_library="IT-XX0001", local_card="U3125")
+    assert cards.find_card(reg, "U0003125") is None
+    assert cards.find_card(reg, "U03125").number == "U03125"  # the exact reading wins
+
+
+# -- contact data -----------------------------------------------------------------------------
+
+def test_update_changes_only_what_is_given_and_is_audited(reg: Registry) -> None:
+    library(reg)
+    p, _ = patron(reg)
+    assert patrons.update_patron(reg, p, email="new@example.org", phone="+4711111111") == ["email", "phone"]
+    assert patrons.update_patron(reg, p, email="new@example.org") == []
+    with pytest.raises(ValidationError):
+        patrons.update_patron(reg, p, email="nope", phone="+4722222222")
+    assert (p.email, p.phone) == ("new@example.org", "+4711111111")  # all-or-nothing
+    events = reg.session.scalars(select(AuditEvent).where(AuditEvent.action == "patron.update")).all()
+    assert [e.detail["fields"] for e in events] == [["email", "phone"]]
+
+
+# -- credentials ------------------------------------------------------------------------------
+
+def test_secrets_are_argon2id_and_verify(services: Services, reg: Registry) -> None:
+    library(reg)
+    p, _ = patron(reg, password="correct horse battery", pin="4711")
+    stored = reg.session.get(Credential, (p.id, "password")).hash
+    assert stored.startswith("$argon2id$") and "correct horse" not in stored
+    assert patrons.verify_secret(reg, p, "password", "correct horse battery").ok
+    assert not patrons.verify_secret(reg, p, "password", "wrong horse battery").ok
+    assert patrons.verify_secret(reg, p, "pin", "4711").ok
+    assert not patrons.verify_secret(reg, p, "pin", "4712").ok
+    assert not patrons.verify_secret(reg, None, "password", "anything at all").ok
+    assert not patrons.verify_secret(reg, p, "password", "x" * 100_000).ok
+
+
+def test_a_blocked_patron_does_not_verify(reg: Registry) -> None:
+    library(reg)
+    p, _ = patron(reg, password="correct horse battery")
+    patrons.update_patron(reg, p, status="blocked")
+    assert not patrons.verify_secret(reg, p, "password", "correct horse battery").ok
+
+
+def test_outdated_hash_parameters_are_upgraded_on_successful_login(reg: Registry) -> None:
+    from idp.registry.credentials import SecretHasher
+
+    library(reg)
+    p, _ = patron(reg)
+    weak = SecretHasher(time_cost=1, memory_kib=256, parallelism=1)
+    reg.session.add(Credential(patron_id=p.id, kind="password", hash=weak.hash("correct horse battery"),
+                               must_change=True, updated_at=reg.now()))
+    reg.session.flush()
+    check = patrons.verify_secret(reg, p, "password", "correct horse battery")
+    assert check.ok and check.must_change
+    upgraded = reg.session.get(Credential, (p.id, "password")).hash
+    assert "m=1024" in upgraded and "m=256" not in upgraded
+    assert patrons.verify_secret(reg, p, "password", "correct horse battery").ok
+
+
+def test_production_hash_parameters_meet_owasp(services: Services) -> None:
+    from idp.settings import OWASP_ARGON2_MIN_MEMORY_KIB, Settings
+
+    defaults = Settings.model_fields
+    assert defaults["argon2_memory_kib"].default >= OWASP_ARGON2_MIN_MEMORY_KIB == 19456
+    assert defaults["argon2_time_cost"].default >= 2
+
+
+# -- deletion ---------------------------------------------------------------------------------
+
+def test_deleting_tells_where_the_person_remains_a_patron_and_keeps_numbers_retired(
+        services: Services, oslo: None) -> None:
+    from idp.registry import memberships
+
+    with services.registry("test") as reg:
+        library(reg, "NO-4601000", "Bergen")
+        p, card = patron(reg, password="correct horse battery")
+        memberships.add_to_library(reg, p, "NO-4601000")
+        number, patron_id = card.number, p.id
+    with services.registry("test") as reg:
+        remaining = patrons.delete_patron(reg, patrons.patron_by_card(reg, number))
+    assert remaining == ["NO-2030000", "NO-4601000"]
+    assert counts(services) == {"patron": 0, "card": 1, "membership": 0, "credential": 0, "notification": 0}
+    with services.registry("test") as reg:
+        kept = reg.session.scalar(select(Card))
+        assert (kept.number, kept.status, kept.patron_id) == (number, "retired", None)
+        assert cards.find_card(reg, number) is None
+        assert reg.session.scalar(select(AuditEvent).where(AuditEvent.action == "patron.delete")).patron_id == patron_id
+    with pytest.raises(Conflict), services.registry("test") as reg:
+        reg_lib = libraries.get_library(reg, "NO-2030000")
+        other, _ = patron(reg, nth=1)
+        cards.issue_card(reg, other, reg_lib, kind="printed", number=number)

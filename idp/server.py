@@ -36,5 +36,7 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> None:
         "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss',
         "forwarded_allow_ips": "127.0.0.1",
         "timeout": 30,
+        # gunicorn 27's control socket sits at one fixed path per user: two servers would clash.
+        "control_socket_disable": True,
     }
     _Gunicorn(settings, options).run()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, make_response, render_template, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -36,7 +36,13 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> ResponseReturnValue:
         status = exc.code or 500
-        return _render(status, (exc.name or "error").lower().replace(" ", "_"), exc.description or exc.name)
+        response = make_response(_render(status, (exc.name or "error").lower().replace(" ", "_"),
+                                         exc.description or exc.name))
+        # Keep the headers the protocol requires (Allow on 405, WWW-Authenticate on 401), not the body type.
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> ResponseReturnValue:

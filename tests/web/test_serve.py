@@ -1,0 +1,151 @@
+"""The server over real HTTP, started the way a newcomer or an operator starts it: ``idp`` commands.
+
+Each test gets its own IDP_HOME and port, runs the installed console script as a subprocess
+and always stops what it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+IDP = str(Path(sys.executable).parent / "idp")
+STARTUP_SECONDS = 15
+
+pytestmark = pytest.mark.slow
+
+
+def idp_env(home: Path, *, mode: str = "development") -> dict[str, str]:
+    # IDP_* from the outer shell would silently change what is tested; the rest (PATH...) is kept.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+    env.update(IDP_MODE=mode, IDP_HOME=str(home), PYTHONUNBUFFERED="1")
+    if mode == "development":
+        env.update(IDP_ARGON2_TIME_COST="1", IDP_ARGON2_MEMORY_KIB="1024")
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_idp(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([IDP, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def get(url: str) -> tuple[int, dict[str, str], str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read().decode()
+
+
+@contextmanager
+def running(args: list[str], env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start ``idp ARGS`` (which must serve on ``--port``), wait for /healthz, stop it afterwards."""
+    port = args[args.index("--port") + 1]
+    base = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        # A session of its own so that gunicorn's workers go down with it, never left behind.
+        process = subprocess.Popen([IDP, *args], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            wait_until_healthy(base, process, log)
+            yield base, process
+        finally:
+            stop(process)
+
+
+def wait_until_healthy(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited with {process.returncode} before answering:\n{log.read_text()}")
+        try:
+            if get(f"{base}/healthz")[0] == 200:
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"/healthz did not answer 200 within {STARTUP_SECONDS} s:\n{log.read_text()}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+
+def test_demo_then_serve_answers_over_http(tmp_path: Path) -> None:
+    env = idp_env(tmp_path)
+    seeded = run_idp("demo", "--no-serve", env=env)
+    assert seeded.returncode == 0, seeded.stderr
+    # A newcomer needs a card number to log in with, next to the person it belongs to.
+    assert re.search(r"^\s+N\d{9}\s+Kari, adult", seeded.stdout, re.MULTILINE), seeded.stdout
+
+    log = tmp_path / "serve.log"
+    with running(["serve", "--port", str(free_port()), "--workers", "1"], env, log) as (base, process):
+        status, headers, body = get(f"{base}/")
+        assert status == 200 and headers["Content-Type"].startswith("text/html")
+        assert "<h1>Library login</h1>" in body
+        assert headers["X-Frame-Options"] == "DENY" and "Content-Security-Policy" in headers
+
+        status, headers, body = get(f"{base}/healthz")
+        assert status == 200 and headers["Content-Type"] == "application/json"
+        assert json.loads(body) == {"status": "ok", "checks": {"database": "ok", "state": "memory"}}
+
+        # Query strings carry codes and tokens on real logins: the access log must leave them out.
+        assert get(f"{base}/?code=one-time-code-4711")[0] == 200
+    assert process.returncode == 0, f"SIGTERM should shut down cleanly:\n{log.read_text()}"
+    output = log.read_text()
+    assert '"GET /healthz" 200' in output, "the access log should record requests"
+    assert "one-time-code-4711" not in output
+
+
+def test_demo_prints_the_demo_patrons_and_serves(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "demo.log"
+    with running(["demo", "--port", str(port)], idp_env(tmp_path), log) as (base, _):
+        status, _, body = get(f"{base}/healthz")
+        assert status == 200 and json.loads(body)["status"] == "ok"
+    output = log.read_text()
+    for who in ("Kari, adult", "Ola, secret address", "Emma, child of Kari", "Giulia, local BiblioMo card"):
+        assert who in output, f"{who!r} missing from the demo output:\n{output}"
+    assert f"serving on http://127.0.0.1:{port}" in output
+
+
+def test_serve_in_production_without_secrets_refuses_in_one_line(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = run_idp("serve", "--port", str(free_port()), env=idp_env(tmp_path, mode="production"), timeout=20)
+    assert result.returncode != 0
+    assert time.monotonic() - started < 15, "a refusal should be immediate"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "IDP_SECRET_KEY" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_serve_on_an_unmigrated_database_says_to_upgrade(tmp_path: Path) -> None:
+    result = run_idp("serve", "--port", str(free_port()), env=idp_env(tmp_path), timeout=20)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "idp db upgrade" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout

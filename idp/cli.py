@@ -28,7 +28,7 @@ from idp.registry.cardnumbers import national_number
 from idp.registry.context import Registry
 from idp.registry.records import LimitedRecord, PatronRecord
 from idp.services import Services, build_services
-from idp.settings import load_settings, new_secret
+from idp.settings import Mode, load_settings, new_secret, requested_mode
 
 log = logging.getLogger("idp.cli")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -339,8 +339,10 @@ def _set_secret(ctx: Context, card: str, kind: str, label: str, must_change: boo
     value = read_secret(label, optional=False)
     assert value is not None
     with ctx.registry() as reg:
-        patrons.set_secret(reg, patrons.patron_by_card(reg, card), kind, value, must_change=must_change)
-    out(card_number=card.strip(), updated=kind)
+        found = cards_svc.require_card(reg, card)
+        assert found.patron is not None
+        patrons.set_secret(reg, found.patron, kind, value, must_change=must_change)
+        out(card_number=found.number, updated=kind)
 
 
 @patron.command("set-pin")
@@ -436,7 +438,9 @@ def patron_set_home(ctx: Context, card: str, isil: str) -> None:
 @handle_errors
 def patron_delete(ctx: Context, card: str, yes: bool) -> None:
     """Delete a patron's registration; lists the libraries where they remain a patron."""
-    if not yes and sys.stdin.isatty():
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("refusing to delete without confirmation: pass --yes")
         click.confirm("Delete this registration from the national register?", abort=True)
     with ctx.registry() as reg:
         remaining = patrons.delete_patron(reg, patrons.patron_by_card(reg, card))
@@ -525,8 +529,8 @@ def demo(ctx: Context, host: str, port: int, no_serve: bool) -> None:
     """Development only: migrate, seed demo libraries and patrons, and serve."""
     from idp.demo import seed
 
-    if not ctx.services.settings.is_development:
-        fail("idp demo seeds made-up patrons and runs only with IDP_MODE=development")
+    if requested_mode() != Mode.DEVELOPMENT or not ctx.services.settings.is_development:
+        fail("idp demo seeds made-up patrons and runs only with IDP_MODE=development (make demo sets it)")
     migrate.upgrade(ctx.services.engine)
     with ctx.registry() as reg:
         lines = seed(reg)

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from sqlalchemy.engine import make_url
 
 from idp.errors import ConfigError
 
@@ -83,6 +84,13 @@ class Settings(BaseModel):
             raise ValueError("IDP_ISSUER must not have a query or fragment")
         return value.rstrip("/")
 
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key_is_long(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 32:
+            raise ValueError("IDP_SECRET_KEY must have at least 32 characters (generate one with: idp keys new-secret)")
+        return value
+
     @field_validator("data_key")
     @classmethod
     def _data_key_is_32_bytes(cls, value: SecretStr | None) -> SecretStr | None:
@@ -94,10 +102,13 @@ class Settings(BaseModel):
     def _resolve_paths(self) -> Settings:
         home = self.home.expanduser().resolve()
         object.__setattr__(self, "home", home)
-        if not self.keys_dir.is_absolute():
-            object.__setattr__(self, "keys_dir", home / self.keys_dir)
+        object.__setattr__(self, "keys_dir", home / self.keys_dir.expanduser())  # an absolute path stays as is
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{home / 'var' / 'idp.sqlite3'}")
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            database = home / Path(url.database).expanduser()
+            object.__setattr__(self, "database_url", url.set(database=str(database)).render_as_string(False))
         return self
 
     @model_validator(mode="after")
@@ -159,19 +170,34 @@ def _secrets_from_files(keys_dir: Path, values: dict[str, Any]) -> None:
     """Secrets not given directly may sit in files in the keys directory (e.g. a mounted secret)."""
     for field, filename in SECRET_FILES.items():
         path = keys_dir / filename
-        if values.get(field) is None and path.is_file():
+        if _blank(values.get(field)) and path.is_file():
             values[field] = path.read_text().strip()
+
+
+def _blank(value: Any) -> bool:
+    """An empty secret is a missing one, never a usable key."""
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def _generate_dev_secrets(keys_dir: Path, values: dict[str, Any]) -> None:
     keys_dir.mkdir(parents=True, exist_ok=True)
     for field, filename in SECRET_FILES.items():
-        if values.get(field) is None:
+        if _blank(values.get(field)):
             path = keys_dir / filename
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(new_secret() + "\n")
             values[field] = path.read_text().strip()
+
+
+def requested_mode(env: Mapping[str, str] | None = None) -> str:
+    """The mode asked for, before validating anything else (so ``idp demo`` can explain itself)."""
+    env = os.environ if env is None else env
+    if env.get("IDP_MODE"):
+        return env["IDP_MODE"].strip().lower()
+    if env.get("IDP_CONFIG"):
+        return str(_read_toml(Path(env["IDP_CONFIG"]).expanduser()).get("mode", Mode.PRODUCTION)).lower()
+    return Mode.PRODUCTION.value
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -196,7 +222,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     _secrets_from_files(draft.keys_dir, values)
     if draft.is_development:
         _generate_dev_secrets(draft.keys_dir, values)
-    missing = [f for f in SECRET_FILES if values.get(f) is None]
+    missing = [f for f in SECRET_FILES if _blank(values.get(f))]
     if missing:
         names = ", ".join(f"IDP_{f.upper()}" for f in missing)
         raise ConfigError(f"{names} not set: give it in the environment, in IDP_CONFIG, or as a file in "

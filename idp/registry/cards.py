@@ -8,7 +8,8 @@ from functools import lru_cache
 from sqlalchemy import select, update
 
 from idp.errors import CardOutsideSeries, Conflict, InvalidCardNumber, NotAllowed, NotFound, ValidationError
-from idp.registry.cardnumbers import RuleSet, canonical, lookup_candidates, national_form, national_number, national_value
+from idp.registry.cardnumbers import (RuleSet, canonical, generic, lookup_candidates, national_form, national_number,
+                                      national_value)
 from idp.registry.context import Registry
 from idp.registry.libraries import describe_all_series
 from idp.registry.models import Card, CardSeries, Guardianship, Library, Membership, Patron
@@ -73,21 +74,37 @@ def _check_in_series(library: Library, number: str) -> None:
 
 
 def _allocate_digital(reg: Registry, library: Library) -> str:
-    # The row lock serialises allocations from one series on PostgreSQL; SQLite has one writer anyway.
-    series = reg.session.scalar(
+    return national_number(allocate_digital_numbers(reg, library, 1)[0])
+
+
+def allocate_digital_numbers(reg: Registry, library: Library, count: int) -> list[int]:
+    """``count`` numbers from the library's digital series, lowest series first.
+
+    The series rows are locked (PostgreSQL; SQLite has one writer anyway) and re-read under the
+    lock, since another transaction may have advanced one this session loaded earlier; each is
+    advanced once however many numbers it gives.
+    """
+    free = list(reg.session.scalars(
         select(CardSeries)
         .where(CardSeries.library_id == library.id, CardSeries.usage == "digital",
                CardSeries.next_number <= CardSeries.last_number)
-        .order_by(CardSeries.first_number).limit(1).with_for_update())
-    if series is None:
-        raise CardOutsideSeries(f"{library.isil} ({library.name}) has no free number in a series for digital cards "
+        .order_by(CardSeries.first_number).with_for_update()
+        .execution_options(populate_existing=True)))
+    available = sum(s.last_number - s.next_number + 1 for s in free)
+    if available < count:
+        have = "no free number" if available == 0 else f"only {available:,} free numbers ({count:,} needed)"
+        raise CardOutsideSeries(f"{library.isil} ({library.name}) has {have} in a series for digital cards "
                                 f"(series: {describe_all_series(library)}). Reserve one with: "
                                 f"idp series reserve {library.isil} --count N --digital")
-    number = series.next_number
-    reg.session.execute(update(CardSeries).where(CardSeries.id == series.id)
-                        .values(next_number=CardSeries.next_number + 1))
-    reg.session.refresh(series)
-    return national_number(number)
+    numbers: list[int] = []
+    for series in free:
+        take = min(count - len(numbers), series.last_number - series.next_number + 1)
+        if take <= 0:
+            break
+        numbers.extend(range(series.next_number, series.next_number + take))
+        series.next_number += take
+    reg.session.flush()
+    return numbers
 
 
 def _active(patron: Patron, kind: str | None = None) -> list[Card]:
@@ -111,7 +128,8 @@ def _rule_sets(reg: Registry) -> list[RuleSet]:
 
 def find_card(reg: Registry, typed: str) -> Card | None:
     """The active card a typed number stands for, or None (also when the reading is ambiguous)."""
-    candidates = lookup_candidates(typed, _rule_sets(reg))
+    # A national number reads the same under every library's rules: skip loading them.
+    candidates = lookup_candidates(typed, [] if national_form(generic(typed)) else _rule_sets(reg))
     cards = list(reg.session.scalars(select(Card).where(Card.number.in_(candidates), Card.status == "active")))
     if len(cards) <= 1:
         return cards[0] if cards else None

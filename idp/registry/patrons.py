@@ -86,12 +86,13 @@ def _clean_address(address: Address | None) -> Address | None:
     return Address(*parts) if any(parts) else None
 
 
-def _identity(reg: Registry, raw: str | None, *, national: bool) -> NationalId | None:
+def national_identity(raw: str | None, *, today: date, national: bool) -> NationalId | None:
+    """Parse an identity number for a new account; a national account needs one, and not a DUF number."""
     if raw is None or raw == "":
         if national:
             raise ValidationError("A national card needs a national identity number (fødselsnummer or D-nummer).")
         return None
-    nid = parse_national_id(raw, today=reg.today())
+    nid = parse_national_id(raw, today=today)
     if national and not nid.allows_national_card:
         raise NotAllowed("A DUF number is not a national identity number: this person can only get a local card.")
     return nid
@@ -107,7 +108,7 @@ def register_patron(reg: Registry, new: NewPatron) -> tuple[Patron, Card]:
         check_password_shape(new.password)
     if new.pin is not None:
         check_pin_shape(new.pin)
-    nid = _identity(reg, new.national_id, national=national)
+    nid = national_identity(new.national_id, today=reg.today(), national=national)
     library = get_library(reg, new.home_library)
     birth_date = nid.birth_date if nid and nid.birth_date else new.birth_date
     if nid and nid.birth_date and new.birth_date and new.birth_date != nid.birth_date:

@@ -299,3 +299,16 @@ def test_deleting_tells_where_the_person_remains_a_patron_and_keeps_numbers_reti
         reg_lib = libraries.get_library(reg, "NO-2030000")
         other, _ = patron(reg, nth=1)
         cards.issue_card(reg, other, reg_lib, kind="printed", number=number)
+
+
+def test_a_series_loaded_before_another_transaction_allocated_is_reread(services: Services, oslo: None) -> None:
+    """A stale in-memory next_number must not hand out a number another transaction just took."""
+    if services.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite transactions are serialised from their start, so nothing can go stale")
+    with services.registry("test") as reg:
+        loaded = libraries.get_library(reg, "NO-2030000").series  # held in this session (its map is weak) ...
+        with services.registry("test") as other:
+            _, first = patron(other, nth=0)  # ... then advanced and committed elsewhere
+        _, second = patron(reg, nth=1)
+        assert loaded
+    assert int(second.number[1:]) == int(first.number[1:]) + 1

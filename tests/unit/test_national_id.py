@@ -12,7 +12,7 @@ import pytest
 
 from idp.errors import InvalidNationalId
 from idp.registry.national_id import IdKind, NationalId, parse_national_id
-from tests.nin import DUF_WEIGHTS, K1_WEIGHTS, K2_WEIGHTS, control, duf, fnr, with_controls
+from tests.nin import K1_WEIGHTS, K2_WEIGHTS, control, duf, fnr
 
 TODAY = date(2025, 6, 1)
 

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 from sqlalchemy import func, select, text
 
-from idp.errors import CardOutsideSeries, Conflict, InvalidCardNumber, InvalidNationalId, NotAllowed, NotFound, \
+from idp.errors import CardOutsideSeries, Conflict, InvalidCardNumber, NotAllowed, NotFound, \
     ValidationError
 from idp.registry import cards, libraries, patrons
 from idp.registry.cardnumbers import BIBLIOMO_RULES
@@ -15,7 +15,7 @@ from idp.registry.context import Registry
 from idp.registry.models import AuditEvent, Card, Credential, Membership, Notification, Patron
 from idp.services import Services
 from tests.nin import duf, person
-from tests.unit.factories import ADULT_BORN, library, new_patron, patron
+from tests.unit.factories import ADULT_BORN, library, patron
 
 
 def counts(services: Services) -> dict[str, int]:

@@ -1,135 +1,26 @@
-"""The operator's interface: ``idp --help``.
-
-Every error ends as one clear line on stderr and a non-zero exit, never a traceback. Secrets
-(passwords, PINs) are read from stdin or a hidden prompt, never taken as arguments, which
-would leave them in shell history and the process list.
-"""
+"""Operator commands for the patron register: db, library, series, patron, card, purge-inactive."""
 
 from __future__ import annotations
 
 import json
-import logging
-import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from idp import migrate
+from idp.cli.common import Context, fail, handle_errors, out, pass_ctx, read_secret
 from idp.errors import IdpError
 from idp.registry import cards as cards_svc
 from idp.registry import guardians, libraries, memberships, patrons, purge
 from idp.registry.cardnumbers import national_number
-from idp.registry.context import Registry
 from idp.registry.records import LimitedRecord, PatronRecord
-from idp.services import Services, build_services
-from idp.settings import Mode, load_settings, new_secret, requested_mode
-
-log = logging.getLogger("idp.cli")
-F = TypeVar("F", bound=Callable[..., Any])
-OPERATOR = "cli"
-
-
-class Context:
-    """Settings and services, built on first use so ``idp --help`` needs no configuration."""
-
-    def __init__(self) -> None:
-        self._services: Services | None = None
-
-    @property
-    def services(self) -> Services:
-        if self._services is None:
-            self._services = build_services(load_settings())
-        return self._services
-
-    @contextmanager
-    def registry(self, *, migrated: bool = True) -> Iterator[Registry]:
-        if migrated:
-            self.services.require_current_schema()
-        actor = f"{OPERATOR}:{os.environ.get('USER', 'unknown')}"
-        with self.services.registry(actor) as reg:
-            yield reg
-
-    def close(self) -> None:
-        if self._services is not None:
-            self._services.close()
-
-
-def fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
-
-
-def handle_errors(fn: F) -> F:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except IdpError as exc:
-            fail(exc.message)
-        except OperationalError as exc:
-            fail(f"cannot use the database: {type(exc.orig).__name__ if exc.orig else 'connection failed'} "
-                 "(check IDP_DATABASE_URL and that the server is running)")
-        except SQLAlchemyError as exc:
-            log.debug("database error", exc_info=True)
-            fail(f"the database refused the change ({type(exc).__name__}); nothing was saved")
-        except (click.ClickException, click.Abort, click.exceptions.Exit):
-            raise
-        except Exception as exc:  # noqa: BLE001 - the operator gets one line, the debug log the rest
-            log.debug("unexpected failure", exc_info=True)
-            fail(f"unexpected failure ({type(exc).__name__}); nothing was saved. "
-                 "Run again with IDP_LOG_LEVEL=DEBUG for details.")
-    return wrapper  # type: ignore[return-value]
-
-
-def out(**fields: Any) -> None:
-    for key, value in fields.items():
-        click.echo(f"{key}: {value}")
-
-
-def read_secret(label: str, *, optional: bool) -> str | None:
-    """From the terminal with a hidden, confirmed prompt; otherwise one line of stdin."""
-    if sys.stdin.isatty():
-        value = click.prompt(f"{label}{' (empty for none)' if optional else ''}", hide_input=True,
-                             confirmation_prompt=True, default="" if optional else None, show_default=False)
-    else:
-        value = sys.stdin.readline(1024).rstrip("\r\n")
-    if not value:
-        if optional:
-            return None
-        fail(f"no {label.lower()} given on stdin")
-    return value
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--config", type=click.Path(dir_okay=False, path_type=Path), envvar="IDP_CONFIG",
-              help="TOML settings file (also IDP_CONFIG). IDP_* variables override it.")
-@click.pass_context
-def main(ctx: click.Context, config: Path | None) -> None:
-    """patron-idp: the identity provider in front of the national patron register.
-
-    Settings come from IDP_* environment variables and the TOML file in IDP_CONFIG; see the
-    README. Every command prints plain `key: value` lines and exits non-zero on error.
-    """
-    if config is not None:
-        os.environ["IDP_CONFIG"] = str(config.resolve())
-    logging.basicConfig(level=os.environ.get("IDP_LOG_LEVEL", "WARNING").upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ctx.obj = Context()
-    ctx.call_on_close(ctx.obj.close)
-
-
-pass_ctx = click.make_pass_decorator(Context)
 
 
 # -- db ---------------------------------------------------------------------------------------
 
-@main.group()
+@click.group()
 def db() -> None:
     """The database schema."""
 
@@ -151,22 +42,9 @@ def db_current(ctx: Context) -> None:
     out(schema=migrate.current_revision(ctx.services.engine) or "empty", expected=migrate.head_revision())
 
 
-# -- keys -------------------------------------------------------------------------------------
-
-@main.group()
-def keys() -> None:
-    """Secrets and keys."""
-
-
-@keys.command("new-secret")
-def keys_new_secret() -> None:
-    """Print a fresh random 32-byte secret (for IDP_SECRET_KEY or IDP_DATA_KEY)."""
-    click.echo(new_secret())
-
-
 # -- library ----------------------------------------------------------------------------------
 
-@main.group()
+@click.group()
 def library() -> None:
     """Libraries, identified by ISIL."""
 
@@ -211,7 +89,7 @@ def library_list(ctx: Context) -> None:
 
 # -- series -----------------------------------------------------------------------------------
 
-@main.group()
+@click.group()
 def series() -> None:
     """National card-number series (reserve before printing cards)."""
 
@@ -255,7 +133,7 @@ def series_list(ctx: Context, isil: str) -> None:
 
 # -- patron -----------------------------------------------------------------------------------
 
-@main.group()
+@click.group()
 def patron() -> None:
     """Patrons of the register."""
 
@@ -451,7 +329,7 @@ def patron_delete(ctx: Context, card: str, yes: bool) -> None:
 
 # -- card -------------------------------------------------------------------------------------
 
-@main.group()
+@click.group()
 def card() -> None:
     """Cards: issue, replace, merge."""
 
@@ -486,7 +364,7 @@ def card_merge(ctx: Context, local_card: str, national_card: str) -> None:
 
 # -- purge ------------------------------------------------------------------------------------
 
-@main.command("purge-inactive")
+@click.command("purge-inactive")
 @click.option("--dry-run", is_flag=True, help="Show what would happen; change nothing.")
 @pass_ctx
 @handle_errors
@@ -501,47 +379,3 @@ def purge_inactive(ctx: Context, dry_run: bool) -> None:
            f"{verb}end_guardianships": len(report.guardianships_ended)})
     for pid in report.deleted:
         click.echo(f"{verb}delete patron id {pid}")
-
-
-# -- serve / demo -----------------------------------------------------------------------------
-
-@main.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int)
-@pass_ctx
-@handle_errors
-def serve(ctx: Context, host: str, port: int, workers: int) -> None:
-    """Serve the IdP (gunicorn)."""
-    from idp.server import run
-
-    ctx.services.require_current_schema()
-    run(ctx.services.settings, host=host, port=port, workers=workers)
-
-
-@main.command("demo")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--no-serve", is_flag=True, help="Only migrate and seed.")
-@pass_ctx
-@handle_errors
-def demo(ctx: Context, host: str, port: int, no_serve: bool) -> None:
-    """Development only: migrate, seed demo libraries and patrons, and serve."""
-    from idp.demo import seed
-
-    if requested_mode() != Mode.DEVELOPMENT or not ctx.services.settings.is_development:
-        fail("idp demo seeds made-up patrons and runs only with IDP_MODE=development (make demo sets it)")
-    migrate.upgrade(ctx.services.engine)
-    with ctx.registry() as reg:
-        lines = seed(reg)
-    for line in lines:
-        click.echo(line)
-    if not no_serve:
-        from idp.server import run
-
-        click.echo(f"serving on http://{host}:{port} (Ctrl-C to stop)")
-        run(ctx.services.settings, host=host, port=port, workers=1)
-
-
-if __name__ == "__main__":
-    main()

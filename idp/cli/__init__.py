@@ -1,0 +1,44 @@
+"""The operator's interface: ``idp --help``.
+
+Every error ends as one clear line on stderr and a non-zero exit, never a traceback. Secrets
+(passwords, PINs) are read from stdin or a hidden prompt, never taken as arguments, which
+would leave them in shell history and the process list.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from idp.cli import register, server
+from idp.cli.common import Context
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", type=click.Path(dir_okay=False, path_type=Path), envvar="IDP_CONFIG",
+              help="TOML settings file (also IDP_CONFIG). IDP_* variables override it.")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None) -> None:
+    """patron-idp: the identity provider in front of the national patron register.
+
+    Settings come from IDP_* environment variables and the TOML file in IDP_CONFIG; see the
+    README. Every command prints plain `key: value` lines and exits non-zero on error.
+    """
+    if config is not None:
+        os.environ["IDP_CONFIG"] = str(config.resolve())
+    logging.basicConfig(level=os.environ.get("IDP_LOG_LEVEL", "WARNING").upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = Context()
+    ctx.call_on_close(ctx.obj.close)
+
+
+for command in (register.db, server.keys, register.library, register.series, register.patron, register.card,
+                register.purge_inactive, server.serve, server.demo):
+    main.add_command(command)
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench-register clean
+.PHONY: install demo test bench-register translations clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is needed ($(PYTHON))"; exit 1; }
@@ -29,3 +29,8 @@ bench-register: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+## Refresh idp/translations after changing user-facing strings (then translate the new entries)
+translations: $(STAMP)
+	$(VENV)/bin/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --omit-header -o var/messages.pot .
+	$(VENV)/bin/pybabel update -i var/messages.pot -d idp/translations --no-fuzzy-matching

@@ -65,6 +65,8 @@ class Settings(BaseModel):
     data_key: SecretStr | None = None
     keys_dir: Path = Path("keys")
     log_level: str = "INFO"
+    # Reverse proxies in front of us that set X-Forwarded-For/-Proto/-Host (0: none, trust nothing).
+    proxy_hops: int = Field(default=0, ge=0, le=5)
     argon2_time_cost: int = Field(default=OWASP_ARGON2_MIN_TIME_COST, ge=1)
     argon2_memory_kib: int = Field(default=OWASP_ARGON2_MIN_MEMORY_KIB, ge=8)
     argon2_parallelism: int = Field(default=1, ge=1, le=16)

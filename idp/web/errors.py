@@ -7,8 +7,11 @@ app level and the format is chosen by the URL: JSON for machine surfaces, a page
 from __future__ import annotations
 
 import logging
+import math
+import time
 
-from flask import Flask, jsonify, make_response, render_template, request
+from flask import Flask, current_app, jsonify, make_response, render_template, request
+from flask_babel import gettext as _
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -28,7 +31,21 @@ def _render(status: int, code: str, message: str) -> ResponseReturnValue:
     return render_template("error.html", status=status, message=message), status
 
 
+def _too_many_requests() -> ResponseReturnValue:
+    """429 with Retry-After and words a patron understands (the limiter's own text is "10 per 1 day")."""
+    limiter = current_app.extensions.get("idp-limiter")
+    current = limiter.current_limit if limiter is not None else None
+    wait = max(1, current.reset_at - int(time.time())) if current is not None else 60
+    message = _("Too many attempts. For your safety, logging in is paused for a while.")
+    headers = {"Retry-After": str(wait)}
+    if _wants_json():
+        return jsonify(error="too_many_requests", message=message, retry_after=wait), 429, headers
+    return render_template("error.html", status=429, message=message, retry_after=math.ceil(wait / 60)), 429, headers
+
+
 def register(app: Flask) -> None:
+    app.register_error_handler(429, lambda _exc: _too_many_requests())
+
     @app.errorhandler(IdpError)
     def domain_error(exc: IdpError) -> ResponseReturnValue:
         return _render(exc.http_status, exc.code, exc.message)

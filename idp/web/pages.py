@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, render_template
+from flask import Blueprint, jsonify, redirect, render_template, request, session
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from idp.i18n import LANGUAGES
 from idp.web import services
+from idp.web.login import safe_next
 
 bp = Blueprint("pages", __name__)
 
@@ -15,6 +17,13 @@ bp = Blueprint("pages", __name__)
 @bp.get("/")
 def landing() -> ResponseReturnValue:
     return render_template("landing.html", issuer=services().settings.issuer)
+
+
+@bp.get("/language/<lang>")
+def set_language(lang: str) -> ResponseReturnValue:
+    if lang in LANGUAGES:
+        session["lang"] = lang
+    return redirect(safe_next(request.args.get("next")), 303)
 
 
 @bp.get("/healthz")

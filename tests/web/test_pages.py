@@ -33,7 +33,9 @@ def app(services: Services) -> Flask:
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"  # these tests read the English pages
+    return client
 
 
 def standalone_services(tmp_path: Path, **overrides: str) -> Services:

@@ -49,7 +49,9 @@ def run_idp(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.
 
 def get(url: str) -> tuple[int, dict[str, str], str]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        # English pages, as a browser set to English would get them (the default is bokmål).
+        request = urllib.request.Request(url, headers={"Accept-Language": "en"})
+        with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, dict(response.headers), response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read().decode()

@@ -1,0 +1,1 @@
+"""Login methods and the state of a login, independent of the web framework."""

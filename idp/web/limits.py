@@ -1,0 +1,69 @@
+"""Brute-force limits on the login form (flask-limiter; Redis storage in production).
+
+Per IP: at most ``PER_IP`` login attempts. Per account: at most ``FAILURES_PER_DAY`` wrong
+guesses in any 24 hours, however many IPs they come from; then the card is locked until the
+oldest failure is a day old, and the patron is notified once. Only failures count (a correct
+login does not use up the allowance), but while locked even the right password is refused:
+otherwise the lock would tell an attacker which guess was right. With a 4-digit PIN's 10,000
+values this caps an attacker at 10 guesses a day: about 3 years on average to find one.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Flask, Response, request
+from flask_limiter import Limiter, RequestLimit
+from flask_limiter.util import get_remote_address
+
+from idp.auth.password import patron_key
+from idp.settings import Settings
+from idp.web import services
+
+PER_IP = "30 per minute;300 per hour"
+FAILURES_PER_DAY = 10
+PER_ACCOUNT = f"{FAILURES_PER_DAY} per day"
+_NOTICE_TTL = 24 * 3600
+_PATRON_KEY = re.compile(r"login:patron:(\d+)(?:/|$)")
+
+
+def _account_key() -> str:
+    with services().registry("web") as reg:
+        return "login:" + patron_key(reg, request.form.get("username", ""))
+
+
+def _failed(response: Response) -> bool:
+    # Success and PIN-on-web both redirect or teach; only a wrong password answers 401.
+    return response.status_code == 401
+
+
+def _notify_locked(limit: RequestLimit) -> None:
+    # The limiter's key embeds ours ("login:patron:<id>"); unknown cards have no one to notify.
+    match = _PATRON_KEY.search(limit.key)
+    if match is None:
+        return
+    patron_id = int(match.group(1))
+    svc = services()
+    if svc.state.incr(f"lock-notice:{patron_id}", _NOTICE_TTL) == 1:
+        with svc.registry("web") as reg:
+            reg.notify(patron_id, "login_locked", failures=FAILURES_PER_DAY)
+            reg.audit("login.locked", patron_id=patron_id)
+
+
+def storage_uri(settings: Settings) -> str:
+    return settings.redis_url or "memory://"
+
+
+def install(app: Flask, settings: Settings) -> Limiter:
+    # The key prefix comes from RATELIMIT_KEY_PREFIX in the app config (tests give each app its own).
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", "idp-limits")
+    limiter = Limiter(get_remote_address, app=app, storage_uri=storage_uri(settings), strategy="moving-window",
+                      headers_enabled=True)
+    app.extensions["idp-limiter"] = limiter
+    # Decorated views are checked by the wrapper the decorator returns, so the wrapper must be
+    # what the app calls; limits are applied here because each app has its own limiter.
+    endpoint = "login.login_submit"
+    view = limiter.limit(PER_IP)(app.view_functions[endpoint])
+    view = limiter.limit(PER_ACCOUNT, key_func=_account_key, deduct_when=_failed, on_breach=_notify_locked)(view)
+    app.view_functions[endpoint] = view
+    return limiter

@@ -1,0 +1,147 @@
+"""The login page as a patron (and an attacker) meets it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from werkzeug.test import TestResponse
+
+from idp.registry.models import Notification
+from idp.services import Services
+from idp.web.limits import FAILURES_PER_DAY
+from tests.unit.factories import library, patron
+from tests.web.conftest import csrf_token
+
+PASSWORD = "correct horse battery"
+Login = Callable[..., TestResponse]
+
+
+@pytest.fixture
+def card(services: Services) -> str:
+    with services.registry("test") as reg:
+        library(reg)
+        _, c = patron(reg, password=PASSWORD, pin="4711")
+        return c.number
+
+
+@pytest.fixture
+def login(client: FlaskClient) -> Login:
+    def submit(username: str, password: str, next_: str = "", ip: str = "192.0.2.1",
+               lang: str = "en") -> TestResponse:
+        page = client.get("/login", headers={"Accept-Language": lang})
+        return client.post("/login", data={"username": username, "password": password, "next": next_,
+                                           "csrf_token": csrf_token(page.text)},
+                           environ_base={"REMOTE_ADDR": ip}, headers={"Accept-Language": lang})
+    return submit
+
+
+def test_the_form_has_the_fields_password_managers_expect(client: FlaskClient) -> None:
+    page = client.get("/login", headers={"Accept-Language": "en"})
+    assert page.status_code == 200
+    for needle in ('name="username"', 'autocomplete="username"', 'name="password"', 'type="password"',
+                   'autocomplete="current-password"', 'name="csrf_token"', '<label for="username">Card number'):
+        assert needle in page.text
+
+
+def test_a_post_without_the_csrf_token_is_refused(client: FlaskClient, card: str) -> None:
+    response = client.post("/login", data={"username": card, "password": PASSWORD})
+    assert response.status_code == 400
+    assert "patron_id" not in response.text
+
+
+def test_success_sets_a_new_session_id_with_safe_cookie_flags(client: FlaskClient, login: Login, card: str) -> None:
+    client.get("/login")
+    before = client.get_cookie("idp_session")
+    response = login(card.lower(), PASSWORD, next_="/")
+    assert response.status_code == 303 and response.headers["Location"] == "/"
+    after = client.get_cookie("idp_session")
+    assert after is not None and (before is None or after.value != before.value)
+    assert after.http_only and after.same_site == "Lax"
+    assert "You are logged in." in client.get("/", headers={"Accept-Language": "en"}).text
+
+
+def test_every_failure_reads_the_same(login: Login, card: str) -> None:
+    wrong_password = login(card, "not the password")
+    unknown_card = login("N999999999", "not the password")
+    malformed = login("#!?", "not the password")
+    assert wrong_password.status_code == unknown_card.status_code == malformed.status_code == 401
+    for response in (wrong_password, unknown_card, malformed):
+        assert 'role="alert"' in response.text and "Login failed." in response.text
+
+
+def test_a_pin_on_the_web_is_explained_not_checked(login: Login, card: str) -> None:
+    response = login(card, "4711")
+    assert response.status_code == 400
+    assert "A PIN cannot be used to log in on the web" in response.text and "ID-porten" in response.text
+    assert "patron_id" not in response.text
+    # The same words for a wrong PIN: nothing tells whether the PIN was right.
+    assert login(card, "1234").text.count("A PIN cannot be used") == 1
+
+
+def test_next_never_leaves_the_site(login: Login, card: str) -> None:
+    for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
+        assert login(card, PASSWORD, next_=target).headers["Location"] == "/"
+
+
+def test_a_must_change_password_comes_before_anything_else(client: FlaskClient, services: Services,
+                                                           login: Login) -> None:
+    with services.registry("test") as reg:
+        library(reg)
+        _, c = patron(reg, password="12/04/1992", password_must_change=True)
+    response = login(c.number, "12/04/1992", next_="/")
+    assert response.status_code == 303 and response.headers["Location"].startswith("/password/change")
+    assert client.get("/").headers["Location"].startswith("/password/change")
+    page = client.get("/password/change", headers={"Accept-Language": "en"})
+    assert "Your password must be changed before you continue." in page.text
+    token = csrf_token(page.text)
+    same = client.post("/password/change", data={"current": "12/04/1992", "new": "12/04/1992",
+                                                  "confirm": "12/04/1992", "csrf_token": token})
+    assert same.status_code == 400
+    done = client.post("/password/change", data={"current": "12/04/1992", "new": "a much better one",
+                                                  "confirm": "a much better one", "csrf_token": token})
+    assert done.status_code == 303
+    assert client.get("/").status_code == 200
+    client.post("/logout", data={"csrf_token": token})
+    assert login(c.number, "a much better one").status_code == 303
+    assert login(c.number, "12/04/1992").status_code == 401
+
+
+def test_the_lock_stops_guessing_from_any_address_and_notifies_once(app: Flask, services: Services,
+                                                                    login: Login, card: str) -> None:
+    for i in range(FAILURES_PER_DAY):
+        assert login(card, f"wrong guess {i}", ip=f"198.51.100.{i}").status_code == 401
+    locked = login(card, PASSWORD, ip="203.0.113.9")  # the right password, from a new address
+    assert locked.status_code == 429
+    assert int(locked.headers["Retry-After"]) > 3600
+    assert "Too many attempts" in locked.text
+    assert login(card, "again", ip="203.0.113.10").status_code == 429
+    with services.registry("test") as reg:
+        kinds = list(reg.session.scalars(select(Notification.kind)))
+    assert kinds.count("login_locked") == 1
+
+
+def test_the_lock_does_not_tell_whether_a_card_exists(login: Login) -> None:
+    for i in range(FAILURES_PER_DAY):
+        login("N999999999", f"wrong guess {i}", ip=f"198.51.100.{i}")
+    assert login("N999999999", "wrong", ip="203.0.113.9").status_code == 429
+
+
+def test_correct_logins_do_not_use_up_the_allowance(login: Login, card: str) -> None:
+    for i in range(FAILURES_PER_DAY + 2):
+        assert login(card, PASSWORD, ip=f"198.51.100.{i}").status_code == 303
+
+
+def test_one_address_is_limited_across_cards(login: Login, card: str) -> None:
+    statuses = [login(f"N{900000000 + i}", "wrong password", ip="198.51.100.7").status_code for i in range(31)]
+    assert statuses[:30] == [401] * 30 and statuses[30] == 429
+
+
+def test_the_page_speaks_bokmal_or_english(client: FlaskClient) -> None:
+    assert "Logg inn" in client.get("/login", headers={"Accept-Language": "nb-NO,nb;q=0.9"}).text
+    assert "Log in with your library card" in client.get("/login", headers={"Accept-Language": "en"}).text
+    client.get("/language/nb?next=/login")
+    assert "Logg inn" in client.get("/login", headers={"Accept-Language": "en"}).text

@@ -46,14 +46,20 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                                 x_host=settings.proxy_hops)
 
     from idp import i18n
-    from idp.web import errors, limits, login, pages, security
+    from idp.web import account, errors, limits, login, oidc, pages, security
     from idp.web.sessions import StateSessionInterface
 
     app.session_interface = StateSessionInterface(services.state)
-    CSRFProtect(app)
+    csrf = CSRFProtect(app)
     i18n.install(app, settings.home / "var" / "translations")
     app.register_blueprint(pages.bp)
     app.register_blueprint(login.bp)
+    app.register_blueprint(oidc.bp)
+    app.register_blueprint(account.bp)
+    # Machine endpoints authenticate the caller themselves; a relying party has no CSRF token.
+    for endpoint in ("oidc.authorize", "oidc.token", "oidc.userinfo", "oidc.end_session"):
+        csrf.exempt(app.view_functions[endpoint])
+    services.keyring  # noqa: B018 - a missing or broken signing key stops the start, not a login
     app.before_request(login.must_change_gate)
     limits.install(app, settings)
     errors.register(app)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
 from datetime import datetime
 
 from sqlalchemy import Engine
@@ -16,12 +18,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from idp import migrate
 from idp.db import make_engine, session_factory, transaction
 from idp.errors import ConfigError
+from idp.keys import KeyRing
 from idp.registry.context import Registry
 from idp.registry.credentials import SecretHasher
 from idp.registry.crypto import FieldCipher
 from idp.registry.dates import utcnow
 from idp.settings import Settings
 from idp.state import MemoryState, RedisState, make_state
+
+if TYPE_CHECKING:
+    from idp.oidc.wiring import OidcParts
 
 
 @dataclass
@@ -45,6 +51,18 @@ class Services:
         if current != head:
             raise ConfigError("the database schema is not current "
                               f"({current or 'empty'}, expected {head}); run: idp db upgrade")
+
+    @cached_property
+    def keyring(self) -> KeyRing:
+        """Signing keys; development creates them on first use, production refuses without them."""
+        keys_dir = self.settings.keys_dir
+        return KeyRing.ensure(keys_dir) if self.settings.is_development else KeyRing.load(keys_dir)
+
+    @cached_property
+    def oidc(self) -> OidcParts:
+        from idp.oidc.wiring import build_oidc
+
+        return build_oidc(self)
 
     def close(self) -> None:
         self.state.close()

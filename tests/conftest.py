@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 
 from idp import migrate
 from idp.db import make_engine
+from idp.keys import KeyRing
 from idp.registry.context import Registry
 from idp.registry.models import Base
 from idp.services import Services, build_services
@@ -93,6 +94,14 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def shared_keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Signing keys made once per run: RSA-3072 generation per test would cost a second each."""
+    keys_dir = tmp_path_factory.mktemp("keys")
+    KeyRing.ensure(keys_dir)
+    return keys_dir
+
+
 def _test_settings(tmp_path: Path, **overrides: object) -> Settings:
     return load_settings({}, mode="development", home=str(tmp_path), argon2_time_cost=1,
                          argon2_memory_kib=1024, **overrides)
@@ -104,14 +113,16 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest, sqlite_template: Path) -> Settings:
+def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest, sqlite_template: Path,
+             shared_keys_dir: Path) -> Settings:
     if backend == "embedded":
         db_file = tmp_path / "var" / "idp.sqlite3"
         db_file.parent.mkdir(parents=True, exist_ok=True)
         db_file.write_bytes(sqlite_template.read_bytes())
-        return _test_settings(tmp_path)
+        return _test_settings(tmp_path, keys_dir=str(shared_keys_dir))
     database_url = request.getfixturevalue("postgres_database")
-    return _test_settings(tmp_path, database_url=database_url, redis_url=request.getfixturevalue("redis_url"))
+    return _test_settings(tmp_path, database_url=database_url, redis_url=request.getfixturevalue("redis_url"),
+                          keys_dir=str(shared_keys_dir))
 
 
 def _wipe_postgres(services: Services) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from idp.cli import register, server
+from idp.cli import register, rp, server
 from idp.cli.common import Context
 
 
@@ -37,7 +37,7 @@ def main(ctx: click.Context, config: Path | None) -> None:
 
 
 for command in (register.db, server.keys, register.library, register.series, register.patron, register.card,
-                register.purge_inactive, server.serve, server.demo):
+                register.purge_inactive, rp.rp, server.serve, server.demo):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from idp import migrate
-from idp.cli.common import Context, fail, handle_errors, pass_ctx
-from idp.settings import Mode, new_secret, requested_mode
+from idp.cli.common import Context, fail, handle_errors, out, pass_ctx
+from idp.keys import KeyRing
+from idp.keys import rotate as rotate_keys
+from idp.settings import Mode, load_settings, new_secret, requested_mode
 
 
 # -- keys -------------------------------------------------------------------------------------
@@ -20,6 +24,30 @@ def keys() -> None:
 def keys_new_secret() -> None:
     """Print a fresh random 32-byte secret (for IDP_SECRET_KEY or IDP_DATA_KEY)."""
     click.echo(new_secret())
+
+
+@keys.command("rotate")
+@handle_errors
+def keys_rotate() -> None:
+    """Make each next signing key current and publish a fresh next key (creates both the first time).
+
+    Running servers pick the change up by themselves. Rotate no more often than relying parties
+    refresh their cached JWKS, or they will meet a key they have not fetched yet.
+    """
+    # Settings only: rotating keys must not need the database (a keys host may have none).
+    _print_kids(rotate_keys(load_settings().keys_dir))
+
+
+@keys.command("show")
+@handle_errors
+def keys_show() -> None:
+    """Show the kid of the current and the next signing key of each algorithm; changes nothing."""
+    _print_kids(KeyRing.load(load_settings().keys_dir))
+
+
+def _print_kids(ring: KeyRing) -> None:
+    for alg in ring.algorithms:
+        out(**{f"current_{alg}": ring.current_kid(alg), f"next_{alg}": ring.next_kid(alg)})
 
 
 # -- serve / demo -----------------------------------------------------------------------------

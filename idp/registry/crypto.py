@@ -22,7 +22,8 @@ _FORMAT_V1 = b"\x01"
 _NONCE_BYTES = 12
 
 
-def _derive(key: bytes, purpose: bytes) -> bytes:
+def derive_key(key: bytes, purpose: bytes) -> bytes:
+    """An independent 32-byte key for one purpose, so no two uses of the data key ever share one."""
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"patron-idp/" + purpose).derive(key)
 
 
@@ -30,8 +31,8 @@ class FieldCipher:
     def __init__(self, data_key: bytes) -> None:
         if len(data_key) != 32:
             raise ConfigError("the data key must be 32 bytes")
-        self._aead = AESGCM(_derive(data_key, b"national-id/encrypt/v1"))
-        self._mac_key = _derive(data_key, b"national-id/lookup/v1")
+        self._aead = AESGCM(derive_key(data_key, b"national-id/encrypt/v1"))
+        self._mac_key = derive_key(data_key, b"national-id/lookup/v1")
 
     def __repr__(self) -> str:
         return "<FieldCipher>"

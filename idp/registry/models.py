@@ -231,5 +231,47 @@ class AuditEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class RelyingParty(Base):
+    """A partner the national library lets log patrons in (OIDC now, SAML later).
+
+    The rules (redirect URIs, claims, levels) live in idp.relying_parties; the checks here are
+    the backstop for anything that writes rows without going through it.
+    """
+
+    __tablename__ = "relying_party"
+    __table_args__ = (
+        CheckConstraint("protocol IN ('oidc', 'saml')", name="protocol"),
+        CheckConstraint("subject_type IN ('pairwise', 'public')", name="subject_type"),
+        CheckConstraint("min_acr IN ('pin', 'password', 'mfa', 'idporten-loa-substantial', 'idporten-loa-high')",
+                        name="min_acr"),
+        # A PIN alone is for kiosks and open-library doors, never for a web partner.
+        CheckConstraint("min_acr <> 'pin' OR pin_allowed", name="pin_needs_pin_allowed"),
+        # An OIDC client is confidential exactly when it holds a secret.
+        CheckConstraint("protocol <> 'oidc' OR public = (secret_hash IS NULL)", name="secret_iff_confidential"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    protocol: Mapped[str] = mapped_column(String(8))
+    # SHA-256 of the client secret; the secret itself is shown once and never stored.
+    secret_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    min_acr: Mapped[str] = mapped_column(String(32), default="password")
+    pin_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
+    claims: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["valid_patron"])
+    subject_type: Mapped[str] = mapped_column(String(8), default="pairwise")
+    # NULL until the data processing agreement is signed; without it the partner logs nobody in.
+    dpa_signed: Mapped[date | None] = mapped_column(Date)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+    # When the current secret was issued (at creation or by the last rotation); NULL for public clients.
+    secret_rotated_at: Mapped[datetime | None] = mapped_column(Timestamp())
+
+    def __repr__(self) -> str:
+        return f"<RelyingParty id={self.id} client_id={self.client_id} protocol={self.protocol}>"
+
+
 __all__ = ["AuditEvent", "Base", "Card", "CardSeries", "Credential", "Guardianship", "Library", "Membership",
-           "Notification", "Patron"]
+           "Notification", "Patron", "RelyingParty"]

@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from idp.errors import IdpError
 
 log = logging.getLogger("idp.web")
-JSON_PREFIXES = ("/api/", "/healthz", "/.well-known/", "/oauth/", "/oidc/")
+JSON_PREFIXES = ("/api/", "/healthz", "/.well-known/", "/jwks", "/token", "/userinfo")
 
 
 def _wants_json() -> bool:

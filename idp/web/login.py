@@ -16,6 +16,7 @@ from idp.web.forms import ChangePasswordForm, LoginForm
 from idp.web.sessions import regenerate
 
 bp = Blueprint("login", __name__)
+CARRIED_OVER_LOGIN = ("lang", "oidc_pending")
 
 
 def safe_next(target: str | None) -> str:
@@ -51,8 +52,12 @@ def login_submit() -> ResponseReturnValue:
     if not result.ok:
         return render_template("login.html", form=form, error=_("Login failed. Check the card number and "
                                                                 "password and try again.")), 401
+    # A fresh session (new id, nothing from before the login) keeps only the language and a login
+    # in progress for a service.
+    kept = {key: session[key] for key in CARRIED_OVER_LOGIN if key in session}
     session.clear()
     regenerate(session)
+    session.update(kept)
     session.update(patron_id=result.patron_id, acr="password", amr=["pwd"], auth_time=int(time.time()),
                    must_change=result.must_change)
     target = safe_next(form.next.data)

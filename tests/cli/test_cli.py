@@ -34,7 +34,7 @@ BERGEN = "NO-4601000"
 KARI = person(date(1985, 3, 12))
 IDP_SCRIPT = Path(sys.executable).parent / "idp"
 Series = dict[str, tuple[int, int]]  # usage ("printed", "digital") -> (first, last) as `idp` printed them
-COMMANDS = ["card", "db", "demo", "keys", "library", "patron", "purge-inactive", "series", "serve"]
+COMMANDS = ["card", "db", "demo", "keys", "library", "patron", "purge-inactive", "rp", "series", "serve"]
 
 
 class Idp(Protocol):
@@ -122,7 +122,7 @@ def stored_hash(services: Services, card: str, kind: str) -> str:
 def cli_env(settings: Settings, services: Services) -> dict[str, str]:
     """What an operator exports to point `idp` at this test's register (services: starts empty)."""
     env = {"IDP_MODE": "development", "IDP_HOME": str(settings.home), "IDP_DATABASE_URL": settings.database_url,
-           "IDP_ARGON2_TIME_COST": "1", "IDP_ARGON2_MEMORY_KIB": "1024"}
+           "IDP_KEYS_DIR": str(settings.keys_dir), "IDP_ARGON2_TIME_COST": "1", "IDP_ARGON2_MEMORY_KIB": "1024"}
     if settings.redis_url:
         env["IDP_REDIS_URL"] = settings.redis_url
     return env

@@ -92,7 +92,8 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 def cli(settings: Settings) -> Cli:
     env: dict[str, str | None] = {
         name: None for name in os.environ if name.startswith("IDP_") and not name.startswith("IDP_TEST_")}
-    env.update(IDP_MODE="development", IDP_HOME=str(settings.home), IDP_DATABASE_URL=settings.database_url,
+    env.update(IDP_MODE="development", IDP_HOME=str(settings.home), IDP_KEYS_DIR=str(settings.keys_dir),
+               IDP_DATABASE_URL=settings.database_url,
                IDP_ARGON2_TIME_COST="1", IDP_ARGON2_MEMORY_KIB="1024")
     runner = CliRunner(env=env)
 

@@ -12,6 +12,7 @@ from werkzeug.test import TestResponse
 
 from idp import create_app
 from idp.services import Services, build_services
+from idp.errors import ConfigError
 from idp.settings import Settings, load_settings, new_secret
 
 SECURITY_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
@@ -163,9 +164,10 @@ def test_development_sends_no_hsts_and_allows_a_plain_http_cookie(app: Flask, cl
 
 
 @pytest.fixture
-def production_settings(tmp_path: Path) -> Settings:
+def production_settings(tmp_path: Path, shared_keys_dir: Path) -> Settings:
+    # Production never generates signing keys: an operator runs `idp keys rotate` first.
     return load_settings({}, mode="production", home=str(tmp_path), issuer="https://login.example.no",
-                         secret_key=new_secret(), data_key=new_secret())
+                         secret_key=new_secret(), data_key=new_secret(), keys_dir=str(shared_keys_dir))
 
 
 def test_production_cookies_are_secure_httponly_lax_and_hsts_is_sent(production_settings: Settings) -> None:
@@ -180,5 +182,16 @@ def test_production_cookies_are_secure_httponly_lax_and_hsts_is_sent(production_
             assert_security_headers(response)
             hsts = response.headers.get("Strict-Transport-Security", "")
             assert hsts.startswith("max-age=") and int(hsts.split(";")[0].split("=")[1]) >= 31536000
+    finally:
+        services.close()
+
+
+def test_production_without_signing_keys_refuses_to_start(tmp_path: Path) -> None:
+    settings = load_settings({}, mode="production", home=str(tmp_path), issuer="https://login.example.no",
+                             secret_key=new_secret(), data_key=new_secret())
+    services = build_services(settings)
+    try:
+        with pytest.raises(ConfigError, match="idp keys rotate"):
+            create_app(services=services)
     finally:
         services.close()

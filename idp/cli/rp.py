@@ -1,0 +1,163 @@
+"""Operator commands for relying parties: ``idp rp ...``.
+
+Operators' scripts parse this output, so command names and ``key: value`` lines are stable. A
+client secret is printed exactly once, when it is created or rotated, and never again.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+import click
+
+from idp import relying_parties as rps
+from idp.assurance import LEVELS, WEB_MINIMUM
+from idp.cli.common import Context, handle_errors, out, pass_ctx
+from idp.errors import ValidationError
+from idp.registry.models import RelyingParty
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _date(value: str, option: str) -> date:
+    # Parsed here rather than by click.DateTime, so a bad date ends as one `error:` line with exit 1
+    # like every other refused input, not as a usage error with exit 2.
+    try:
+        if _ISO_DATE.fullmatch(value.strip()):
+            return date.fromisoformat(value.strip())
+    except ValueError:
+        pass
+    raise ValidationError(f"{option} is a date as YYYY-MM-DD, e.g. 2026-11-23.")
+
+
+def _claims(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [c.strip() for c in value.split(",")] if value.strip() else []
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _secret_state(rp: RelyingParty) -> str:
+    if rp.public:
+        return "(public client)"
+    rotated = rp.secret_rotated_at.date().isoformat() if rp.secret_rotated_at else "unknown"
+    return f"(set, rotated {rotated})"
+
+
+@click.group("rp")
+def rp() -> None:
+    """Relying parties: the partners patrons log in to."""
+
+
+@rp.command("add-oidc")
+@click.argument("name")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, metavar="URI",
+              help="Where patrons return after login; https (http only on loopback). Repeat for more.")
+@click.option("--public", is_flag=True, help="A public client (SPA, native app): no secret, PKCE only.")
+@click.option("--min-acr", default=WEB_MINIMUM, show_default=True, metavar="LEVEL",
+              help=f"Minimum assurance level: {', '.join(LEVELS)}.")
+@click.option("--pin-allowed", is_flag=True, help="A kiosk or open-library door: card + PIN may suffice.")
+@click.option("--claims", metavar="A,B", help="Claims it may receive (default: valid_patron; age_over_NN allowed).")
+@click.option("--public-sub", is_flag=True, help="Send a public sub instead of a pairwise pseudonym.")
+@click.option("--dpa-signed", metavar="YYYY-MM-DD", help="When its data processing agreement was signed.")
+@pass_ctx
+@handle_errors
+def rp_add_oidc(ctx: Context, name: str, redirect_uris: tuple[str, ...], public: bool, min_acr: str,
+                pin_allowed: bool, claims: str | None, public_sub: bool, dpa_signed: str | None) -> None:
+    """Register an OpenID Connect client; prints its client_id and, once, its client_secret."""
+    signed = _date(dpa_signed, "--dpa-signed") if dpa_signed is not None else None
+    with ctx.registry() as reg:
+        added, secret = rps.add_oidc(reg, name, list(redirect_uris), public=public, min_acr=min_acr,
+                                     claims=_claims(claims), dpa_signed=signed, pin_allowed=pin_allowed,
+                                     public_sub=public_sub)
+        state = rps.status(added, reg.today())
+    out(client_id=added.client_id)
+    if secret is not None:
+        out(client_secret=secret)
+    out(status=state)
+    if added.dpa_signed is None:
+        click.echo("note: it cannot log anyone in until its data processing agreement is recorded "
+                   "(idp rp set-dpa CLIENT_ID YYYY-MM-DD).")
+
+
+@rp.command("list")
+@pass_ctx
+@handle_errors
+def rp_list(ctx: Context) -> None:
+    """One line per relying party: client_id, name, status (active / disabled / no DPA)."""
+    with ctx.registry() as reg:
+        today = reg.today()
+        for party in rps.list_all(reg):
+            click.echo(f"{party.client_id}\t{party.name}\t{rps.status(party, today)}")
+
+
+@rp.command("show")
+@click.argument("client_id")
+@pass_ctx
+@handle_errors
+def rp_show(ctx: Context, client_id: str) -> None:
+    """Everything about a relying party except its secret."""
+    with ctx.registry() as reg:
+        party = rps.get(reg, client_id)
+        out(client_id=party.client_id, name=party.name, protocol=party.protocol,
+            client_type="public" if party.public else "confidential", client_secret=_secret_state(party))
+        for uri in party.redirect_uris:
+            out(redirect_uri=uri)
+        out(min_acr=party.min_acr, pin_allowed=_yes(party.pin_allowed), claims=", ".join(party.claims) or "-",
+            subject_type=party.subject_type,
+            dpa_signed=party.dpa_signed.isoformat() if party.dpa_signed else "-",
+            disabled=_yes(party.disabled), status=rps.status(party, reg.today()),
+            created_at=party.created_at.isoformat(timespec="seconds"))
+
+
+def _toggle(ctx: Context, client_id: str, disabled: bool) -> None:
+    with ctx.registry() as reg:
+        party = (rps.disable if disabled else rps.enable)(reg, client_id)
+        out(client_id=party.client_id, status=rps.status(party, reg.today()))
+
+
+@rp.command("disable")
+@click.argument("client_id")
+@pass_ctx
+@handle_errors
+def rp_disable(ctx: Context, client_id: str) -> None:
+    """Stop a relying party from logging anyone in (its secret stops working too)."""
+    _toggle(ctx, client_id, True)
+
+
+@rp.command("enable")
+@click.argument("client_id")
+@pass_ctx
+@handle_errors
+def rp_enable(ctx: Context, client_id: str) -> None:
+    """Undo disable."""
+    _toggle(ctx, client_id, False)
+
+
+@rp.command("rotate-secret")
+@click.argument("client_id")
+@pass_ctx
+@handle_errors
+def rp_rotate_secret(ctx: Context, client_id: str) -> None:
+    """Give a confidential client a new secret, printed once; the old one stops working."""
+    with ctx.registry() as reg:
+        party, secret = rps.rotate_secret(reg, client_id)
+    out(client_id=party.client_id, client_secret=secret)
+
+
+@rp.command("set-dpa")
+@click.argument("client_id")
+@click.argument("signed", metavar="YYYY-MM-DD")
+@pass_ctx
+@handle_errors
+def rp_set_dpa(ctx: Context, client_id: str, signed: str) -> None:
+    """Record when the relying party's data processing agreement was signed."""
+    day = _date(signed, "the agreement date")
+    with ctx.registry() as reg:
+        party = rps.set_dpa(reg, client_id, day)
+        out(client_id=party.client_id, dpa_signed=party.dpa_signed.isoformat() if party.dpa_signed else "-",
+            status=rps.status(party, reg.today()))

@@ -1,0 +1,1 @@
+"""OpenID Connect provider: the only code that touches pyop."""

@@ -1,0 +1,89 @@
+"""The OIDC authorization flow, between pyop and the pages: no Flask here.
+
+Keeps what pyop forgets (acr/amr/auth_time and the released claims per code), makes codes
+single-use under concurrency (a replayed code revokes what it issued), and records consent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from idp.assurance import LEVELS, WEB_MINIMUM, rank
+from idp.state import StateStore
+
+CONSENT_TTL = 365 * 24 * 3600
+GRANT_TTL = 31 * 24 * 3600
+# The strongest method a patron can use on the web today; step-up methods arrive later.
+HIGHEST_AVAILABLE = WEB_MINIMUM
+
+
+def required_level(rp_minimum: str, acr_values: list[str] | None) -> str:
+    """The relying party's minimum holds whatever it asks; a known, higher request raises it."""
+    needed = rank(rp_minimum) if rp_minimum in LEVELS else rank(WEB_MINIMUM)
+    needed = max(needed, rank(WEB_MINIMUM))
+    asked = [rank(v) for v in (acr_values or []) if v in LEVELS]
+    if asked:
+        needed = max(needed, min(asked))
+    return LEVELS[needed]
+
+
+def can_meet(level: str) -> bool:
+    return rank(level) <= rank(HIGHEST_AVAILABLE)
+
+
+@dataclass(frozen=True)
+class CodeGrant:
+    patron_id: int
+    client_id: str
+    acr: str
+    amr: list[str]
+    auth_time: int
+    claims: list[str]
+
+
+class Grants:
+    def __init__(self, state: StateStore) -> None:
+        self._state = state
+
+    def remember(self, code: str, grant: CodeGrant, ttl: int) -> None:
+        self._state.put(f"oidc:grant:{code}", json.dumps(grant.__dict__).encode(), ttl)
+
+    def claim(self, code: str) -> bool:
+        """True for the first exchange of ``code`` only, even when two arrive at once."""
+        return self._state.incr(f"oidc:claimed:{code}", GRANT_TTL) == 1
+
+    def grant(self, code: str) -> CodeGrant | None:
+        raw = self._state.get(f"oidc:grant:{code}")
+        return CodeGrant(**json.loads(raw)) if raw else None
+
+    def record_tokens(self, code: str, access_token: str | None, refresh_token: str | None) -> None:
+        self._state.put(f"oidc:issued:{code}", json.dumps([access_token, refresh_token]).encode(), GRANT_TTL)
+
+    def issued_for(self, code: str) -> tuple[str | None, str | None]:
+        raw = self._state.get(f"oidc:issued:{code}")
+        access, refresh = json.loads(raw) if raw else (None, None)
+        return access, refresh
+
+    # -- consent: per patron, one document, so the patron can list and revoke it ----------------
+    def consents(self, patron_id: int) -> dict[str, list[str]]:
+        raw = self._state.get(f"consent:{patron_id}")
+        return json.loads(raw) if raw else {}
+
+    def has_consent(self, patron_id: int, client_id: str, claims: list[str]) -> bool:
+        return set(claims) <= set(self.consents(patron_id).get(client_id, []))
+
+    def give_consent(self, patron_id: int, client_id: str, claims: list[str]) -> None:
+        current = self.consents(patron_id)
+        current[client_id] = sorted(set(current.get(client_id, [])) | set(claims))
+        self._state.put(f"consent:{patron_id}", json.dumps(current).encode(), CONSENT_TTL)
+
+    def revoke_consent(self, patron_id: int, client_id: str) -> None:
+        current = self.consents(patron_id)
+        if current.pop(client_id, None) is not None:
+            self._state.put(f"consent:{patron_id}", json.dumps(current).encode(), CONSENT_TTL)
+
+
+def describe(grant: CodeGrant) -> dict[str, Any]:
+    return {"acr": grant.acr, "amr": grant.amr, "auth_time": grant.auth_time}

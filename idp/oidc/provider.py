@@ -1,0 +1,252 @@
+"""pyop, wired to the register and made safe where it is not (see STYLE.md's notes on pyop).
+
+What is ours rather than pyop's, and why:
+- id_tokens are signed by the key ring with jwcrypto (pyop's ES256 leaks keys) and the JWKS is
+  the ring's current + next keys;
+- clients live in the database with hashed secrets and are authenticated here in constant time
+  (pyop compares plain text and crashes on a ':' in a Basic secret);
+- subjects are derived (pairwise per relying party) instead of stored, and found by an index
+  instead of a scan over every user;
+- refresh tokens rotate: each refresh returns a new one and the presented one dies;
+- an http issuer is accepted for loopback hosts only (development, tests), never elsewhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from pyop.authz_state import AuthorizationState
+from pyop.exceptions import (InvalidAuthenticationRequest, InvalidClientAuthentication, InvalidRefreshToken,
+                             InvalidSubjectIdentifier)
+from pyop.provider import Provider
+from pyop.message import AuthorizationRequest
+
+from idp.assurance import LEVELS
+from idp.errors import ConfigError
+from idp.keys import KeyRing
+from idp.oidc.storage import StateMapping
+from idp.oidc.subjects import PUBLIC_SECTOR, Subjects
+from idp.state import StateStore
+
+CODE_LIFETIME = 120
+ACCESS_TOKEN_LIFETIME = 3600
+REFRESH_TOKEN_LIFETIME = 30 * 24 * 3600
+ID_TOKEN_LIFETIME = 600
+SCOPES = ["openid", "patron", "profile", "email"]
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+# (client_id, secret or None) -> the client's metadata if it authenticates, else None.
+Authenticator = Callable[[str, str | None], Mapping[str, Any] | None]
+
+
+class _ClaimsAreOurs:
+    """pyop's userinfo seam, deliberately empty: claims come from idp.oidc.claims under the
+    relying party's policy, never from pyop, which has no notion of per-client release."""
+
+    def __getitem__(self, user_id: str) -> dict[str, Any]:
+        return {}
+
+    def get_claims_for(self, user_id: str | None, requested_claims: Any, userinfo: Any = None) -> dict[str, Any]:
+        return {}
+
+
+class _Unused:
+    """pyop insists on a subject-identifier factory; ours are derived in RegisterAuthorizationState."""
+
+
+class RegisterAuthorizationState(AuthorizationState):
+    def __init__(self, state: StateStore, subjects: Subjects) -> None:
+        super().__init__(
+            _Unused(),
+            authorization_code_db=StateMapping(state, "oidc:code:", CODE_LIFETIME + 60),
+            # Kept as long as a refresh token may point at them; their own 'exp' says when they stop working.
+            access_token_db=StateMapping(state, "oidc:at:", REFRESH_TOKEN_LIFETIME),
+            refresh_token_db=StateMapping(state, "oidc:rt:", REFRESH_TOKEN_LIFETIME),
+            authorization_code_lifetime=CODE_LIFETIME, access_token_lifetime=ACCESS_TOKEN_LIFETIME,
+            refresh_token_lifetime=REFRESH_TOKEN_LIFETIME,
+            # A threshold beyond the lifetime makes pyop issue a new refresh token on every refresh.
+            refresh_token_threshold=REFRESH_TOKEN_LIFETIME + 1)
+        self.subjects = subjects
+
+    def get_subject_identifier(self, subject_type: str, user_id: str, sector_identifier: str | None = None) -> str:
+        sector = PUBLIC_SECTOR if subject_type == "public" else sector_identifier
+        if not sector:
+            raise ValueError("a pairwise subject needs a sector")
+        return self.subjects.subject(int(user_id), sector)
+
+    def get_user_id_for_subject_identifier(self, subject_identifier: str) -> str:
+        patron_id = self.subjects.patron_for(subject_identifier)
+        if patron_id is None:
+            raise InvalidSubjectIdentifier("unknown subject")
+        return str(patron_id)
+
+    def use_refresh_token(self, refresh_token: str, scope: Any = None) -> Any:
+        if refresh_token not in self.refresh_tokens:
+            raise InvalidRefreshToken("unknown or already used refresh token")
+        previous_access_token = self.refresh_tokens[refresh_token]["access_token"]
+        if previous_access_token not in self.access_tokens:
+            # Revoked (logout or a replayed code) while the refresh token was still out there.
+            del self.refresh_tokens[refresh_token]
+            raise InvalidRefreshToken("the grant behind this refresh token was revoked")
+        access_token, new_refresh_token = super().use_refresh_token(refresh_token, scope)
+        del self.refresh_tokens[refresh_token]
+        del self.access_tokens[previous_access_token]
+        return access_token, new_refresh_token
+
+    def revoke(self, access_token: str | None, refresh_token: str | None) -> None:
+        for store, value in ((self.access_tokens, access_token), (self.refresh_tokens, refresh_token)):
+            if value:
+                store.pop(value, None)
+
+
+def _at_hash(access_token: str) -> str:
+    digest = hashlib.sha256(access_token.encode()).digest()
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
+
+
+def _construction_issuer(issuer: str) -> str:
+    """oic refuses a non-https issuer; loopback http is allowed for development, nothing else."""
+    parts = urlsplit(issuer)
+    if parts.scheme == "https":
+        return issuer
+    if parts.scheme == "http" and parts.hostname in _LOOPBACK:
+        return "https" + issuer[len("http"):]
+    raise ConfigError("IDP_ISSUER must be https (http is accepted for 127.0.0.1/localhost only)")
+
+
+class RegisteredClients(Mapping[str, Mapping[str, Any]]):
+    """Client metadata in pyop's shape, read from the relying-party registry on demand."""
+
+    def __init__(self, lookup: Callable[[str], Mapping[str, Any] | None]) -> None:
+        self._lookup = lookup
+
+    def __getitem__(self, client_id: str) -> Mapping[str, Any]:
+        found = self._lookup(client_id) if isinstance(client_id, str) and len(client_id) <= 100 else None
+        if found is None:
+            raise KeyError(client_id)
+        return found
+
+    def __contains__(self, client_id: object) -> bool:
+        return isinstance(client_id, str) and len(client_id) <= 100 and self._lookup(client_id) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        raise NotImplementedError("clients are looked up, not listed")
+
+    def __len__(self) -> int:
+        raise NotImplementedError("clients are looked up, not listed")
+
+
+def _pkce_rules(provider: Provider, request: AuthorizationRequest) -> None:
+    client = provider.clients[request["client_id"]]
+    method = request.get("code_challenge_method")
+    if "code_challenge" in request and method != "S256":
+        raise InvalidAuthenticationRequest("PKCE must use code_challenge_method=S256", request,
+                                           oauth_error="invalid_request")
+    if client.get("public") and "code_challenge" not in request:
+        raise InvalidAuthenticationRequest("PKCE (S256) is required for this client", request,
+                                           oauth_error="invalid_request")
+
+
+def _code_flow_only(provider: Provider, request: AuthorizationRequest) -> None:
+    if request["response_type"] != ["code"]:
+        raise InvalidAuthenticationRequest("only response_type=code is supported", request,
+                                           oauth_error="unsupported_response_type")
+
+
+class IdpProvider(Provider):
+    def __init__(self, *, issuer: str, keyring: KeyRing, clients: RegisteredClients,
+                 authz_state: RegisterAuthorizationState, authenticate: Authenticator) -> None:
+        base = issuer.rstrip("/")
+        configuration = {
+            "issuer": _construction_issuer(base),
+            "authorization_endpoint": f"{base}/authorize",
+            "token_endpoint": f"{base}/token",
+            "userinfo_endpoint": f"{base}/userinfo",
+            "jwks_uri": f"{base}/jwks",
+            "end_session_endpoint": f"{base}/logout/oidc",
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "subject_types_supported": ["pairwise", "public"],
+            "id_token_signing_alg_values_supported": list(keyring.algorithms),
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "code_challenge_methods_supported": ["S256"],
+            "scopes_supported": list(SCOPES),
+            "claims_parameter_supported": True,
+            "request_parameter_supported": False,
+            "request_uri_parameter_supported": False,
+            "authorization_response_iss_parameter_supported": True,
+            "acr_values_supported": list(LEVELS),
+            "claims_supported": ["sub", "acr", "amr", "auth_time", "valid_patron"],
+            "ui_locales_supported": ["nb", "en"],
+        }
+        super().__init__(None, configuration, authz_state, clients, _ClaimsAreOurs(),
+                         id_token_lifetime=ID_TOKEN_LIFETIME)
+        self.configuration_information["issuer"] = base
+        self.keyring = keyring
+        self._authenticate = authenticate
+        self.authentication_request_validators.append(lambda request: _code_flow_only(self, request))
+        self.authentication_request_validators.append(lambda request: _pkce_rules(self, request))
+
+    @property
+    def jwks(self) -> dict[str, Any]:
+        return self.keyring.public_jwks()
+
+    def _create_subject_identifier(self, user_id: str, client_id: str, redirect_uri: str) -> str:
+        # Pairwise per relying party (its client_id is the sector), public only where policy says.
+        return self.authz_state.get_subject_identifier(self.clients[client_id].get("subject_type", "pairwise"),
+                                                       user_id, client_id)
+
+    def _create_signed_id_token(self, client_id: str, sub: str, user_claims: Any = None, nonce: str | None = None,
+                                authorization_code: str | None = None, access_token_value: str | None = None,
+                                extra_id_token_claims: Any = None) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {"iss": self.configuration_information["issuer"], "sub": sub, "aud": client_id,
+                                  "iat": now, "exp": now + self.id_token_lifetime}
+        claims.update(user_claims or {})
+        claims.update(extra_id_token_claims or {})
+        if nonce:
+            claims["nonce"] = nonce
+        if access_token_value:
+            claims["at_hash"] = _at_hash(access_token_value)
+        alg = self.clients[client_id].get("id_token_signed_response_alg", "RS256")
+        return self.keyring.sign(claims, alg)
+
+    def _verify_client_authentication(self, request_body: str, http_headers: Mapping[str, str] | None = None
+                                      ) -> dict[str, str]:
+        token_request = dict(parse_qsl(request_body))
+        header = (http_headers or {}).get("Authorization")
+        client_id, secret = _client_credentials(token_request, header)
+        client = self._authenticate(client_id, secret)
+        if client is None:
+            raise InvalidClientAuthentication("client authentication failed")
+        token_request["client_id"] = client_id
+        return token_request
+
+
+def _client_credentials(token_request: Mapping[str, str], header: str | None) -> tuple[str, str | None]:
+    """client_secret_basic, client_secret_post or none (public clients), never two at once."""
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic" or "client_secret" in token_request:
+            raise InvalidClientAuthentication("use one client authentication method: HTTP Basic")
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidClientAuthentication("malformed HTTP Basic credentials") from None
+        client_id, sep, secret = decoded.partition(":")  # a ':' inside the secret is fine (RFC 7617)
+        if not sep:
+            raise InvalidClientAuthentication("malformed HTTP Basic credentials")
+        client_id, secret = unquote(client_id), unquote(secret)
+        if token_request.get("client_id") not in (None, client_id):
+            raise InvalidClientAuthentication("client_id differs from the authenticated client")
+        return client_id, secret
+    client_id = token_request.get("client_id")
+    if not client_id:
+        raise InvalidClientAuthentication("client authentication is missing")
+    return client_id, token_request.get("client_secret")

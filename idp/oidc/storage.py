@@ -1,0 +1,44 @@
+"""pyop's token databases as mappings over the state store (Redis or memory).
+
+pyop reads and writes authorization codes, access tokens and refresh tokens through plain
+mappings. Each entry here is JSON in the state store with a lifetime, so every worker sees the
+same codes and tokens and nothing outlives its use.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+from idp.state import StateStore
+
+
+class StateMapping(MutableMapping[str, Any]):
+    def __init__(self, state: StateStore, prefix: str, ttl: int) -> None:
+        self._state, self._prefix, self._ttl = state, prefix, ttl
+
+    def __getitem__(self, key: str) -> Any:
+        raw = self._state.get(self._prefix + key) if isinstance(key, str) and len(key) <= 512 else None
+        if raw is None:
+            raise KeyError(key)
+        return json.loads(raw)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._state.put(self._prefix + key, json.dumps(value).encode(), self._ttl)
+
+    def __delitem__(self, key: str) -> None:
+        self._state.delete(self._prefix + key)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and len(key) <= 512 and self._state.get(self._prefix + key) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        # pyop only scans these to log a user out, which idp.oidc.provider does by index instead.
+        raise NotImplementedError("token stores are not enumerable")
+
+    def __len__(self) -> int:
+        raise NotImplementedError("token stores are not enumerable")
+
+    def __repr__(self) -> str:
+        return f"<StateMapping {self._prefix}>"

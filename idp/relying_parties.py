@@ -1,0 +1,280 @@
+"""Relying parties: the partners the national library lets log patrons in.
+
+No Flask here. The OIDC (and later SAML) layer asks ``refusal_reason`` before it logs anyone in
+to a partner and ``authenticate`` when a confidential client presents its secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+
+from idp.assurance import LEVELS, WEB_MINIMUM
+from idp.errors import NotAllowed, NotFound, ValidationError
+from idp.registry.context import Registry
+from idp.registry.models import RelyingParty
+
+PROTOCOL_OIDC = "oidc"
+PAIRWISE, PUBLIC_SUB = "pairwise", "public"
+DEFAULT_CLAIMS: tuple[str, ...] = ("valid_patron",)
+# Claims a policy may list: these names, plus age_over_NN (two digits, 01-99, as in ISO/IEC 18013-5).
+NAMED_CLAIMS: tuple[str, ...] = ("valid_patron", "loan_ban", "home_library", "libraries", "name", "email")
+AGE_OVER_CLAIM = re.compile(r"age_over_(0[1-9]|[1-9][0-9])")
+MAX_NAME = 200
+MAX_REDIRECT_URI = 2000
+# Plain http is tolerated only where the traffic never leaves the machine (RFC 8252 section 7.3).
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+NO_DPA = "not yet approved: no data processing agreement"
+DISABLED = "disabled"
+
+_CLIENT_ID_BYTES = 16  # 22 url-safe characters; not a secret, only unique and unguessable
+_CLIENT_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SECRET_BYTES = 32
+_MAX_PRESENTED_SECRET = 512
+# Compared against when there is no real digest, so every path through authenticate does the same work.
+_NO_DIGEST = hashlib.sha256(b"no secret").digest()
+
+
+def is_known_claim(name: str) -> bool:
+    return isinstance(name, str) and (name in NAMED_CLAIMS or AGE_OVER_CLAIM.fullmatch(name) is not None)
+
+
+# -- validation -------------------------------------------------------------------------------
+
+def clean_name(name: str) -> str:
+    name = " ".join(name.split()) if isinstance(name, str) else ""
+    if not 1 <= len(name) <= MAX_NAME or not name.isprintable():
+        raise ValidationError(f"A relying party needs a name of 1 to {MAX_NAME} printable characters.")
+    return name
+
+
+def clean_redirect_uri(uri: str) -> str:
+    """One redirect URI, returned unchanged: the OIDC layer compares them character for character."""
+    if not isinstance(uri, str) or not uri:
+        raise ValidationError("A redirect URI cannot be empty.")
+    if len(uri) > MAX_REDIRECT_URI:
+        raise ValidationError(f"A redirect URI has at most {MAX_REDIRECT_URI} characters.")
+    if any(c.isspace() or not c.isprintable() for c in uri):
+        raise ValidationError(f"Redirect URI {uri!r} contains spaces or control characters.")
+    if "#" in uri:
+        raise ValidationError(f"Redirect URI {uri} has a fragment (#...); OAuth forbids it.")
+    if "*" in uri:
+        raise ValidationError(f"Redirect URI {uri} has a wildcard; register every URI exactly.")
+    try:
+        parts = urlsplit(uri)
+        host, _ = parts.hostname, parts.port
+    except ValueError:
+        raise ValidationError(f"Redirect URI {uri} has an invalid host or port.") from None
+    if not parts.scheme or not host:
+        raise ValidationError(f"Redirect URI {uri} is not absolute (expected https://host/path).")
+    if parts.username is not None or parts.password is not None:
+        # https://trusted.example@evil.example/ reads like the first host and goes to the second.
+        raise ValidationError(f"Redirect URI {uri} contains a user name or password; remove it.")
+    if parts.scheme == "https":
+        return uri
+    if parts.scheme == "http" and host in LOOPBACK_HOSTS:
+        return uri
+    if parts.scheme == "http":
+        raise ValidationError(f"Redirect URI {uri} must use https (http only on 127.0.0.1, [::1] or localhost).")
+    raise ValidationError(f"Redirect URI {uri} must use https, not {parts.scheme}.")
+
+
+def clean_redirect_uris(uris: Iterable[str]) -> list[str]:
+    cleaned = list(dict.fromkeys(clean_redirect_uri(u) for u in uris))
+    if not cleaned:
+        raise ValidationError("A relying party needs at least one redirect URI.")
+    return cleaned
+
+
+def clean_claims(claims: Iterable[str] | None) -> list[str]:
+    if claims is None:
+        return list(DEFAULT_CLAIMS)
+    if isinstance(claims, str):
+        raise ValidationError("Claims are a list of names, not one string.")
+    chosen = list(dict.fromkeys(claims))
+    unknown = [c for c in chosen if not is_known_claim(c)]
+    if unknown:
+        raise ValidationError(f"Unknown claim {unknown[0]!r}; use {', '.join(NAMED_CLAIMS)} "
+                              "or age_over_NN (NN two digits, 01 to 99).")
+    return chosen
+
+
+def check_min_acr(min_acr: str, *, pin_allowed: bool) -> str:
+    if min_acr not in LEVELS:
+        raise ValidationError(f"Unknown assurance level {min_acr!r}; use one of: {', '.join(LEVELS)}.")
+    if min_acr == "pin" and not pin_allowed:
+        raise ValidationError("A PIN alone is only for kiosks and open-library doors: "
+                              "a minimum level of 'pin' needs pin_allowed (--pin-allowed).")
+    return min_acr
+
+
+def check_dpa_date(reg: Registry, signed: date | None) -> date | None:
+    if signed is None:
+        return None
+    if not isinstance(signed, date) or isinstance(signed, datetime):
+        raise ValidationError("The data processing agreement date must be a date (YYYY-MM-DD).")
+    if signed > reg.today():
+        raise ValidationError(f"A data processing agreement cannot be signed in the future ({signed.isoformat()}).")
+    return signed
+
+
+# -- secrets ----------------------------------------------------------------------------------
+
+def _digest(secret: str) -> bytes:
+    # Client secrets are 256-bit random values we generate, so there is nothing to guess and no
+    # dictionary to slow down: one SHA-256 is as strong as argon2 here and keeps the token
+    # endpoint fast. (Patron passwords and PINs are low-entropy and do get argon2.)
+    # surrogatepass: any str, even one with lone surrogates, maps to distinct bytes instead of raising.
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
+
+
+def _new_client_id() -> str:
+    # Operators type client ids as command arguments: one starting with "-" would be read as an
+    # option (`idp rp show -Zx...`), so draw again; that keeps the ids uniform over the rest.
+    while True:
+        client_id = secrets.token_urlsafe(_CLIENT_ID_BYTES)
+        if not client_id.startswith("-"):
+            return client_id
+
+
+def _new_secret() -> tuple[str, bytes]:
+    secret = secrets.token_urlsafe(_SECRET_BYTES)
+    return secret, _digest(secret)
+
+
+# -- the service ------------------------------------------------------------------------------
+
+def add_oidc(reg: Registry, name: str, redirect_uris: Sequence[str], *, public: bool = False,
+             min_acr: str = WEB_MINIMUM, claims: Sequence[str] | None = None, dpa_signed: date | None = None,
+             pin_allowed: bool = False, public_sub: bool = False) -> tuple[RelyingParty, str | None]:
+    """Register an OIDC client. Returns it with its secret, which exists nowhere else afterwards
+    (None for a public client, which cannot keep one)."""
+    rp = RelyingParty(
+        client_id=_new_client_id(), name=clean_name(name), protocol=PROTOCOL_OIDC,
+        redirect_uris=clean_redirect_uris(redirect_uris), public=bool(public),
+        min_acr=check_min_acr(min_acr, pin_allowed=bool(pin_allowed)), pin_allowed=bool(pin_allowed),
+        claims=clean_claims(claims), subject_type=PUBLIC_SUB if public_sub else PAIRWISE,
+        dpa_signed=check_dpa_date(reg, dpa_signed), disabled=False, created_at=reg.now())
+    secret = None
+    if not rp.public:
+        secret, rp.secret_hash = _new_secret()
+        rp.secret_rotated_at = rp.created_at
+    reg.session.add(rp)
+    reg.session.flush()
+    reg.audit("rp.add", client_id=rp.client_id, protocol=rp.protocol, public=rp.public, min_acr=rp.min_acr,
+              pin_allowed=rp.pin_allowed, claims=list(rp.claims), subject_type=rp.subject_type,
+              redirect_uris=list(rp.redirect_uris), dpa_signed=_iso(rp.dpa_signed))
+    return rp, secret
+
+
+def get(reg: Registry, client_id: str) -> RelyingParty:
+    if not isinstance(client_id, str) or not _CLIENT_ID_SHAPE.fullmatch(client_id):
+        # Not echoed: it may be anything a browser sent, of any length.
+        raise NotFound("No relying party has that client_id (client ids are letters, digits, - and _).")
+    rp = reg.session.scalar(select(RelyingParty).where(RelyingParty.client_id == client_id))
+    if rp is None:
+        raise NotFound(f"No relying party has client_id {client_id}.")
+    return rp
+
+
+def list_all(reg: Registry) -> list[RelyingParty]:
+    return list(reg.session.scalars(select(RelyingParty).order_by(RelyingParty.name, RelyingParty.id)))
+
+
+def disable(reg: Registry, client_id: str) -> RelyingParty:
+    """Stop a partner logging anyone in or using its secret. Idempotent: scripts may repeat it."""
+    return _set_disabled(reg, client_id, True)
+
+
+def enable(reg: Registry, client_id: str) -> RelyingParty:
+    return _set_disabled(reg, client_id, False)
+
+
+def _set_disabled(reg: Registry, client_id: str, disabled: bool) -> RelyingParty:
+    rp = get(reg, client_id)
+    if rp.disabled != disabled:
+        rp.disabled = disabled
+        reg.session.flush()
+        reg.audit("rp.disable" if disabled else "rp.enable", client_id=rp.client_id)
+    return rp
+
+
+def set_dpa(reg: Registry, client_id: str, signed: date) -> RelyingParty:
+    """Record the date the partner's data processing agreement was signed (a later one replaces it)."""
+    if signed is None:
+        raise ValidationError("Give the date the data processing agreement was signed (YYYY-MM-DD).")
+    signed = check_dpa_date(reg, signed)
+    rp = get(reg, client_id)
+    if rp.dpa_signed != signed:
+        previous, rp.dpa_signed = rp.dpa_signed, signed
+        reg.session.flush()
+        reg.audit("rp.set_dpa", client_id=rp.client_id, dpa_signed=_iso(signed), previous=_iso(previous))
+    return rp
+
+
+def rotate_secret(reg: Registry, client_id: str) -> tuple[RelyingParty, str]:
+    """A new secret for a confidential client; the old one stops working when this commits."""
+    rp = get(reg, client_id)
+    if rp.public:
+        raise NotAllowed(f"Relying party {rp.client_id} is a public client: it has no secret to rotate.")
+    secret, rp.secret_hash = _new_secret()
+    rp.secret_rotated_at = reg.now()
+    reg.session.flush()
+    reg.audit("rp.rotate_secret", client_id=rp.client_id)
+    return rp, secret
+
+
+def authenticate(reg: Registry, client_id: str, secret: str) -> RelyingParty | None:
+    """The confidential client with this id and secret, or None (unknown, public, disabled, wrong secret).
+
+    The comparison takes the same time whatever the secret presented, and an unknown or public
+    client costs the same digest and comparison, so timing tells nothing about the secret. A
+    missing data processing agreement is not checked here: that is ``refusal_reason``'s job
+    before any login, and so before any code exists to exchange.
+    """
+    found = None
+    if isinstance(client_id, str) and _CLIENT_ID_SHAPE.fullmatch(client_id):
+        found = reg.session.scalar(select(RelyingParty).where(RelyingParty.client_id == client_id))
+    if found is None or found.public or found.disabled or found.secret_hash is None:
+        found, expected = None, _NO_DIGEST
+    else:
+        expected = bytes(found.secret_hash)
+    # An over-long value is no secret of ours; it is still hashed, as the empty string.
+    presented = secret if isinstance(secret, str) and len(secret) <= _MAX_PRESENTED_SECRET else ""
+    matches = hmac.compare_digest(_digest(presented), expected)
+    return found if matches else None
+
+
+def refusal_reason(rp: RelyingParty, today: date) -> str | None:
+    """Why this partner may not log anyone in today, or None when it may.
+
+    ``disabled`` wins over a missing agreement: it is the operator's deliberate, current decision.
+    """
+    if rp.disabled:
+        return DISABLED
+    if rp.dpa_signed is None or rp.dpa_signed > today:
+        return NO_DPA
+    return None
+
+
+def is_allowed_to_log_in(rp: RelyingParty, today: date) -> bool:
+    return refusal_reason(rp, today) is None
+
+
+def status(rp: RelyingParty, today: date) -> str:
+    """One word for operators: active, disabled or no DPA."""
+    reason = refusal_reason(rp, today)
+    return {None: "active", DISABLED: "disabled", NO_DPA: "no DPA"}[reason]
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day is not None else None
+

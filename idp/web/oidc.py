@@ -1,0 +1,293 @@
+"""OpenID Connect endpoints: thin views over pyop (idp.oidc.provider) and idp.oidc.flow."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from flask import Blueprint, Response, jsonify, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from oic.oic.message import AuthorizationErrorResponse
+from pyop.exceptions import (BearerTokenError, InvalidAccessToken, InvalidAuthenticationRequest,
+                             InvalidClientAuthentication, InvalidRedirectURI, InvalidSubjectIdentifier, OAuthError,
+                             UnknownClientId)
+from pyop.access_token import extract_bearer_token_from_http_request
+
+from idp import relying_parties
+from idp.assurance import rank
+from idp.oidc import claims as claim_rules
+from idp.oidc.flow import CodeGrant, can_meet, describe, required_level
+from idp.oidc.hints import id_token_audience
+from idp.oidc.provider import CODE_LIFETIME
+from idp.registry.models import Patron
+from idp.web import services
+
+bp = Blueprint("oidc", __name__)
+PENDING = "oidc_pending"
+
+
+def _oidc():  # type: ignore[no-untyped-def]
+    return services().oidc
+
+
+def _issuer() -> str:
+    return services().settings.issuer
+
+
+def _error_redirect(params: dict[str, Any], error: str, description: str) -> Response:
+    """The protocol's error response to a redirect URI already known to be registered; RFC 9207 iss."""
+    response = AuthorizationErrorResponse(error=error, error_description=description)
+    if params.get("state"):
+        response["state"] = params["state"]
+    response["iss"] = _issuer()
+    return redirect(response.request(params["redirect_uri"]), 303)
+
+
+def _error_page(message: str, status: int = 400) -> ResponseReturnValue:
+    return render_template("error.html", status=status, message=message), status
+
+
+# -- discovery --------------------------------------------------------------------------------
+
+@bp.get("/.well-known/openid-configuration")
+def discovery() -> ResponseReturnValue:
+    response = jsonify(_oidc().provider.provider_configuration.to_dict())
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@bp.get("/jwks")
+def jwks() -> ResponseReturnValue:
+    response = jsonify(_oidc().provider.jwks)
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+# -- authorization ----------------------------------------------------------------------------
+
+@bp.route("/authorize", methods=["GET", "POST"])
+def authorize() -> ResponseReturnValue:
+    params = dict(request.values.items())
+    try:
+        parsed = _oidc().provider.parse_authentication_request(urlencode(params))
+    except (UnknownClientId, InvalidRedirectURI):
+        # No registered redirect URI to send the error to: tell the patron instead.
+        return _error_page(_("The service that sent you here is not registered with us, or sent you from an "
+                             "address it has not registered. Go back to the service and try again."))
+    except InvalidAuthenticationRequest as exc:
+        if exc.to_error_url() is None or not params.get("redirect_uri"):
+            return _error_page(_("The service that sent you here made an invalid login request."))
+        return _error_redirect(params, exc.oauth_error or "invalid_request", str(exc))
+    with services().registry("oidc") as reg:
+        rp = relying_parties.get(reg, parsed["client_id"])
+        refusal = relying_parties.refusal_reason(rp, reg.today())
+        needed = required_level(rp.min_acr, parsed.get("acr_values"))
+        rp_name = rp.name
+    if refusal is not None:
+        deny_url = _error_redirect(params, "access_denied", f"relying party {refusal}").location
+        return render_template("not_approved.html", rp_name=rp_name, back_url=deny_url), 403
+    if not can_meet(needed):
+        return _error_redirect(params, "unmet_authentication_requirements",
+                               f"this provider cannot yet authenticate at {needed}")
+    session[PENDING] = {"params": params, "needed": needed, "since": int(time.time()),
+                        "fresh": "login" in parsed.get("prompt", []) or "max_age" in parsed and
+                        int(parsed["max_age"]) == 0}
+    return _proceed()
+
+
+@bp.get("/authorize/resume")
+def resume() -> ResponseReturnValue:
+    if PENDING not in session:
+        return _error_page(_("This login has expired or was already completed. Go back to the service "
+                             "and start again."))
+    return _proceed()
+
+
+def _session_is_good_enough(pending: dict[str, Any], parsed: Any) -> bool:
+    if session.get("patron_id") is None or session.get("must_change"):
+        return False
+    if rank(session.get("acr", "pin")) < rank(pending["needed"]):
+        return False
+    auth_time = int(session.get("auth_time", 0))
+    if pending.get("fresh") and auth_time < pending["since"]:
+        return False
+    if "max_age" in parsed and time.time() - auth_time > int(parsed["max_age"]):
+        return False
+    return True
+
+
+def _proceed() -> ResponseReturnValue:
+    pending = session[PENDING]
+    params = pending["params"]
+    provider = _oidc().provider
+    parsed = provider.parse_authentication_request(urlencode(params))
+    if not _session_is_good_enough(pending, parsed):
+        if "none" in parsed.get("prompt", []):
+            session.pop(PENDING, None)
+            return _error_redirect(params, "login_required", "the patron must log in")
+        return redirect(url_for("login.login_form", next=url_for("oidc.resume")), 303)
+    patron_id = int(session["patron_id"])
+    with services().registry("oidc") as reg:
+        rp = relying_parties.get(reg, parsed["client_id"])
+        released = claim_rules.releasable(rp.claims, claim_rules.requested(parsed["scope"], parsed.get("claims")))
+        rp_name = rp.name
+    grants = _oidc().grants
+    if "consent" in parsed.get("prompt", []) or not grants.has_consent(patron_id, parsed["client_id"], released):
+        if "none" in parsed.get("prompt", []):
+            session.pop(PENDING, None)
+            return _error_redirect(params, "consent_required", "the patron must consent")
+        pending["released"] = released
+        session[PENDING] = pending
+        return render_template("consent.html", rp_name=rp_name,
+                               facts=[claim_rules.DESCRIPTIONS[name] for name in released])
+    return _issue_code(parsed, params, patron_id, released)
+
+
+@bp.post("/authorize/consent")
+def consent() -> ResponseReturnValue:
+    pending = session.get(PENDING)
+    if pending is None or "released" not in pending or session.get("patron_id") is None:
+        return _error_page(_("This login has expired or was already completed. Go back to the service "
+                             "and start again."))
+    params = pending["params"]
+    if request.form.get("decision") != "allow":
+        session.pop(PENDING, None)
+        return _error_redirect(params, "access_denied", "the patron declined")
+    patron_id = int(session["patron_id"])
+    _oidc().grants.give_consent(patron_id, params["client_id"], pending["released"])
+    parsed = _oidc().provider.parse_authentication_request(urlencode(params))
+    return _issue_code(parsed, params, patron_id, pending["released"])
+
+
+def _issue_code(parsed: Any, params: dict[str, Any], patron_id: int, released: list[str]) -> ResponseReturnValue:
+    parts = _oidc()
+    response = parts.provider.authorize(parsed, str(patron_id))
+    parts.grants.remember(response["code"], CodeGrant(
+        patron_id=patron_id, client_id=parsed["client_id"], acr=session.get("acr", "password"),
+        amr=list(session.get("amr", [])), auth_time=int(session.get("auth_time", 0)), claims=released),
+        CODE_LIFETIME + 60)
+    response["iss"] = _issuer()
+    session.pop(PENDING, None)
+    return redirect(response.request(parsed["redirect_uri"], False), 303)
+
+
+# -- token ------------------------------------------------------------------------------------
+
+def _token_error(error: str, description: str, status: int = 400) -> ResponseReturnValue:
+    response = jsonify(error=error, error_description=description)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Basic realm="patron-idp", charset="UTF-8"'
+    return response
+
+
+@bp.post("/token")
+def token() -> ResponseReturnValue:
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return _token_error("invalid_request", "the body must be application/x-www-form-urlencoded")
+    body = request.get_data(as_text=True)
+    fields = dict(parse_qsl(body))
+    parts = _oidc()
+    headers = {"Authorization": request.headers.get("Authorization", "")} if "Authorization" in request.headers else {}
+    try:
+        client_id = parts.provider._verify_client_authentication(body, headers)["client_id"]
+    except InvalidClientAuthentication as exc:
+        return _token_error("invalid_client", str(exc), 401)
+    extra: dict[str, Any] | None = None
+    code = fields.get("code") if fields.get("grant_type") == "authorization_code" else None
+    if code is not None:
+        grant = parts.grants.grant(code)
+        if not parts.grants.claim(code):
+            # A second use of a code: revoke whatever the first one issued (RFC 6749 section 4.1.2).
+            parts.provider.authz_state.revoke(*parts.grants.issued_for(code))
+            return _token_error("invalid_grant", "this authorization code was already used")
+        if grant is None or grant.client_id != client_id:
+            return _token_error("invalid_grant", "unknown or expired authorization code")
+        with services().registry("oidc") as reg:
+            patron = reg.session.get(Patron, grant.patron_id)
+            if patron is None:
+                return _token_error("invalid_grant", "the patron no longer exists")
+            extra = {**describe(grant), **claim_rules.values(patron, grant.claims)}
+    try:
+        response = parts.provider.handle_token_request(body, headers, extra_id_token_claims=extra)
+    except InvalidClientAuthentication as exc:
+        return _token_error("invalid_client", str(exc), 401)
+    except OAuthError as exc:
+        return _token_error(exc.oauth_error, str(exc))
+    except (KeyError, InvalidSubjectIdentifier):
+        return _token_error("invalid_grant", "the grant is no longer valid")
+    if code is not None:
+        parts.grants.record_tokens(code, response.get("access_token"), response.get("refresh_token"))
+    out = jsonify(response.to_dict())
+    out.headers["Cache-Control"] = "no-store"
+    out.headers["Pragma"] = "no-cache"
+    return out
+
+
+# -- userinfo ---------------------------------------------------------------------------------
+
+def _bearer_error(error: str, description: str, status: int) -> ResponseReturnValue:
+    response = jsonify(error=error, error_description=description)
+    response.status_code = status
+    response.headers["WWW-Authenticate"] = f'Bearer error="{error}", error_description="{description}"'
+    return response
+
+
+@bp.route("/userinfo", methods=["GET", "POST"])
+def userinfo() -> ResponseReturnValue:
+    parts = _oidc()
+    try:
+        bearer = extract_bearer_token_from_http_request(dict(request.form.items()),
+                                                        request.headers.get("Authorization"))
+        info = parts.provider.authz_state.introspect_access_token(bearer)
+    except BearerTokenError:
+        response = jsonify(error="invalid_request", error_description="a Bearer access token is required")
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Bearer realm="patron-idp"'
+        return response
+    except InvalidAccessToken:
+        return _bearer_error("invalid_token", "unknown access token", 401)
+    if not info["active"]:
+        return _bearer_error("invalid_token", "the access token has expired", 401)
+    patron_id = parts.subjects.patron_for(info["sub"])
+    auth_request = parts.provider.authz_state.get_authorization_request_for_access_token(bearer)
+    with services().registry("oidc") as reg:
+        patron = reg.session.get(Patron, patron_id) if patron_id is not None else None
+        if patron is None:
+            return _bearer_error("invalid_token", "the patron behind this token no longer exists", 401)
+        rp = relying_parties.get(reg, info["client_id"])
+        released = claim_rules.releasable(rp.claims, claim_rules.requested(info["scope"].split(),
+                                                                           auth_request.get("claims")))
+        body = {"sub": info["sub"], **claim_rules.values(patron, released)}
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# -- logout -----------------------------------------------------------------------------------
+
+@bp.route("/logout/oidc", methods=["GET", "POST"])
+def end_session() -> ResponseReturnValue:
+    """RP-initiated logout: end our session; go back only to a URI the client registered."""
+    params = dict(request.values.items())
+    target = None
+    hint = params.get("id_token_hint")
+    client_id = None
+    if hint:
+        client_id = id_token_audience(services().keyring, _issuer(), hint)
+        if client_id is None:
+            return _error_page(_("The logout request was not valid."))
+    post_logout = params.get("post_logout_redirect_uri")
+    if post_logout and client_id:
+        with services().registry("oidc") as reg:
+            rp = relying_parties.get(reg, client_id)
+            if post_logout in rp.redirect_uris:
+                query = urlencode({"state": params["state"]}) if params.get("state") else ""
+                target = post_logout + (("&" if "?" in post_logout else "?") + query if query else "")
+    session.clear()
+    if target:
+        return redirect(target, 303)
+    return render_template("logged_out.html")

@@ -1,0 +1,48 @@
+"""A real IdP on a loopback port, for tests that speak HTTP to it with independent clients."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from werkzeug.serving import make_server
+
+from idp import create_app
+from idp.services import Services, build_services
+from idp.settings import Settings
+from tests.conftest import FakeClock
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LiveIdp:
+    url: str
+    services: Services
+
+
+@pytest.fixture
+def live(settings: Settings, services: Services, clock: FakeClock) -> Iterator[LiveIdp]:
+    """The app served over HTTP by werkzeug in a thread, sharing the test's database and state."""
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    live_services = build_services(settings.model_copy(update={"issuer": issuer}))
+    live_services.state = services.state  # same Redis prefix (or memory) as the test's own services
+    app = create_app(services=live_services, config={"RATELIMIT_KEY_PREFIX": f"idp-test-{uuid.uuid4().hex}"})
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield LiveIdp(issuer, live_services)
+    finally:
+        server.shutdown()
+        thread.join(5)
+        live_services.engine.dispose()

@@ -1,0 +1,322 @@
+"""The OIDC provider over real HTTP, driven by an independent relying party (authlib) and a
+scripted browser (requests), as an e-book platform and its reader would use it."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import date
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from authlib.common.security import generate_token
+from authlib.integrations.requests_client import OAuth2Session
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+from idp import relying_parties
+from tests.flows.conftest import LiveIdp
+from tests.unit.factories import library, patron
+
+with __import__("warnings").catch_warnings():
+    __import__("warnings").simplefilter("ignore", DeprecationWarning)
+    from authlib.jose import JsonWebKey, jwt
+
+PASSWORD = "correct horse battery"
+CALLBACK = "http://127.0.0.1:8765/callback"
+
+
+@dataclass
+class Client:
+    client_id: str
+    secret: str | None
+
+
+@dataclass
+class Browser:
+    """A patron's browser: keeps cookies, stops at the relying party's callback."""
+
+    http: requests.Session
+
+    def follow(self, url: str, **kwargs: object) -> requests.Response:
+        response = self.http.get(url, allow_redirects=False, **kwargs)
+        while response.is_redirect and not response.headers["Location"].startswith(CALLBACK):
+            response = self.http.get(requests.compat.urljoin(response.url, response.headers["Location"]),
+                                     allow_redirects=False)
+        return response
+
+    def post(self, url: str, data: dict[str, str]) -> requests.Response:
+        response = self.http.post(url, data=data, allow_redirects=False)
+        if response.is_redirect and not response.headers["Location"].startswith(CALLBACK):
+            return self.follow(requests.compat.urljoin(url, response.headers["Location"]))
+        return response
+
+
+def csrf(html: str) -> str:
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+@pytest.fixture
+def card(live: LiveIdp) -> str:
+    with live.services.registry("test") as reg:
+        library(reg)
+        _, c = patron(reg, password=PASSWORD)
+        return c.number
+
+
+def register(live: LiveIdp, *, public: bool = False, dpa: date | None = date(2026, 1, 1), min_acr: str = "password",
+             claims: list[str] | None = None, public_sub: bool = False) -> Client:
+    with live.services.registry("test") as reg:
+        rp, secret = relying_parties.add_oidc(reg, "Demo e-books", [CALLBACK], public=public, dpa_signed=dpa,
+                                              min_acr=min_acr, claims=claims or ["valid_patron"],
+                                              public_sub=public_sub)
+        return Client(rp.client_id, secret)
+
+
+def rp_session(live: LiveIdp, client: Client, **kwargs: object) -> OAuth2Session:
+    return OAuth2Session(client.client_id, client.secret, scope="openid patron", redirect_uri=CALLBACK,
+                         token_endpoint_auth_method="client_secret_basic" if client.secret else "none",
+                         code_challenge_method="S256", **kwargs)
+
+
+def start(live: LiveIdp, rp: OAuth2Session, **params: str) -> tuple[str, str, str]:
+    verifier = generate_token(48)
+    url, state = rp.create_authorization_url(f"{live.url}/authorize", code_verifier=verifier,
+                                             nonce=params.pop("nonce", "n-0S6"), **params)
+    assert "code_challenge=" in url
+    return url, state, verifier
+
+
+def login_and_consent(browser: Browser, url: str, card: str, password: str = PASSWORD) -> requests.Response:
+    page = browser.follow(url)
+    assert page.status_code == 200 and 'name="username"' in page.text
+    after_login = browser.post(page.url, {"username": card, "password": password, "csrf_token": csrf(page.text),
+                                          "next": re.search(r'name="next"[^>]*value="([^"]*)"', page.text).group(1)})
+    if after_login.status_code == 200 and 'name="decision"' in after_login.text:
+        return browser.post(f"{url.split('/authorize')[0]}/authorize/consent",
+                            {"decision": "allow", "csrf_token": csrf(after_login.text)})
+    return after_login
+
+
+def callback_params(response: requests.Response) -> dict[str, str]:
+    assert response.is_redirect, (response.status_code, response.text[:500])
+    location = response.headers["Location"]
+    assert location.startswith(CALLBACK)
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+def verify_id_token(live: LiveIdp, token: str, client: Client, nonce: str) -> dict[str, object]:
+    keys = JsonWebKey.import_key_set(requests.get(f"{live.url}/jwks", timeout=5).json())
+    claims = jwt.decode(token, keys, claims_options={"iss": {"essential": True, "value": live.url},
+                                                     "aud": {"essential": True, "value": client.client_id},
+                                                     "nonce": {"essential": True, "value": nonce}})
+    claims.validate()
+    return dict(claims)
+
+
+def full_login(live: LiveIdp, client: Client, card: str, **params: str) -> tuple[OAuth2Session, dict, str]:
+    rp = rp_session(live, client)
+    url, state, verifier = start(live, rp, **params)
+    params_back = callback_params(login_and_consent(Browser(requests.Session()), url, card))
+    assert params_back["state"] == state and params_back["iss"] == live.url
+    token = rp.fetch_token(f"{live.url}/token", code=params_back["code"], code_verifier=verifier)
+    return rp, token, params_back["code"]
+
+
+# -- the happy paths ------------------------------------------------------------------------
+
+def test_discovery_and_jwks_describe_a_code_flow_provider(live: LiveIdp) -> None:
+    config = requests.get(f"{live.url}/.well-known/openid-configuration", timeout=5).json()
+    assert config["issuer"] == live.url
+    assert config["response_types_supported"] == ["code"]
+    assert config["code_challenge_methods_supported"] == ["S256"]
+    assert config["request_uri_parameter_supported"] is False
+    assert config["authorization_response_iss_parameter_supported"] is True
+    assert config["end_session_endpoint"] == f"{live.url}/logout/oidc"
+    assert "password" in config["acr_values_supported"]
+    keys = requests.get(config["jwks_uri"], timeout=5).json()["keys"]
+    assert {k["alg"] for k in keys} == {"RS256", "ES256"} and len(keys) == 4
+    assert not any("d" in k for k in keys)
+
+
+def test_a_patron_logs_in_and_the_platform_gets_verified_tokens(live: LiveIdp, card: str) -> None:
+    client = register(live)
+    rp, token, _ = full_login(live, client, card)
+    claims = verify_id_token(live, token["id_token"], client, "n-0S6")
+    assert claims["acr"] == "password" and claims["amr"] == ["pwd"]
+    assert claims["valid_patron"] is True
+    assert abs(int(claims["auth_time"]) - time.time()) < 60
+    info = rp.get(f"{live.url}/userinfo").json()
+    assert info == {"sub": claims["sub"], "valid_patron": True}
+    assert card not in str(claims) and "Kari" not in str(claims) and "1985" not in str(claims)
+
+
+def test_a_public_client_must_use_pkce_and_gets_in_with_it(live: LiveIdp, card: str) -> None:
+    client = register(live, public=True)
+    rp = OAuth2Session(client.client_id, None, scope="openid patron", redirect_uri=CALLBACK)
+    no_pkce, state = rp.create_authorization_url(f"{live.url}/authorize", nonce="n")
+    refused = callback_params(Browser(requests.Session()).follow(no_pkce))
+    assert refused["error"] == "invalid_request" and refused["state"] == state and refused["iss"] == live.url
+    _, token, _ = full_login(live, client, card)
+    assert verify_id_token(live, token["id_token"], client, "n-0S6")["valid_patron"] is True
+
+
+def test_pairwise_subjects_differ_between_platforms_and_are_stable(live: LiveIdp, card: str) -> None:
+    first, second = register(live), register(live)
+    sub_a1 = verify_id_token(live, full_login(live, first, card)[1]["id_token"], first, "n-0S6")["sub"]
+    sub_a2 = verify_id_token(live, full_login(live, first, card)[1]["id_token"], first, "n-0S6")["sub"]
+    sub_b = verify_id_token(live, full_login(live, second, card)[1]["id_token"], second, "n-0S6")["sub"]
+    assert sub_a1 == sub_a2 and sub_a1 != sub_b
+
+
+def test_refresh_tokens_rotate(live: LiveIdp, card: str) -> None:
+    client = register(live)
+    rp, token, _ = full_login(live, client, card)
+    first_refresh = token["refresh_token"]
+    renewed = rp.refresh_token(f"{live.url}/token", refresh_token=first_refresh)
+    assert renewed["refresh_token"] != first_refresh and renewed["access_token"] != token["access_token"]
+    replay = requests.post(f"{live.url}/token", data={"grant_type": "refresh_token", "refresh_token": first_refresh},
+                           auth=(client.client_id, client.secret), timeout=5)
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    assert requests.get(f"{live.url}/userinfo", headers={"Authorization": f"Bearer {token['access_token']}"},
+                        timeout=5).status_code == 401
+
+
+# -- what must fail, and how -------------------------------------------------------------------
+
+def test_a_wrong_pkce_verifier_is_refused(live: LiveIdp, card: str) -> None:
+    client = register(live)
+    rp = rp_session(live, client)
+    url, _, _ = start(live, rp)
+    code = callback_params(login_and_consent(Browser(requests.Session()), url, card))["code"]
+    response = requests.post(f"{live.url}/token", data={"grant_type": "authorization_code", "code": code,
+                                                          "redirect_uri": CALLBACK,
+                                                          "code_verifier": generate_token(48)},
+                             auth=(client.client_id, client.secret), timeout=5)
+    assert response.status_code == 400 and response.json()["error"] in {"invalid_grant", "invalid_request"}
+
+
+def test_a_reused_code_is_refused_and_revokes_what_it_issued(live: LiveIdp, card: str) -> None:
+    client = register(live)
+    rp = rp_session(live, client)
+    url, _, verifier = start(live, rp)
+    code = callback_params(login_and_consent(Browser(requests.Session()), url, card))["code"]
+    token = rp.fetch_token(f"{live.url}/token", code=code, code_verifier=verifier)
+    again = requests.post(f"{live.url}/token", data={"grant_type": "authorization_code", "code": code,
+                                                       "redirect_uri": CALLBACK, "code_verifier": verifier},
+                          auth=(client.client_id, client.secret), timeout=5)
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+    assert requests.get(f"{live.url}/userinfo", headers={"Authorization": f"Bearer {token['access_token']}"},
+                        timeout=5).status_code == 401
+    refreshed = requests.post(f"{live.url}/token", data={"grant_type": "refresh_token",
+                                                           "refresh_token": token["refresh_token"]},
+                              auth=(client.client_id, client.secret), timeout=5)
+    assert refreshed.status_code == 400
+
+
+def test_a_redirect_uri_that_is_not_registered_gets_a_page_not_a_redirect(live: LiveIdp) -> None:
+    client = register(live)
+    rp = OAuth2Session(client.client_id, client.secret, scope="openid", redirect_uri=CALLBACK + "/evil")
+    url, _ = rp.create_authorization_url(f"{live.url}/authorize", nonce="n")
+    response = requests.get(url, allow_redirects=False, headers={"Accept-Language": "en"}, timeout=5)
+    assert response.status_code == 400 and "not registered" in response.text
+    assert "Location" not in response.headers
+
+
+def test_an_unknown_client_gets_a_page(live: LiveIdp) -> None:
+    response = requests.get(f"{live.url}/authorize", params={"client_id": "nobody", "response_type": "code",
+                                                             "scope": "openid", "redirect_uri": CALLBACK},
+                            allow_redirects=False, headers={"Accept-Language": "en"}, timeout=5)
+    assert response.status_code == 400 and "not registered" in response.text
+
+
+def test_a_platform_without_a_dpa_logs_nobody_in(live: LiveIdp, card: str) -> None:
+    client = register(live, dpa=None)
+    url, state, _ = start(live, rp_session(live, client))
+    page = requests.get(url, allow_redirects=False, headers={"Accept-Language": "en"}, timeout=5)
+    assert page.status_code == 403 and "not yet approved" in page.text
+    back = re.search(r'href="([^"]+)"', page.text.split("Nothing about you")[1]).group(1).replace("&amp;", "&")
+    params = {k: v[0] for k, v in parse_qs(urlsplit(back).query).items()}
+    assert back.startswith(CALLBACK) and params["error"] == "access_denied" and params["state"] == state
+
+
+def test_a_disabled_platform_cannot_exchange_codes(live: LiveIdp, card: str) -> None:
+    client = register(live)
+    rp = rp_session(live, client)
+    url, _, verifier = start(live, rp)
+    code = callback_params(login_and_consent(Browser(requests.Session()), url, card))["code"]
+    with live.services.registry("test") as reg:
+        relying_parties.disable(reg, client.client_id)
+    response = requests.post(f"{live.url}/token", data={"grant_type": "authorization_code", "code": code,
+                                                          "redirect_uri": CALLBACK, "code_verifier": verifier},
+                             auth=(client.client_id, client.secret), timeout=5)
+    assert response.status_code == 401 and response.json()["error"] == "invalid_client"
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
+
+
+def test_wrong_client_secret_and_a_colon_in_basic_auth(live: LiveIdp) -> None:
+    client = register(live)
+    for auth in ((client.client_id, "wrong"), (client.client_id, "a:b:c"), ("nobody", "x")):
+        response = requests.post(f"{live.url}/token", data={"grant_type": "authorization_code", "code": "x",
+                                                              "redirect_uri": CALLBACK}, auth=auth, timeout=5)
+        assert response.status_code == 401 and response.json()["error"] == "invalid_client"
+
+
+def test_step_up_beyond_password_fails_with_the_protocol_error(live: LiveIdp, card: str) -> None:
+    client = register(live, min_acr="mfa")
+    url, state, _ = start(live, rp_session(live, client))
+    params = callback_params(requests.get(url, allow_redirects=False, timeout=5))
+    assert params["error"] == "unmet_authentication_requirements" and params["state"] == state
+    asked = register(live)
+    url, _, _ = start(live, rp_session(live, asked), acr_values="idporten-loa-high")
+    assert callback_params(requests.get(url, allow_redirects=False, timeout=5))["error"] == \
+        "unmet_authentication_requirements"
+
+
+def test_prompt_none_without_a_session_says_login_required(live: LiveIdp) -> None:
+    client = register(live)
+    url, _, _ = start(live, rp_session(live, client), prompt="none")
+    assert callback_params(requests.get(url, allow_redirects=False, timeout=5))["error"] == "login_required"
+
+
+def test_single_sign_on_and_declined_consent(live: LiveIdp, card: str) -> None:
+    first, second = register(live), register(live)
+    browser = Browser(requests.Session())
+    url, _, _ = start(live, rp_session(live, first))
+    assert "code" in callback_params(login_and_consent(browser, url, card))
+    url, state, _ = start(live, rp_session(live, second))
+    consent_page = browser.follow(url)  # no second password: straight to consent
+    assert consent_page.status_code == 200 and 'name="decision"' in consent_page.text
+    declined = browser.post(f"{live.url}/authorize/consent", {"decision": "deny", "csrf_token": csrf(consent_page.text)})
+    params = callback_params(declined)
+    assert params["error"] == "access_denied" and params["state"] == state
+
+
+def test_token_endpoint_answers_bad_requests_in_rfc6749_json(live: LiveIdp) -> None:
+    client = register(live)
+    response = requests.post(f"{live.url}/token", json={"grant_type": "authorization_code"}, timeout=5)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+    response = requests.post(f"{live.url}/token", data={"grant_type": "password", "username": "x"},
+                             auth=(client.client_id, client.secret), timeout=5)
+    assert response.status_code == 400 and response.json()["error"] == "unsupported_grant_type"
+    assert requests.get(f"{live.url}/token/nope", timeout=5).headers["Content-Type"].startswith("application/json")
+
+
+def test_consent_is_remembered_and_revocable(live: LiveIdp, card: str) -> None:
+    client = register(live)
+    browser = Browser(requests.Session())
+    url, _, _ = start(live, rp_session(live, client))
+    callback_params(login_and_consent(browser, url, card))
+    url, _, _ = start(live, rp_session(live, client))
+    assert "code" in callback_params(browser.follow(url))  # remembered: no consent page this time
+    page = browser.http.get(f"{live.url}/account/services", headers={"Accept-Language": "en"})
+    assert "Demo e-books" in page.text and "that you hold a valid library card" in page.text
+    browser.http.post(f"{live.url}/account/services/{client.client_id}/revoke", data={"csrf_token": csrf(page.text)})
+    assert "Demo e-books" not in browser.http.get(f"{live.url}/account/services").text
+    url, _, _ = start(live, rp_session(live, client))
+    again = browser.follow(url)
+    assert again.status_code == 200 and 'name="decision"' in again.text

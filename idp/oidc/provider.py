@@ -217,6 +217,11 @@ class IdpProvider(Provider):
         alg = self.clients[client_id].get("id_token_signed_response_alg", "RS256")
         return self.keyring.sign(claims, alg)
 
+    def authenticate_client(self, request_body: str, http_headers: Mapping[str, str] | None = None) -> str:
+        """The authenticated client's id; raises InvalidClientAuthentication (the token view asks
+        first, so that a code is only spent by the client it was issued to)."""
+        return self._verify_client_authentication(request_body, http_headers)["client_id"]
+
     def _verify_client_authentication(self, request_body: str, http_headers: Mapping[str, str] | None = None
                                       ) -> dict[str, str]:
         token_request = dict(parse_qsl(request_body))

@@ -21,6 +21,7 @@ from idp.oidc import claims as claim_rules
 from idp.oidc.flow import CodeGrant, can_meet, describe, required_level
 from idp.oidc.hints import id_token_audience
 from idp.oidc.provider import CODE_LIFETIME
+from idp.oidc.wiring import OidcParts
 from idp.registry.models import Patron
 from idp.web import services
 
@@ -28,7 +29,7 @@ bp = Blueprint("oidc", __name__)
 PENDING = "oidc_pending"
 
 
-def _oidc():  # type: ignore[no-untyped-def]
+def _oidc() -> OidcParts:
     return services().oidc
 
 
@@ -191,9 +192,9 @@ def token() -> ResponseReturnValue:
     body = request.get_data(as_text=True)
     fields = dict(parse_qsl(body))
     parts = _oidc()
-    headers = {"Authorization": request.headers.get("Authorization", "")} if "Authorization" in request.headers else {}
+    headers = {"Authorization": request.headers["Authorization"]} if "Authorization" in request.headers else {}
     try:
-        client_id = parts.provider._verify_client_authentication(body, headers)["client_id"]
+        client_id = parts.provider.authenticate_client(body, headers)
     except InvalidClientAuthentication as exc:
         return _token_error("invalid_client", str(exc), 401)
     extra: dict[str, Any] | None = None

@@ -4,8 +4,8 @@ scripted browser (requests), as an e-book platform and its reader would use it."
 from __future__ import annotations
 
 import re
-import secrets
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import date
 from urllib.parse import parse_qs, urlsplit
@@ -14,14 +14,14 @@ import pytest
 import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from idp import relying_parties
 from tests.flows.conftest import LiveIdp
 from tests.unit.factories import library, patron
 
-with __import__("warnings").catch_warnings():
-    __import__("warnings").simplefilter("ignore", DeprecationWarning)
+with warnings.catch_warnings():
+    # authlib.jose announces its move to joserfc at import; it is only the test's verifier.
+    warnings.simplefilter("ignore", DeprecationWarning)
     from authlib.jose import JsonWebKey, jwt
 
 PASSWORD = "correct horse battery"
@@ -320,3 +320,37 @@ def test_consent_is_remembered_and_revocable(live: LiveIdp, card: str) -> None:
     url, _, _ = start(live, rp_session(live, client))
     again = browser.follow(url)
     assert again.status_code == 200 and 'name="decision"' in again.text
+
+
+def test_brute_force_on_the_way_to_a_platform_locks_the_card(live: LiveIdp, card: str) -> None:
+    client = register(live)
+    url, _, _ = start(live, rp_session(live, client))
+    browser = Browser(requests.Session())
+    page = browser.follow(url)
+    for attempt in range(10):
+        response = browser.http.post(page.url, data={"username": card, "password": f"guess number {attempt}",
+                                                     "csrf_token": csrf(page.text)}, allow_redirects=False)
+        assert response.status_code == 401
+    locked = browser.http.post(page.url, data={"username": card, "password": PASSWORD,
+                                               "csrf_token": csrf(page.text)}, allow_redirects=False,
+                               headers={"Accept": "text/html"})
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
+
+
+def test_a_must_change_password_is_changed_before_the_platform_gets_a_code(live: LiveIdp) -> None:
+    with live.services.registry("test") as reg:
+        library(reg)
+        _, c = patron(reg, password="12/04/1992", password_must_change=True)
+    client = register(live)
+    url, state, _ = start(live, rp_session(live, client))
+    browser = Browser(requests.Session())
+    page = browser.follow(url)
+    change = browser.post(page.url, {"username": c.number, "password": "12/04/1992", "csrf_token": csrf(page.text),
+                                     "next": "/authorize/resume"})
+    assert change.status_code == 200 and "/password/change" in change.url
+    consent = browser.post(change.url, {"current": "12/04/1992", "new": "a fresh passphrase",
+                                        "confirm": "a fresh passphrase", "csrf_token": csrf(change.text),
+                                        "next": "/authorize/resume"})
+    assert 'name="decision"' in consent.text
+    done = browser.post(f"{live.url}/authorize/consent", {"decision": "allow", "csrf_token": csrf(consent.text)})
+    assert callback_params(done)["state"] == state

@@ -354,3 +354,13 @@ def test_a_must_change_password_is_changed_before_the_platform_gets_a_code(live:
     assert 'name="decision"' in consent.text
     done = browser.post(f"{live.url}/authorize/consent", {"decision": "allow", "csrf_token": csrf(consent.text)})
     assert callback_params(done)["state"] == state
+
+
+def test_client_secret_post_works_too(live: LiveIdp, card: str) -> None:
+    client = register(live)
+    rp = OAuth2Session(client.client_id, client.secret, scope="openid patron", redirect_uri=CALLBACK,
+                       token_endpoint_auth_method="client_secret_post", code_challenge_method="S256")
+    url, _, verifier = start(live, rp)
+    code = callback_params(login_and_consent(Browser(requests.Session()), url, card))["code"]
+    token = rp.fetch_token(f"{live.url}/token", code=code, code_verifier=verifier)
+    assert verify_id_token(live, token["id_token"], client, "n-0S6")["valid_patron"] is True

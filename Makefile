@@ -4,13 +4,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench-register translations clean
+.PHONY: install demo test bench-register bench-oidc translations clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is needed ($(PYTHON))"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,demo]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -26,6 +26,10 @@ test: $(STAMP)
 ## Load 1 million synthetic patrons into PostgreSQL and print import rate and lookup latency
 bench-register: $(STAMP)
 	$(PY) bench/register.py $(BENCH_ARGS)
+
+## One gunicorn worker on PostgreSQL + Redis (database 15, flushed): logins vs bare argon2, token endpoint vs minimal Flask
+bench-oidc: $(STAMP)
+	$(PY) bench/oidc.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

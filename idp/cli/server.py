@@ -69,23 +69,54 @@ def serve(ctx: Context, host: str, port: int, workers: int) -> None:
 @click.command("demo")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--no-serve", is_flag=True, help="Only migrate and seed.")
+@click.option("--no-serve", is_flag=True, help="Only migrate, seed and register the demo platform.")
+@click.option("--no-platform", is_flag=True,
+              help="Do not start the demo e-book platform (it is still registered, see var/demo-ebook.json).")
+@click.option("--platform-port", default=5001, show_default=True, type=click.IntRange(1, 65535),
+              help="Port of the demo e-book platform on 127.0.0.1.")
 @pass_ctx
 @handle_errors
-def demo(ctx: Context, host: str, port: int, no_serve: bool) -> None:
-    """Development only: migrate, seed demo libraries and patrons, and serve."""
-    from idp.demo import seed
+def demo(ctx: Context, host: str, port: int, no_serve: bool, no_platform: bool, platform_port: int) -> None:
+    """Development only: migrate, seed demo libraries and patrons, register the demo e-book
+    platform as a relying party, and serve the IdP with the platform beside it."""
+    from idp import demo as demo_data
 
     if requested_mode() != Mode.DEVELOPMENT or not ctx.services.settings.is_development:
         fail("idp demo seeds made-up patrons and runs only with IDP_MODE=development (make demo sets it)")
+    settings = ctx.services.settings
     migrate.upgrade(ctx.services.engine)
+    client_file = settings.home / demo_data.PLATFORM_CLIENT_FILE
+    stored = demo_data.load_platform_client(client_file)
+    platform_url = demo_data.platform_base_url(platform_port)
     with ctx.registry() as reg:
-        lines = seed(reg)
-    for line in lines:
+        lines = demo_data.seed(reg)
+        client, platform_lines = demo_data.ensure_platform(reg, stored, platform_url)
+        card = demo_data.demo_card(reg)
+    # Only after the commit: a file naming a client the database never got would mislead the next run.
+    if client != stored:
+        demo_data.save_platform_client(client_file, client)
+    for line in [*lines, *platform_lines, f"demo platform: client id and secret in {client_file} (owner-only)"]:
         click.echo(line)
-    if not no_serve:
-        from idp.server import run
+    if no_serve:
+        return
+    from idp.server import run
 
-        click.echo(f"serving on http://{host}:{port} (Ctrl-C to stop)")
-        run(ctx.services.settings, host=host, port=port, workers=1)
-
+    platform = None
+    if not no_platform:
+        try:
+            platform = demo_data.start_platform(client, settings.issuer, platform_port)
+        except demo_data.PlatformUnavailable as exc:
+            click.echo(f"demo platform: not started: {exc}")
+    if platform is not None:
+        click.echo(f"demo platform: open {platform_url}/ and click \"Log in with your library card\"; "
+                   f"log in with card {card or '(see above)'} and password {demo_data.DEMO_PASSWORD} "
+                   "(DEVELOPMENT ONLY)")
+    click.echo(f"serving on http://{host}:{port} (Ctrl-C to stop)")
+    starter = os.getpid()
+    try:
+        run(settings, host=host, port=port, workers=1)
+    finally:
+        # gunicorn's forked workers unwind through here too: only the process that started the
+        # platform may stop it, or a worker's exit would take it down.
+        if platform is not None and os.getpid() == starter:
+            demo_data.stop_platform(platform)

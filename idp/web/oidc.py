@@ -24,6 +24,7 @@ from idp.oidc.provider import CODE_LIFETIME
 from idp.oidc.wiring import OidcParts
 from idp.registry.models import Patron
 from idp.web import services
+from idp.web.security import allow_form_target
 
 bp = Blueprint("oidc", __name__)
 PENDING = "oidc_pending"
@@ -43,7 +44,15 @@ def _error_redirect(params: dict[str, Any], error: str, description: str) -> Res
     if params.get("state"):
         response["state"] = params["state"]
     response["iss"] = _issuer()
+    allow_form_target(params["redirect_uri"])
     return redirect(response.request(params["redirect_uri"]), 303)
+
+
+def _registered_redirect(params: dict[str, Any]) -> bool:
+    clients = _oidc().provider.clients
+    client_id, redirect_uri = params.get("client_id"), params.get("redirect_uri")
+    return (isinstance(client_id, str) and client_id in clients
+            and redirect_uri in clients[client_id]["redirect_uris"])
 
 
 def _error_page(message: str, status: int = 400) -> ResponseReturnValue:
@@ -78,7 +87,8 @@ def authorize() -> ResponseReturnValue:
         return _error_page(_("The service that sent you here is not registered with us, or sent you from an "
                              "address it has not registered. Go back to the service and try again."))
     except InvalidAuthenticationRequest as exc:
-        if exc.to_error_url() is None or not params.get("redirect_uri"):
+        # pyop checks the message before the client: only a registered redirect URI gets the error.
+        if exc.to_error_url() is None or not _registered_redirect(params):
             return _error_page(_("The service that sent you here made an invalid login request."))
         return _error_redirect(params, exc.oauth_error or "invalid_request", str(exc))
     with services().registry("oidc") as reg:
@@ -171,6 +181,7 @@ def _issue_code(parsed: Any, params: dict[str, Any], patron_id: int, released: l
         CODE_LIFETIME + 60)
     response["iss"] = _issuer()
     session.pop(PENDING, None)
+    allow_form_target(parsed["redirect_uri"])
     return redirect(response.request(parsed["redirect_uri"], False), 303)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from urllib.parse import urlsplit
 
+from flask import Flask, Response, g, session
+
+CSP = "default-src 'self'; frame-ancestors 'none'; form-action 'self'{targets}; base-uri 'none'"
 HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
@@ -13,9 +15,29 @@ HEADERS = {
 }
 
 
+def allow_form_target(uri: str) -> None:
+    """Let this response's forms end at ``uri``'s origin (a relying party's registered redirect URI).
+
+    Chromium applies form-action to the redirects that follow a form submission, so the login and
+    consent forms that end at a relying party's callback need its origin listed.
+    """
+    parts = urlsplit(uri)
+    if parts.scheme in {"http", "https"} and parts.netloc and not set(parts.netloc) & set(" ;,'\"\n"):
+        g.setdefault("form_targets", set()).add(f"{parts.scheme}://{parts.netloc}")
+
+
+def _content_security_policy() -> str:
+    pending = session.get("oidc_pending")
+    if pending:  # a login for a relying party is under way: its forms end at the relying party
+        allow_form_target(pending["params"]["redirect_uri"])
+    targets = sorted(g.get("form_targets", ()))
+    return CSP.format(targets="".join(f" {t}" for t in targets))
+
+
 def register(app: Flask) -> None:
     @app.after_request
     def add_headers(response: Response) -> Response:
+        response.headers.setdefault("Content-Security-Policy", _content_security_policy())
         for name, value in HEADERS.items():
             response.headers.setdefault(name, value)
         if app.config["SESSION_COOKIE_SECURE"]:

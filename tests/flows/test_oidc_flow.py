@@ -364,3 +364,26 @@ def test_client_secret_post_works_too(live: LiveIdp, card: str) -> None:
     code = callback_params(login_and_consent(Browser(requests.Session()), url, card))["code"]
     token = rp.fetch_token(f"{live.url}/token", code=code, code_verifier=verifier)
     assert verify_id_token(live, token["id_token"], client, "n-0S6")["valid_patron"] is True
+
+
+def test_a_malformed_request_never_redirects_to_an_unregistered_address(live: LiveIdp) -> None:
+    client = register(live)
+    # No scope: the message is checked (and found wanting) before the client and its redirect URI.
+    for params in ({"client_id": client.client_id, "redirect_uri": "https://evil.example/cb", "response_type": "code"},
+                   {"client_id": "nobody", "redirect_uri": "https://evil.example/cb", "response_type": "code"}):
+        response = requests.get(f"{live.url}/authorize", params=params, allow_redirects=False, timeout=5)
+        assert response.status_code == 400 and "Location" not in response.headers
+    registered = requests.get(f"{live.url}/authorize", params={"client_id": client.client_id, "response_type": "code",
+                                                               "redirect_uri": CALLBACK},
+                              allow_redirects=False, timeout=5)
+    assert callback_params(registered)["error"] == "invalid_request"
+
+
+def test_forms_may_end_at_the_platform_while_its_login_is_under_way(live: LiveIdp, card: str) -> None:
+    client = register(live)
+    url, _, _ = start(live, rp_session(live, client))
+    browser = Browser(requests.Session())
+    page = browser.follow(url)
+    assert "form-action 'self' http://127.0.0.1:8765;" in page.headers["Content-Security-Policy"]
+    plain = requests.get(f"{live.url}/login", timeout=5)
+    assert "form-action 'self';" in plain.headers["Content-Security-Policy"]

@@ -126,7 +126,7 @@ def test_demo_then_serve_answers_over_http(tmp_path: Path) -> None:
 def test_demo_prints_the_demo_patrons_and_serves(tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "demo.log"
-    with running(["demo", "--port", str(port)], idp_env(tmp_path), log) as (base, _):
+    with running(["demo", "--port", str(port), "--no-platform"], idp_env(tmp_path), log) as (base, _):
         status, _, body = get(f"{base}/healthz")
         assert status == 200 and json.loads(body)["status"] == "ok"
     output = log.read_text()

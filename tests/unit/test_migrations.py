@@ -6,7 +6,6 @@ what is checked is what `idp db upgrade` does on a new installation.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,15 +16,14 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import CheckConstraint, Engine, create_engine, insert, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import CheckConstraint, Engine, insert, inspect
 from sqlalchemy.exc import IntegrityError
 
 from idp import migrate
 from idp.assurance import LEVELS
 from idp.db import make_engine
 from idp.registry.models import Base, RelyingParty
-from tests.conftest import POSTGRES_URL, unavailable
+from tests.conftest import fresh_postgres_database
 
 FIRST = "0001"
 
@@ -37,20 +35,10 @@ def empty_engine(backend: str, tmp_path: Path) -> Iterator[Engine]:
         yield engine
         engine.dispose()
         return
-    admin_url = make_url(POSTGRES_URL)
-    name = f"idp_migrations_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
-        unavailable(f"PostgreSQL at {admin_url.render_as_string()}", exc)
-    engine = make_engine(admin_url.set(database=name).render_as_string(hide_password=False))
-    yield engine
-    engine.dispose()
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_postgres_database("idp_migrations") as url:
+        engine = make_engine(url)
+        yield engine
+        engine.dispose()
 
 
 def differences(engine: Engine) -> list[object]:

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from idp.errors import InvalidCardNumber, ValidationError
 from idp.registry import cards, patrons
-from idp.registry.cardnumbers import generic
+from idp.registry.cardnumbers import generic, national_form
 from idp.registry.context import Registry
 from idp.registry.models import Patron
 
@@ -65,6 +65,10 @@ def patron_key(reg: Registry, username: str) -> str:
         typed = generic(username)
     except InvalidCardNumber:
         return "card:invalid"
+    national = national_form(typed)
+    if national is not None:
+        # One spelling per national number and one active national card per patron: no lookup needed.
+        return f"card:{national}"
     card = cards.find_card(reg, username)
     return f"patron:{card.patron_id}" if card is not None and card.patron_id else f"card:{typed}"
 

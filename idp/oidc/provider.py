@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pyop.authz_state import AuthorizationState
 from pyop.exceptions import (InvalidAuthenticationRequest, InvalidClientAuthentication, InvalidRefreshToken,
-                             InvalidSubjectIdentifier)
+                             InvalidSubjectIdentifier, InvalidTokenRequest)
 from pyop.provider import Provider
 from pyop.message import AuthorizationRequest
 
@@ -98,6 +98,13 @@ class RegisterAuthorizationState(AuthorizationState):
         del self.access_tokens[previous_access_token]
         return access_token, new_refresh_token
 
+    def check_refresh_token_client(self, refresh_token: str, client_id: str) -> None:
+        """A refresh token works only for the client it was issued to (RFC 6749 section 6)."""
+        info = self.refresh_tokens.get(refresh_token) if refresh_token else None
+        access = self.access_tokens.get(info["access_token"]) if info else None
+        if access is not None and access.get("client_id") != client_id:
+            raise InvalidRefreshToken("this refresh token was issued to another client")
+
     def revoke(self, access_token: str | None, refresh_token: str | None) -> None:
         for store, value in ((self.access_tokens, access_token), (self.refresh_tokens, refresh_token)):
             if value:
@@ -120,19 +127,40 @@ def _construction_issuer(issuer: str) -> str:
 
 
 class RegisteredClients(Mapping[str, Mapping[str, Any]]):
-    """Client metadata in pyop's shape, read from the relying-party registry on demand."""
+    """Client metadata in pyop's shape, read from the relying-party registry.
+
+    pyop consults it several times per request, so answers are kept for a few seconds. Nothing
+    that decides whether a partner may log anyone in comes from here: the DPA/disabled check and
+    client authentication always read the database.
+    """
+
+    TTL = 5.0
 
     def __init__(self, lookup: Callable[[str], Mapping[str, Any] | None]) -> None:
         self._lookup = lookup
+        self._cache: dict[str, tuple[float, Mapping[str, Any] | None]] = {}
+
+    def _get(self, client_id: object) -> Mapping[str, Any] | None:
+        if not isinstance(client_id, str) or len(client_id) > 100:
+            return None
+        now = time.monotonic()
+        hit = self._cache.get(client_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        found = self._lookup(client_id)
+        if len(self._cache) > 10_000:  # bounded: unknown ids sent by anyone must not grow it forever
+            self._cache.clear()
+        self._cache[client_id] = (now + self.TTL, found)
+        return found
 
     def __getitem__(self, client_id: str) -> Mapping[str, Any]:
-        found = self._lookup(client_id) if isinstance(client_id, str) and len(client_id) <= 100 else None
+        found = self._get(client_id)
         if found is None:
             raise KeyError(client_id)
         return found
 
     def __contains__(self, client_id: object) -> bool:
-        return isinstance(client_id, str) and len(client_id) <= 100 and self._lookup(client_id) is not None
+        return self._get(client_id) is not None
 
     def __iter__(self) -> Iterator[str]:
         raise NotImplementedError("clients are looked up, not listed")
@@ -221,6 +249,23 @@ class IdpProvider(Provider):
         """The authenticated client's id; raises InvalidClientAuthentication (the token view asks
         first, so that a code is only spent by the client it was issued to)."""
         return self._verify_client_authentication(request_body, http_headers)["client_id"]
+
+    def handle_authenticated_token_request(self, client_id: str, request_body: str,
+                                           extra_id_token_claims: Mapping[str, Any] | None = None) -> Any:
+        """pyop's handle_token_request for a client authenticated once already (authentication is
+        a database round trip), and with the refresh token bound to its client, which pyop omits."""
+        token_request = dict(parse_qsl(request_body))
+        token_request["client_id"] = client_id
+        grant_type = token_request.get("grant_type")
+        if grant_type == "authorization_code":
+            return self._do_code_exchange(token_request, dict(extra_id_token_claims or {}))
+        if grant_type == "refresh_token":
+            self.authz_state.check_refresh_token_client(token_request.get("refresh_token", ""), client_id)
+            return self._do_token_refresh(token_request)
+        if grant_type is None:
+            raise InvalidTokenRequest("grant_type missing", token_request)
+        raise InvalidTokenRequest(f"grant_type {grant_type!r} is not supported", token_request,
+                                  oauth_error="unsupported_grant_type")
 
     def _verify_client_authentication(self, request_body: str, http_headers: Mapping[str, str] | None = None
                                       ) -> dict[str, str]:

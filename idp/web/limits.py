@@ -17,6 +17,7 @@ from flask_limiter import Limiter, RequestLimit
 from flask_limiter.util import get_remote_address
 
 from idp.auth.password import patron_key
+from idp.registry.cards import find_card
 from idp.settings import Settings
 from idp.web import services
 
@@ -24,7 +25,7 @@ PER_IP = "30 per minute;300 per hour"
 FAILURES_PER_DAY = 10
 PER_ACCOUNT = f"{FAILURES_PER_DAY} per day"
 _NOTICE_TTL = 24 * 3600
-_PATRON_KEY = re.compile(r"login:patron:(\d+)(?:/|$)")
+_ACCOUNT_KEY = re.compile(r"login:(patron|card):([A-Z0-9]+)(?:/|$)")
 
 
 def _account_key() -> str:
@@ -38,16 +39,23 @@ def _failed(response: Response) -> bool:
 
 
 def _notify_locked(limit: RequestLimit) -> None:
-    # The limiter's key embeds ours ("login:patron:<id>"); unknown cards have no one to notify.
-    match = _PATRON_KEY.search(limit.key)
+    # The limiter's key embeds ours: "login:patron:<id>" or "login:card:<national number>".
+    match = _ACCOUNT_KEY.search(limit.key)
     if match is None:
         return
-    patron_id = int(match.group(1))
     svc = services()
-    if svc.state.incr(f"lock-notice:{patron_id}", _NOTICE_TTL) == 1:
-        with svc.registry("web") as reg:
-            reg.notify(patron_id, "login_locked", failures=FAILURES_PER_DAY)
-            reg.audit("login.locked", patron_id=patron_id)
+    with svc.registry("web") as reg:
+        kind, value = match.group(1), match.group(2)
+        if kind == "patron":
+            patron_id: int | None = int(value)
+        else:
+            card = find_card(reg, value)
+            patron_id = card.patron_id if card is not None else None
+        # Unknown cards are locked all the same, but there is nobody to tell.
+        if patron_id is None or svc.state.incr(f"lock-notice:{patron_id}", _NOTICE_TTL) != 1:
+            return
+        reg.notify(patron_id, "login_locked", failures=FAILURES_PER_DAY)
+        reg.audit("login.locked", patron_id=patron_id)
 
 
 def storage_uri(settings: Settings) -> str:
@@ -57,8 +65,10 @@ def storage_uri(settings: Settings) -> str:
 def install(app: Flask, settings: Settings) -> Limiter:
     # The key prefix comes from RATELIMIT_KEY_PREFIX in the app config (tests give each app its own).
     app.config.setdefault("RATELIMIT_KEY_PREFIX", "idp-limits")
+    # No X-RateLimit-* headers on every response (each costs Redis round trips); a 429 carries
+    # Retry-After from idp.web.errors.
     limiter = Limiter(get_remote_address, app=app, storage_uri=storage_uri(settings), strategy="moving-window",
-                      headers_enabled=True)
+                      headers_enabled=False)
     app.extensions["idp-limiter"] = limiter
     # Decorated views are checked by the wrapper the decorator returns, so the wrapper must be
     # what the app calls; limits are applied here because each app has its own limiter.

@@ -224,7 +224,7 @@ def token() -> ResponseReturnValue:
                 return _token_error("invalid_grant", "the patron no longer exists")
             extra = {**describe(grant), **claim_rules.values(patron, grant.claims)}
     try:
-        response = parts.provider.handle_token_request(body, headers, extra_id_token_claims=extra)
+        response = parts.provider.handle_authenticated_token_request(client_id, body, extra)
     except InvalidClientAuthentication as exc:
         return _token_error("invalid_client", str(exc), 401)
     except OAuthError as exc:

@@ -387,3 +387,16 @@ def test_forms_may_end_at_the_platform_while_its_login_is_under_way(live: LiveId
     assert "form-action 'self' http://127.0.0.1:8765;" in page.headers["Content-Security-Policy"]
     plain = requests.get(f"{live.url}/login", timeout=5)
     assert "form-action 'self';" in plain.headers["Content-Security-Policy"]
+
+
+def test_a_refresh_token_works_only_for_its_own_client(live: LiveIdp, card: str) -> None:
+    owner, other = register(live), register(live)
+    _, token, _ = full_login(live, owner, card)
+    stolen = requests.post(f"{live.url}/token", data={"grant_type": "refresh_token",
+                                                        "refresh_token": token["refresh_token"]},
+                           auth=(other.client_id, other.secret), timeout=5)
+    assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
+    mine = requests.post(f"{live.url}/token", data={"grant_type": "refresh_token",
+                                                      "refresh_token": token["refresh_token"]},
+                         auth=(owner.client_id, owner.secret), timeout=5)
+    assert mine.status_code == 200 and mine.json()["refresh_token"] != token["refresh_token"]

@@ -1,0 +1,81 @@
+"""bench/oidc.py runs end to end, prints its figures and cleans up after itself.
+
+A tiny run (``--quick``) on each backend: the numbers are not judged here, only that every figure
+is printed and nothing is left behind. The PostgreSQL + Redis run uses Redis logical database 15
+of the test Redis server, which the benchmark empties with FLUSHDB before and after.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from tests.conftest import BACKENDS, POSTGRES_URL, REDIS_URL, unavailable
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "oidc.py"
+# One line per figure, each starting with a number and a unit.
+FIGURES = (
+    r"bare argon2id verify: [\d.]+/s",
+    r"password logins: [\d.]+/s per worker",
+    r"login/argon2 ratio: [\d.]+ \(target >= 0\.9: (met|NOT met)\)",
+    r"token endpoint, code exchange: [\d.]+/s per worker",
+    r"token endpoint, refresh: [\d.]+/s per worker",
+    r"minimal Flask app .*: [\d,]+/s",
+    r"logins [\d.]+/s vs bare argon2 [\d.]+/s: ratio [\d.]+, target >= 0\.9: (met|NOT met)",
+    r"code exchange [\d.]+/s vs minimal Flask [\d,]+/s: ratio [\d.]+, target >= 0\.5: (met|NOT met)",
+    r"refresh [\d.]+/s vs minimal Flask [\d,]+/s: ratio [\d.]+, target >= 0\.5: (met|NOT met)",
+)
+
+
+def _bench_redis_url() -> str:
+    parts = urlsplit(REDIS_URL)
+    return urlunsplit(parts._replace(path="/15"))
+
+
+def _arguments(backend: str) -> list[str]:
+    if backend == "embedded":
+        return ["--database-url", "sqlite", "--redis-url", "memory"]
+    try:
+        engine = create_engine(make_url(POSTGRES_URL))
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001
+        unavailable(f"PostgreSQL at {POSTGRES_URL}", exc)
+    try:
+        with redis.Redis.from_url(_bench_redis_url(), socket_connect_timeout=2) as client:
+            client.ping()
+    except redis.RedisError as exc:
+        unavailable(f"Redis at {_bench_redis_url()}", exc)
+    return ["--database-url", POSTGRES_URL, "--redis-url", _bench_redis_url()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_quick_run_prints_every_figure_and_cleans_up(backend: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+    result = subprocess.run([sys.executable, str(BENCH), "--quick", *_arguments(backend)], capture_output=True,
+                            text=True, timeout=300, env=env, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for figure in FIGURES:
+        assert re.search(figure, result.stdout), f"missing {figure!r} in:\n{result.stdout}"
+    assert "failure:" not in result.stdout, result.stdout
+    if backend != "embedded":
+        name = re.search(r"database (idp_bench_oidc_\w+) dropped", result.stdout)
+        assert name and "Redis database 15 flushed" in result.stdout, result.stdout
+        engine = create_engine(make_url(POSTGRES_URL))
+        with engine.connect() as connection:
+            assert connection.scalar(text("SELECT count(*) FROM pg_database WHERE datname = :n"),
+                                     {"n": name.group(1)}) == 0
+        engine.dispose()
+        with redis.Redis.from_url(_bench_redis_url()) as client:
+            assert client.dbsize() == 0

@@ -61,7 +61,6 @@ from idp.registry.national_id import synthetic_national_ids
 from idp.registry.patrons import NewPatron, register_patron
 from idp.services import build_services
 from idp.settings import OWASP_ARGON2_MIN_MEMORY_KIB, OWASP_ARGON2_MIN_TIME_COST, load_settings
-from idp.web.limits import PER_IP
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -689,8 +688,8 @@ class Benchmark:
               f"{tally.failed} failed; each a GET /login for the form, CSRF token and session cookie, then the "
               f"POST /login, which answers 303; patrons taken in turn from {len(cards)})")
         print(f"  login/argon2 ratio: {ratio:.2f} (target >= {LOGIN_TARGET}: {_met(ratio >= LOGIN_TARGET)})")
-        print(f"  per-IP limit ({PER_IP}, fixed in idp/web/limits.py): every login came from its own "
-              "X-Forwarded-For address, trusted with IDP_PROXY_HOPS=1")
+        print("  per-IP limit (IDP_LOGIN_LIMIT_PER_IP, default 30/min): every login came from its own "
+              "X-Forwarded-For address, trusted with IDP_PROXY_HOPS=1, as clients reach a server behind a proxy")
         print(tally.load_line())
         self._worker_times(idp, since)
         self._failures(tally)

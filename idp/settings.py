@@ -67,6 +67,9 @@ class Settings(BaseModel):
     log_level: str = "INFO"
     # Reverse proxies in front of us that set X-Forwarded-For/-Proto/-Host (0: none, trust nothing).
     proxy_hops: int = Field(default=0, ge=0, le=5)
+    # Login attempts per client address (flask-limiter syntax). Raise it where many patrons share
+    # one address (a library's public PCs, a school behind NAT); the per-card limit is fixed.
+    login_limit_per_ip: str = "30 per minute;300 per hour"
     argon2_time_cost: int = Field(default=OWASP_ARGON2_MIN_TIME_COST, ge=1)
     argon2_memory_kib: int = Field(default=OWASP_ARGON2_MIN_MEMORY_KIB, ge=8)
     argon2_parallelism: int = Field(default=1, ge=1, le=16)
@@ -91,6 +94,17 @@ class Settings(BaseModel):
     def _secret_key_is_long(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value().strip()) < 32:
             raise ValueError("IDP_SECRET_KEY must have at least 32 characters (generate one with: idp keys new-secret)")
+        return value
+
+    @field_validator("login_limit_per_ip")
+    @classmethod
+    def _limit_parses(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError("IDP_LOGIN_LIMIT_PER_IP must look like '30 per minute;300 per hour'") from None
         return value
 
     @field_validator("data_key")

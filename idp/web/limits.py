@@ -1,6 +1,6 @@
 """Brute-force limits on the login form (flask-limiter; Redis storage in production).
 
-Per IP: at most ``PER_IP`` login attempts. Per account: at most ``FAILURES_PER_DAY`` wrong
+Per IP: at most ``IDP_LOGIN_LIMIT_PER_IP`` login attempts (default 30 a minute, 300 an hour). Per account: at most ``FAILURES_PER_DAY`` wrong
 guesses in any 24 hours, however many IPs they come from; then the card is locked until the
 oldest failure is a day old, and the patron is notified once. Only failures count (a correct
 login does not use up the allowance), but while locked even the right password is refused:
@@ -21,7 +21,6 @@ from idp.registry.cards import find_card
 from idp.settings import Settings
 from idp.web import services
 
-PER_IP = "30 per minute;300 per hour"
 FAILURES_PER_DAY = 10
 PER_ACCOUNT = f"{FAILURES_PER_DAY} per day"
 _NOTICE_TTL = 24 * 3600
@@ -73,7 +72,7 @@ def install(app: Flask, settings: Settings) -> Limiter:
     # Decorated views are checked by the wrapper the decorator returns, so the wrapper must be
     # what the app calls; limits are applied here because each app has its own limiter.
     endpoint = "login.login_submit"
-    view = limiter.limit(PER_IP)(app.view_functions[endpoint])
+    view = limiter.limit(settings.login_limit_per_ip)(app.view_functions[endpoint])
     view = limiter.limit(PER_ACCOUNT, key_func=_account_key, deduct_when=_failed, on_breach=_notify_locked)(view)
     app.view_functions[endpoint] = view
     return limiter

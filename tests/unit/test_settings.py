@@ -287,3 +287,10 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
     s: Settings = load_settings(prod_env(tmp_path))
     with pytest.raises(ValueError):
         s.mode = Mode.DEVELOPMENT  # type: ignore[misc]
+
+
+def test_the_per_ip_login_limit_is_configurable_and_checked(tmp_path: Path) -> None:
+    env = {"IDP_HOME": str(tmp_path), "IDP_MODE": "development"}
+    assert load_settings({**env, "IDP_LOGIN_LIMIT_PER_IP": "100 per minute"}).login_limit_per_ip == "100 per minute"
+    with pytest.raises(ConfigError, match="IDP_LOGIN_LIMIT_PER_IP"):
+        load_settings({**env, "IDP_LOGIN_LIMIT_PER_IP": "lots"})

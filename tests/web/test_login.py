@@ -14,6 +14,7 @@ from idp.registry.models import Notification
 from idp.services import Services
 from idp.web.limits import FAILURES_PER_DAY
 from tests.unit.factories import library, patron
+from idp import create_app
 from tests.web.conftest import csrf_token
 
 PASSWORD = "correct horse battery"
@@ -145,3 +146,19 @@ def test_the_page_speaks_bokmal_or_english(client: FlaskClient) -> None:
     assert "Log in with your library card" in client.get("/login", headers={"Accept-Language": "en"}).text
     client.get("/language/nb?next=/login")
     assert "Logg inn" in client.get("/login", headers={"Accept-Language": "en"}).text
+
+
+def test_another_worker_continues_the_session(services: Services, login: Login, client: FlaskClient,
+                                              card: str) -> None:
+    """Two app instances share nothing but the state store (Redis on the production backend):
+    the session cookie issued by one is honoured by the other, as by another worker or host."""
+    other = create_app(services=services, config={"RATELIMIT_KEY_PREFIX": "idp-test-other"}).test_client()
+    assert login(card, PASSWORD, next_="/").status_code == 303
+    cookie = client.get_cookie("idp_session")
+    assert cookie is not None
+    other.set_cookie("idp_session", cookie.value)
+    assert "You are logged in." in other.get("/", headers={"Accept-Language": "en"}).text
+    # The cookie is only a key: logging out on one instance ends the session on every instance.
+    page = client.get("/", headers={"Accept-Language": "en"})
+    client.post("/logout", data={"csrf_token": csrf_token(page.text)})
+    assert "You are logged in." not in other.get("/", headers={"Accept-Language": "en"}).text

@@ -27,7 +27,6 @@ import hashlib
 import itertools
 import json
 import os
-import platform
 import queue
 import re
 import secrets
@@ -46,7 +45,6 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from importlib.metadata import version
 from pathlib import Path
-from types import FrameType
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import redis
@@ -54,6 +52,7 @@ from argon2 import PasswordHasher, Type
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from benchlib import cores, machine_line, positive, private_database, stop_on_signals
 from idp import migrate, relying_parties
 from idp.oidc.provider import CODE_LIFETIME
 from idp.registry.libraries import add_library, reserve_series
@@ -79,8 +78,7 @@ REQUEST_TIMEOUT = 15.0
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    stop_on_signals()
     try:
         with ExitStack() as cleanup:
             Benchmark(args, cleanup).run()
@@ -97,18 +95,6 @@ class BenchError(Exception):
     """The benchmark cannot go on; the message says why in one line."""
 
 
-_interrupted = False
-
-
-def _interrupt(_signum: int, _frame: FrameType | None) -> None:
-    # The first signal unwinds (and so cleans up); a second one must not cut the cleanup short.
-    global _interrupted
-    if not _interrupted:
-        _interrupted = True
-        raise KeyboardInterrupt
-    print("cleaning up, please wait", file=sys.stderr)
-
-
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tiny run of a few seconds (smoke test)")
@@ -118,10 +104,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                         help=f"a dedicated Redis database, FLUSHED before and after, or 'memory' ({DEFAULT_REDIS_URL})")
     parser.add_argument("--seconds", type=_positive_float, help="timed seconds of each measured phase (20)")
     parser.add_argument("--argon2-seconds", type=_positive_float, help="seconds of bare argon2 verifies (5)")
-    parser.add_argument("--patrons", type=_positive, help="patrons seeded, each with a password (200)")
-    parser.add_argument("--clients", type=_positive, default=2, help="client threads per phase (2)")
-    parser.add_argument("--chains", type=_positive, help="independent refresh-token chains (4)")
-    parser.add_argument("--codes", type=_positive, help="authorization codes made before the exchange (3000)")
+    parser.add_argument("--patrons", type=positive, help="patrons seeded, each with a password (200)")
+    parser.add_argument("--clients", type=positive, default=2, help="client threads per phase (2)")
+    parser.add_argument("--chains", type=positive, help="independent refresh-token chains (4)")
+    parser.add_argument("--codes", type=positive, help="authorization codes made before the exchange (3000)")
     args = parser.parse_args(argv)
     quick = {"seconds": 1.0, "argon2_seconds": 1.0, "patrons": 6, "chains": 2, "codes": 60}
     full = {"seconds": 20.0, "argon2_seconds": 5.0, "patrons": 200, "chains": 4, "codes": 3000}
@@ -129,13 +115,6 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, value)
     return args
-
-
-def _positive(value: str) -> int:
-    number = int(value.replace("_", "").replace(",", ""))
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return number
 
 
 def _positive_float(value: str) -> float:
@@ -282,7 +261,7 @@ class Tally:
         parts = [f"{name} {cores:.2f}" for name, cores in self.cpu.items()]
         if self.machine is not None:
             parts.append(f"everything else {max(0.0, self.machine - sum(self.cpu.values())):.2f}")
-            parts.append(f"whole machine {self.machine:.2f} of {_cores()}")
+            parts.append(f"whole machine {self.machine:.2f} of {cores()}")
         return "  CPU used, in cores: " + ", ".join(parts)
 
 
@@ -375,10 +354,6 @@ def _command_name(pid: int) -> str:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return ""
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def warm_up(count: int, work: Callable[[], str | None]) -> None:
@@ -536,8 +511,7 @@ class Benchmark:
     # -- set-up -------------------------------------------------------------------------------
     def _facts(self) -> None:
         wrk = shutil.which("wrk")
-        print(f"machine: {_cores()} cores available ({os.cpu_count()} online), {platform.machine()}, "
-              f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
+        print(machine_line())
         print(f"load average before the run: {', '.join(f'{v:.2f}' for v in os.getloadavg())} (1, 5, 15 min; "
               "anything else running on the machine shares the cores with the measurement)")
         print(f"versions: gunicorn {version('gunicorn')}, Flask {version('flask')}, "
@@ -592,26 +566,18 @@ class Benchmark:
         admin_url = make_url(self.args.database_url)
         if admin_url.get_backend_name() != "postgresql":
             raise BenchError("--database-url takes a PostgreSQL URL or 'sqlite'")
-        name = f"idp_bench_oidc_{secrets.token_hex(5)}"
-        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        self.cleanup.callback(admin.dispose)
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        url, name = self.cleanup.enter_context(private_database(admin_url, "idp_bench_oidc"))
+        probe = create_engine(url)
+        self.cleanup.callback(probe.dispose)
+        with probe.connect() as connection:
             server_version = connection.scalar(text("SHOW server_version"))
             backend = int(connection.scalar(text("SELECT pg_backend_pid()")))
         postmaster = _parent(backend)
         if postmaster is not None and _command_name(postmaster).startswith("postgres"):  # a local server
             self.service_pids["PostgreSQL"] = lambda: [postmaster, *_children(postmaster)]
-
-        def drop() -> None:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            print(f"database {name} dropped")
-
-        self.cleanup.callback(drop)
         print(f"database: PostgreSQL {server_version} on {admin_url.host}:{admin_url.port or 5432}, "
               f"a new database {name}")
-        return {"IDP_DATABASE_URL": admin_url.set(database=name).render_as_string(hide_password=False)}
+        return {"IDP_DATABASE_URL": url.render_as_string(hide_password=False)}
 
     def _redis(self) -> dict[str, str]:
         if self.args.redis_url == "memory":

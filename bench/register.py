@@ -11,12 +11,9 @@ real person's) spread over many birth dates, generated as a stream so memory sta
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import random
 import resource
 import secrets
-import signal
 import statistics
 import sys
 import time
@@ -24,11 +21,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from itertools import islice
-from types import FrameType
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL, make_url
 
+from benchlib import machine_line, positive, private_database, stop_on_signals
 from idp import migrate
 from idp.db import make_engine, session_factory
 from idp.registry.bulk import DEFAULT_BATCH, MAX_BATCH, PatronImport, import_patrons
@@ -57,57 +54,33 @@ LAST_NAMES = ("Nordmann", "Hansen", "Johansen", "Olsen", "Larsen", "Andersen", "
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
-    # SIGTERM (a CI job cancelled, a container stopped) unwinds like Ctrl-C, so the database is dropped;
-    # SIGINT too when started in the background, where the shell hands it down ignored.
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    stop_on_signals()
     admin_url = make_url(args.database_url)
     if admin_url.get_backend_name() != "postgresql":
         print("the register benchmark runs on PostgreSQL only", file=sys.stderr)
         return 2
-    name = f"idp_bench_{secrets.token_hex(5)}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            _run(args, admin_url.set(database=name), name)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            print(f"database {name} dropped", flush=True)
+        with private_database(admin_url, "idp_bench") as (url, name):
+            _run(args, url, name)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    finally:
-        admin.dispose()
     return 0
-
-
-def _interrupt(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patrons", type=_positive, default=1_000_000, help="how many to import (1,000,000)")
+    parser.add_argument("--patrons", type=positive, default=1_000_000, help="how many to import (1,000,000)")
     parser.add_argument("--database-url", default=DEFAULT_URL, help=f"administration connection ({DEFAULT_URL})")
     parser.add_argument("--batch", type=_batch, default=DEFAULT_BATCH,
                         help=f"rows per batch, at most {MAX_BATCH:,} ({DEFAULT_BATCH:,})")
-    parser.add_argument("--lookups", type=_positive, default=10_000, help="timed lookups of each kind (10,000)")
+    parser.add_argument("--lookups", type=positive, default=10_000, help="timed lookups of each kind (10,000)")
     parser.add_argument("--seed", type=int, default=2026, help="random seed for names and lookup order")
     return parser.parse_args(argv)
 
 
-def _positive(value: str) -> int:
-    number = int(value.replace("_", "").replace(",", ""))
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return number
-
-
 def _batch(value: str) -> int:
-    number = _positive(value)
+    number = positive(value)
     if number > MAX_BATCH:
         raise argparse.ArgumentTypeError(f"at most {MAX_BATCH:,}")
     return number
@@ -178,10 +151,8 @@ def _facts(engine: Engine, name: str) -> None:
         version = connection.scalar(text("SHOW server_version"))
         settings = {k: connection.scalar(text(f"SHOW {k}")) for k in ("shared_buffers", "synchronous_commit",
                                                                      "max_wal_size")}
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"database: {name}")
-    print(f"machine: {cores} cores available ({os.cpu_count()} online), {platform.machine()}, "
-          f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
+    print(machine_line())
     print(f"postgresql: {version}, on {engine.url.host}:{engine.url.port}; "
           + ", ".join(f"{k}={v}" for k, v in settings.items()))
 

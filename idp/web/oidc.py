@@ -105,7 +105,7 @@ def authorize() -> ResponseReturnValue:
     session[PENDING] = {"params": params, "needed": needed, "since": int(time.time()),
                         "fresh": "login" in parsed.get("prompt", []) or "max_age" in parsed and
                         int(parsed["max_age"]) == 0}
-    return _proceed()
+    return _proceed(parsed)
 
 
 @bp.get("/authorize/resume")
@@ -129,11 +129,16 @@ def _session_is_good_enough(pending: dict[str, Any], parsed: Any) -> bool:
     return True
 
 
-def _proceed() -> ResponseReturnValue:
+def _proceed(parsed: Any = None) -> ResponseReturnValue:
+    """Log in, ask consent, or issue the code: whichever the pending request needs next.
+
+    ``parsed`` is given when the request was just parsed; a resumed one is parsed again from
+    the session (pyop's message objects do not survive JSON).
+    """
     pending = session[PENDING]
     params = pending["params"]
-    provider = _oidc().provider
-    parsed = provider.parse_authentication_request(urlencode(params))
+    if parsed is None:
+        parsed = _oidc().provider.parse_authentication_request(urlencode(params))
     if not _session_is_good_enough(pending, parsed):
         if "none" in parsed.get("prompt", []):
             session.pop(PENDING, None)

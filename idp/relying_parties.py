@@ -235,22 +235,28 @@ def rotate_secret(reg: Registry, client_id: str) -> tuple[RelyingParty, str]:
 def authenticate(reg: Registry, client_id: str, secret: str) -> RelyingParty | None:
     """The confidential client with this id and secret, or None (unknown, public, disabled, wrong secret).
 
-    The comparison takes the same time whatever the secret presented, and an unknown or public
-    client costs the same digest and comparison, so timing tells nothing about the secret. A
-    missing data processing agreement is not checked here: that is ``refusal_reason``'s job
+    A missing data processing agreement is not checked here: that is ``refusal_reason``'s job
     before any login, and so before any code exists to exchange.
     """
     found = None
     if isinstance(client_id, str) and _CLIENT_ID_SHAPE.fullmatch(client_id):
         found = reg.session.scalar(select(RelyingParty).where(RelyingParty.client_id == client_id))
-    if found is None or found.public or found.disabled or found.secret_hash is None:
-        found, expected = None, _NO_DIGEST
+    return found if secret_matches(found, secret) else None
+
+
+def secret_matches(rp: RelyingParty | None, secret: str | None) -> bool:
+    """Whether ``secret`` is this confidential, enabled client's secret.
+
+    The comparison takes the same time whatever the secret presented, and an unknown or public
+    client costs the same digest and comparison, so timing tells nothing about the secret.
+    """
+    if rp is None or rp.public or rp.disabled or rp.secret_hash is None:
+        expected, possible = _NO_DIGEST, False
     else:
-        expected = bytes(found.secret_hash)
+        expected, possible = bytes(rp.secret_hash), True
     # An over-long value is no secret of ours; it is still hashed, as the empty string.
     presented = secret if isinstance(secret, str) and len(secret) <= _MAX_PRESENTED_SECRET else ""
-    matches = hmac.compare_digest(_digest(presented), expected)
-    return found if matches else None
+    return hmac.compare_digest(_digest(presented), expected) and possible
 
 
 def refusal_reason(rp: RelyingParty, today: date) -> str | None:

@@ -41,6 +41,9 @@ class CodeGrant:
     amr: list[str]
     auth_time: int
     claims: list[str]
+    # The released claims' values, computed when the code is issued: the token endpoint then
+    # answers from the state store alone, and the id_token says what the patron consented to.
+    values: dict[str, Any]
 
 
 class Grants:

@@ -17,6 +17,7 @@ import base64
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -86,15 +87,18 @@ class RegisterAuthorizationState(AuthorizationState):
         return str(patron_id)
 
     def use_refresh_token(self, refresh_token: str, scope: Any = None) -> Any:
-        if refresh_token not in self.refresh_tokens:
+        """pyop's refresh with rotation made safe under concurrency: of two requests presenting
+        the same refresh token at once, exactly one gets new tokens."""
+        info = self.refresh_tokens.get(refresh_token)
+        if info is None:
             raise InvalidRefreshToken("unknown or already used refresh token")
-        previous_access_token = self.refresh_tokens[refresh_token]["access_token"]
+        previous_access_token = info["access_token"]
         if previous_access_token not in self.access_tokens:
             # Revoked (logout or a replayed code) while the refresh token was still out there.
-            del self.refresh_tokens[refresh_token]
             raise InvalidRefreshToken("the grant behind this refresh token was revoked")
         access_token, new_refresh_token = super().use_refresh_token(refresh_token, scope)
-        del self.refresh_tokens[refresh_token]
+        if self.refresh_tokens.take(refresh_token) is None:
+            raise InvalidRefreshToken("this refresh token was used by another request just now")
         del self.access_tokens[previous_access_token]
         return access_token, new_refresh_token
 
@@ -126,21 +130,31 @@ def _construction_issuer(issuer: str) -> str:
     raise ConfigError("IDP_ISSUER must be https (http is accepted for 127.0.0.1/localhost only)")
 
 
+@dataclass(frozen=True)
+class ClientEntry:
+    """A client as pyop sees it (``metadata``) and the registry row it came from (``record``,
+    detached and read-only) for the checks that are ours: secret, DPA, disabled."""
+
+    metadata: Mapping[str, Any]
+    record: Any
+
+
 class RegisteredClients(Mapping[str, Mapping[str, Any]]):
     """Client metadata in pyop's shape, read from the relying-party registry.
 
-    pyop consults it several times per request, so answers are kept for a few seconds. Nothing
-    that decides whether a partner may log anyone in comes from here: the DPA/disabled check and
-    client authentication always read the database.
+    pyop consults it several times per request, and every token request authenticates its
+    client, so answers are kept for ``TTL`` seconds per worker: an operator's change (disable,
+    rotate-secret, DPA) reaches the token endpoint within that time. The authorization endpoint,
+    where a patron is logged in to a partner, always reads the database.
     """
 
     TTL = 5.0
 
-    def __init__(self, lookup: Callable[[str], Mapping[str, Any] | None]) -> None:
+    def __init__(self, lookup: Callable[[str], ClientEntry | None]) -> None:
         self._lookup = lookup
-        self._cache: dict[str, tuple[float, Mapping[str, Any] | None]] = {}
+        self._cache: dict[str, tuple[float, ClientEntry | None]] = {}
 
-    def _get(self, client_id: object) -> Mapping[str, Any] | None:
+    def entry(self, client_id: object) -> ClientEntry | None:
         if not isinstance(client_id, str) or len(client_id) > 100:
             return None
         now = time.monotonic()
@@ -153,14 +167,17 @@ class RegisteredClients(Mapping[str, Mapping[str, Any]]):
         self._cache[client_id] = (now + self.TTL, found)
         return found
 
+    def forget(self) -> None:
+        self._cache.clear()
+
     def __getitem__(self, client_id: str) -> Mapping[str, Any]:
-        found = self._get(client_id)
+        found = self.entry(client_id)
         if found is None:
             raise KeyError(client_id)
-        return found
+        return found.metadata
 
     def __contains__(self, client_id: object) -> bool:
-        return self._get(client_id) is not None
+        return self.entry(client_id) is not None
 
     def __iter__(self) -> Iterator[str]:
         raise NotImplementedError("clients are looked up, not listed")

@@ -19,10 +19,15 @@ class StateMapping(MutableMapping[str, Any]):
         self._state, self._prefix, self._ttl = state, prefix, ttl
 
     def __getitem__(self, key: str) -> Any:
-        raw = self._state.get(self._prefix + key) if isinstance(key, str) and len(key) <= 512 else None
+        raw = self._state.get(self._prefix + key) if _plausible(key) else None
         if raw is None:
             raise KeyError(key)
         return json.loads(raw)
+
+    def take(self, key: str) -> Any:
+        """Remove and return the entry in one step (None if absent): only one caller can win it."""
+        raw = self._state.take(self._prefix + key) if _plausible(key) else None
+        return json.loads(raw) if raw is not None else None
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._state.put(self._prefix + key, json.dumps(value).encode(), self._ttl)
@@ -31,7 +36,7 @@ class StateMapping(MutableMapping[str, Any]):
         self._state.delete(self._prefix + key)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and len(key) <= 512 and self._state.get(self._prefix + key) is not None
+        return _plausible(key) and self._state.get(self._prefix + key) is not None
 
     def __iter__(self) -> Iterator[str]:
         # pyop only scans these to log a user out, which idp.oidc.provider does by index instead.
@@ -42,3 +47,8 @@ class StateMapping(MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"<StateMapping {self._prefix}>"
+
+
+def _plausible(key: object) -> bool:
+    # Keys come from requests: anything absurd is absent without asking the store.
+    return isinstance(key, str) and len(key) <= 512

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from idp import relying_parties
 from idp.errors import NotFound
 from idp.oidc.flow import Grants
-from idp.oidc.provider import IdpProvider, RegisterAuthorizationState, RegisteredClients
+from idp.oidc.provider import ClientEntry, IdpProvider, RegisterAuthorizationState, RegisteredClients
+from idp.registry.dates import oslo_date
 from idp.oidc.subjects import Subjects
 
 if TYPE_CHECKING:
@@ -31,33 +32,33 @@ def client_metadata(rp: relying_parties.RelyingParty) -> dict[str, Any]:
 
 
 def build_oidc(services: Services) -> OidcParts:
-    def lookup(client_id: str) -> Mapping[str, Any] | None:
+    def lookup(client_id: str) -> ClientEntry | None:
         with services.registry("oidc") as reg:
             try:
                 rp = relying_parties.get(reg, client_id)
             except NotFound:
                 return None
-            return client_metadata(rp) if rp.protocol == relying_parties.PROTOCOL_OIDC else None
+            if rp.protocol != relying_parties.PROTOCOL_OIDC:
+                return None
+            reg.session.expunge(rp)  # kept read-only beyond this transaction
+            return ClientEntry(client_metadata(rp), rp)
+
+    clients = RegisteredClients(lookup)
 
     def authenticate(client_id: str, secret: str | None) -> Mapping[str, Any] | None:
-        with services.registry("oidc") as reg:
-            if secret is None:
-                # A public client proves nothing here; PKCE binds its code instead.
-                try:
-                    rp = relying_parties.get(reg, client_id)
-                except NotFound:
-                    return None
-                allowed = rp.public and rp.protocol == relying_parties.PROTOCOL_OIDC
-            else:
-                found = relying_parties.authenticate(reg, client_id, secret)
-                rp, allowed = found, found is not None  # type: ignore[assignment]
-            if not allowed or relying_parties.refusal_reason(rp, reg.today()) is not None:
-                return None
-            return client_metadata(rp)
+        entry = clients.entry(client_id)
+        rp = entry.record if entry is not None else None
+        if secret is None:
+            # A public client proves nothing here; PKCE binds its code instead.
+            allowed = rp is not None and rp.public
+        else:
+            allowed = relying_parties.secret_matches(rp, secret)
+        if not allowed or entry is None or relying_parties.refusal_reason(rp, oslo_date(services.clock())):
+            return None
+        return entry.metadata
 
     subjects = Subjects(services.settings.data_key_bytes(), services.state)
-    provider = IdpProvider(issuer=services.settings.issuer, keyring=services.keyring,
-                           clients=RegisteredClients(lookup),
+    provider = IdpProvider(issuer=services.settings.issuer, keyring=services.keyring, clients=clients,
                            authz_state=RegisterAuthorizationState(services.state, subjects),
                            authenticate=authenticate)
     return OidcParts(provider=provider, grants=Grants(services.state), subjects=subjects)

@@ -6,6 +6,7 @@ import json
 from functools import lru_cache
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
 
 from idp.errors import CardOutsideSeries, Conflict, InvalidCardNumber, NotAllowed, NotFound, ValidationError
 from idp.registry.cardnumbers import (RuleSet, canonical, generic, lookup_candidates, national_form, national_number,
@@ -126,11 +127,17 @@ def _rule_sets(reg: Registry) -> list[RuleSet]:
     return [_rules(s) for s in sorted(seen)]
 
 
-def find_card(reg: Registry, typed: str) -> Card | None:
-    """The active card a typed number stands for, or None (also when the reading is ambiguous)."""
+def find_card(reg: Registry, typed: str, *, with_patron: bool = False) -> Card | None:
+    """The active card a typed number stands for, or None (also when the reading is ambiguous).
+
+    ``with_patron`` loads the card's patron in the same query (a login needs both).
+    """
     # A national number reads the same under every library's rules: skip loading them.
     candidates = lookup_candidates(typed, [] if national_form(generic(typed)) else _rule_sets(reg))
-    cards = list(reg.session.scalars(select(Card).where(Card.number.in_(candidates), Card.status == "active")))
+    query = select(Card).where(Card.number.in_(candidates), Card.status == "active")
+    if with_patron:
+        query = query.options(joinedload(Card.patron))
+    cards = list(reg.session.scalars(query))
     if len(cards) <= 1:
         return cards[0] if cards else None
     exact = [c for c in cards if c.number == candidates[0]]

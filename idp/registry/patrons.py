@@ -13,6 +13,7 @@ from idp.errors import Conflict, NotAllowed, NotFound, ValidationError
 from idp.registry.cards import issue_card, require_card
 from idp.registry.context import Registry
 from idp.registry.credentials import check_password_shape, check_pin_shape
+from idp.registry.dates import oslo_date
 from idp.registry.libraries import get_library
 from idp.registry.models import Card, Credential, Membership, Patron
 from idp.registry.national_id import IdKind, NationalId, parse_national_id
@@ -217,6 +218,7 @@ def set_secret(reg: Registry, patron: Patron, kind: str, value: str, *, must_cha
 class SecretCheck:
     ok: bool
     must_change: bool = False
+    rehashed: bool = False  # the stored hash was upgraded to the current parameters
 
 
 def verify_secret(reg: Registry, patron: Patron | None, kind: str, value: str) -> SecretCheck:
@@ -227,13 +229,21 @@ def verify_secret(reg: Registry, patron: Patron | None, kind: str, value: str) -
         return SecretCheck(False)
     if result.new_hash:
         credential.hash = result.new_hash
-    return SecretCheck(True, credential.must_change)
+    return SecretCheck(True, credential.must_change, rehashed=result.new_hash is not None)
 
 
-def record_activity(reg: Registry, patron: Patron) -> None:
-    """Any use of the card (a login, a loan reported by a library) keeps the entry alive."""
-    patron.last_activity_at = reg.now()
+def record_activity(reg: Registry, patron: Patron) -> bool:
+    """Any use of the card (a login, a loan reported by a library) keeps the entry alive.
+
+    The purge counts whole days over three years, so one write per Oslo day is enough: the
+    rest of the day's logins change nothing and cost no write. True when something changed.
+    """
+    now = reg.now()
+    if patron.inactivity_warned_at is None and oslo_date(patron.last_activity_at) == oslo_date(now):
+        return False
+    patron.last_activity_at = now
     patron.inactivity_warned_at = None
+    return True
 
 
 def delete_patron(reg: Registry, patron: Patron, *, reason: str = "patron_request") -> list[str]:

@@ -23,6 +23,7 @@ from idp.oidc.hints import id_token_audience
 from idp.oidc.provider import CODE_LIFETIME
 from idp.oidc.wiring import OidcParts
 from idp.registry.models import Patron
+from idp.state import Batch
 from idp.web import services
 from idp.web.security import allow_form_target
 
@@ -179,11 +180,17 @@ def consent() -> ResponseReturnValue:
 
 def _issue_code(parsed: Any, params: dict[str, Any], patron_id: int, released: list[str]) -> ResponseReturnValue:
     parts = _oidc()
+    with services().registry("oidc") as reg:
+        patron = reg.session.get(Patron, patron_id)
+        if patron is None:
+            session.clear()
+            return _error_redirect(params, "login_required", "the patron must log in again")
+        values = claim_rules.values(patron, released)
     response = parts.provider.authorize(parsed, str(patron_id))
     parts.grants.remember(response["code"], CodeGrant(
         patron_id=patron_id, client_id=parsed["client_id"], acr=session.get("acr", "password"),
-        amr=list(session.get("amr", [])), auth_time=int(session.get("auth_time", 0)), claims=released),
-        CODE_LIFETIME + 60)
+        amr=list(session.get("amr", [])), auth_time=int(session.get("auth_time", 0)), claims=released,
+        values=values), CODE_LIFETIME + 60)
     response["iss"] = _issuer()
     session.pop(PENDING, None)
     allow_form_target(parsed["redirect_uri"])
@@ -206,30 +213,35 @@ def token() -> ResponseReturnValue:
     if request.mimetype != "application/x-www-form-urlencoded":
         return _token_error("invalid_request", "the body must be application/x-www-form-urlencoded")
     body = request.get_data(as_text=True)
-    fields = dict(parse_qsl(body))
     parts = _oidc()
     headers = {"Authorization": request.headers["Authorization"]} if "Authorization" in request.headers else {}
     try:
         client_id = parts.provider.authenticate_client(body, headers)
     except InvalidClientAuthentication as exc:
         return _token_error("invalid_client", str(exc), 401)
+    # Every store write of this request goes out in one round trip, and only if it succeeds.
+    with services().state.batch() as batch:
+        return _token_response(parts, client_id, body, batch)
+
+
+def _token_response(parts: OidcParts, client_id: str, body: str, batch: Batch) -> ResponseReturnValue:
+    """The token endpoint's answer; ``batch`` is committed for the answers that must change state."""
+    fields = dict(parse_qsl(body))
     extra: dict[str, Any] | None = None
     code = fields.get("code") if fields.get("grant_type") == "authorization_code" else None
     if code is not None:
-        grant = parts.grants.grant(code)
         if not parts.grants.claim(code):
             # A second use of a code: revoke whatever the first one issued (RFC 6749 section 4.1.2).
             parts.provider.authz_state.revoke(*parts.grants.issued_for(code))
+            batch.commit()
             return _token_error("invalid_grant", "this authorization code was already used")
+        grant = parts.grants.grant(code)
         if grant is None or grant.client_id != client_id:
             return _token_error("invalid_grant", "unknown or expired authorization code")
-        with services().registry("oidc") as reg:
-            patron = reg.session.get(Patron, grant.patron_id)
-            if patron is None:
-                return _token_error("invalid_grant", "the patron no longer exists")
-            extra = {**describe(grant), **claim_rules.values(patron, grant.claims)}
+        # The claim values were settled when the code was issued (idp.oidc.flow.CodeGrant).
+        extra = {**describe(grant), **grant.values}
     try:
-        response = parts.provider.handle_authenticated_token_request(client_id, body, extra)
+        result = parts.provider.handle_authenticated_token_request(client_id, body, extra)
     except InvalidClientAuthentication as exc:
         return _token_error("invalid_client", str(exc), 401)
     except OAuthError as exc:
@@ -237,8 +249,9 @@ def token() -> ResponseReturnValue:
     except (KeyError, InvalidSubjectIdentifier):
         return _token_error("invalid_grant", "the grant is no longer valid")
     if code is not None:
-        parts.grants.record_tokens(code, response.get("access_token"), response.get("refresh_token"))
-    out = jsonify(response.to_dict())
+        parts.grants.record_tokens(code, result.get("access_token"), result.get("refresh_token"))
+    batch.commit()
+    out = jsonify(result.to_dict())
     out.headers["Cache-Control"] = "no-store"
     out.headers["Pragma"] = "no-cache"
     return out

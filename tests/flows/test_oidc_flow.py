@@ -16,6 +16,7 @@ from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
 
 from idp import relying_parties
+from idp.oidc.provider import RegisteredClients
 from tests.flows.conftest import LiveIdp
 from tests.nin import person
 from tests.unit.factories import ADULT_BORN, library, patron
@@ -247,13 +248,18 @@ def test_a_platform_without_a_dpa_logs_nobody_in(live: LiveIdp, card: str) -> No
     assert back.startswith(CALLBACK) and params["error"] == "access_denied" and params["state"] == state
 
 
-def test_a_disabled_platform_cannot_exchange_codes(live: LiveIdp, card: str) -> None:
+def test_a_disabled_platform_cannot_exchange_codes(live: LiveIdp, card: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The token endpoint keeps client records for RegisteredClients.TTL seconds (README): a
+    disabled partner is refused once that window has passed, and the codes it holds are useless."""
+    monkeypatch.setattr(RegisteredClients, "TTL", 0.5)
     client = register(live)
     rp = rp_session(live, client)
     url, _, verifier = start(live, rp)
     code = callback_params(login_and_consent(Browser(requests.Session()), url, card))["code"]
     with live.services.registry("test") as reg:
         relying_parties.disable(reg, client.client_id)
+    time.sleep(RegisteredClients.TTL + 0.1)
     response = requests.post(f"{live.url}/token", data={"grant_type": "authorization_code", "code": code,
                                                           "redirect_uri": CALLBACK, "code_verifier": verifier},
                              auth=(client.client_id, client.secret), timeout=5)

@@ -14,6 +14,7 @@ from idp.registry.cardnumbers import BIBLIOMO_RULES
 from idp.registry.context import Registry
 from idp.registry.models import AuditEvent, Card, Credential, Membership, Notification, Patron
 from idp.services import Services
+from tests.conftest import FakeClock
 from tests.nin import duf, person
 from tests.unit.factories import ADULT_BORN, library, patron
 
@@ -312,3 +313,16 @@ def test_a_series_loaded_before_another_transaction_allocated_is_reread(services
         _, second = patron(reg, nth=1)
         assert loaded
     assert int(second.number[1:]) == int(first.number[1:]) + 1
+
+
+def test_activity_is_written_once_per_oslo_day_and_always_clears_a_purge_warning(reg: Registry, clock: FakeClock) -> None:
+    library(reg)
+    person_, _ = patron(reg)
+    registered = person_.last_activity_at
+    clock.advance(hours=10, minutes=59)  # registered 13:00 Oslo time; now 23:59 the same day there
+    assert patrons.record_activity(reg, person_) is False and person_.last_activity_at == registered
+    clock.advance(minutes=1)  # 23:00 UTC is midnight in Oslo: a new day
+    assert patrons.record_activity(reg, person_) is True and person_.last_activity_at == clock()
+    person_.inactivity_warned_at = clock()
+    clock.advance(minutes=1)
+    assert patrons.record_activity(reg, person_) is True and person_.inactivity_warned_at is None

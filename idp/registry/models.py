@@ -273,5 +273,26 @@ class RelyingParty(Base):
         return f"<RelyingParty id={self.id} client_id={self.client_id} protocol={self.protocol}>"
 
 
-__all__ = ["AuditEvent", "Base", "Card", "CardSeries", "Credential", "Guardianship", "Library", "Membership",
-           "Notification", "Patron", "RelyingParty"]
+class ClaimRelease(Base):
+    """Which claims a partner received about a patron, and when: names only, never values.
+
+    Patron-visible ("what did I share with whom"), so it goes with the patron (ON DELETE
+    CASCADE), unlike the audit trail, which outlives them.
+    """
+
+    __tablename__ = "claim_release"
+    __table_args__ = (CheckConstraint("protocol IN ('oidc', 'saml', 'api')", name="protocol"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patron.id", ondelete="CASCADE"), index=True)
+    relying_party_id: Mapped[int] = mapped_column(ForeignKey("relying_party.id"))
+    claims: Mapped[list[str]] = mapped_column(JSON, default=list)
+    protocol: Mapped[str] = mapped_column(String(8))
+    released_at: Mapped[datetime] = mapped_column(Timestamp())
+
+    def __repr__(self) -> str:
+        return f"<ClaimRelease id={self.id} patron={self.patron_id} relying_party={self.relying_party_id}>"
+
+
+__all__ = ["AuditEvent", "Base", "Card", "CardSeries", "ClaimRelease", "Credential", "Guardianship", "Library",
+           "Membership", "Notification", "Patron", "RelyingParty"]

@@ -10,6 +10,7 @@ from flask import Flask
 from flask_wtf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from idp.claims import installed_claims
 from idp.services import Services, build_services
 from idp.settings import Settings, load_settings
 
@@ -46,20 +47,23 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                                 x_host=settings.proxy_hops)
 
     from idp import i18n
-    from idp.web import account, errors, limits, login, oidc, pages, security
+    from idp.web import account, api, errors, facts, limits, login, oidc, pages, security
     from idp.web.sessions import StateSessionInterface
 
     app.session_interface = StateSessionInterface(services.state)
     csrf = CSRFProtect(app)
     i18n.install(app, settings.home / "var" / "translations")
+    facts.install(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(login.bp)
     app.register_blueprint(oidc.bp)
     app.register_blueprint(account.bp)
+    app.register_blueprint(api.bp)
     # Machine endpoints authenticate the caller themselves; a relying party has no CSRF token.
-    for endpoint in ("oidc.authorize", "oidc.token", "oidc.userinfo", "oidc.end_session"):
+    for endpoint in ("oidc.authorize", "oidc.token", "oidc.userinfo", "oidc.end_session", "api.verify_card"):
         csrf.exempt(app.view_functions[endpoint])
     services.keyring  # noqa: B018 - a missing or broken signing key stops the start, not a login
+    installed_claims()  # two plugins claiming one name stop the start, not a login
     app.before_request(login.must_change_gate)
     limits.install(app, settings)
     errors.register(app)

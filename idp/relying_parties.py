@@ -44,7 +44,14 @@ _NO_DIGEST = hashlib.sha256(b"no secret").digest()
 
 
 def is_known_claim(name: str) -> bool:
-    return isinstance(name, str) and (name in NAMED_CLAIMS or AGE_OVER_CLAIM.fullmatch(name) is not None)
+    """A built-in claim, or one an installed plugin provides (a policy may list either)."""
+    if not isinstance(name, str):
+        return False
+    if name in NAMED_CLAIMS or AGE_OVER_CLAIM.fullmatch(name) is not None:
+        return True
+    from idp.claims import installed_claims  # late: idp.claims reads this module's names
+
+    return installed_claims().provides(name)
 
 
 # -- validation -------------------------------------------------------------------------------
@@ -102,8 +109,8 @@ def clean_claims(claims: Iterable[str] | None) -> list[str]:
     chosen = list(dict.fromkeys(claims))
     unknown = [c for c in chosen if not is_known_claim(c)]
     if unknown:
-        raise ValidationError(f"Unknown claim {unknown[0]!r}; use {', '.join(NAMED_CLAIMS)} "
-                              "or age_over_NN (NN two digits, 01 to 99).")
+        raise ValidationError(f"Unknown claim {unknown[0]!r}; use {', '.join(NAMED_CLAIMS)}, "
+                              "age_over_NN (NN two digits, 01 to 99) or a claim an installed plugin provides.")
     return chosen
 
 

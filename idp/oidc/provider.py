@@ -38,15 +38,20 @@ CODE_LIFETIME = 120
 ACCESS_TOKEN_LIFETIME = 3600
 REFRESH_TOKEN_LIFETIME = 30 * 24 * 3600
 ID_TOKEN_LIFETIME = 600
-SCOPES = ["openid", "patron", "profile", "email"]
+# age_over_NN scopes (01-99) are accepted too; they are not listed one by one.
+SCOPES = ["openid", "patron", "library", "profile", "email"]
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+# Discovery lists the built-in names and the common film-rating thresholds; any age_over_01..99
+# and any installed plugin's claim can be released where a policy allows it.
+CLAIMS_SUPPORTED = ["valid_patron", "age_over_06", "age_over_09", "age_over_12", "age_over_15", "age_over_18",
+                    "loan_ban", "home_library", "libraries", "name", "email"]
 
 # (client_id, secret or None) -> the client's metadata if it authenticates, else None.
 Authenticator = Callable[[str, str | None], Mapping[str, Any] | None]
 
 
 class _ClaimsAreOurs:
-    """pyop's userinfo seam, deliberately empty: claims come from idp.oidc.claims under the
+    """pyop's userinfo seam, deliberately empty: claims come from idp.claims under the
     relying party's policy, never from pyop, which has no notion of per-client release."""
 
     def __getitem__(self, user_id: str) -> dict[str, Any]:
@@ -227,7 +232,7 @@ class IdpProvider(Provider):
             "request_uri_parameter_supported": False,
             "authorization_response_iss_parameter_supported": True,
             "acr_values_supported": list(LEVELS),
-            "claims_supported": ["sub", "acr", "amr", "auth_time", "valid_patron"],
+            "claims_supported": ["sub", "acr", "amr", "auth_time", *CLAIMS_SUPPORTED],
             "ui_locales_supported": ["nb", "en"],
         }
         super().__init__(None, configuration, authz_state, clients, _ClaimsAreOurs(),
@@ -299,17 +304,9 @@ class IdpProvider(Provider):
 def _client_credentials(token_request: Mapping[str, str], header: str | None) -> tuple[str, str | None]:
     """client_secret_basic, client_secret_post or none (public clients), never two at once."""
     if header:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "basic" or "client_secret" in token_request:
+        if "client_secret" in token_request:
             raise InvalidClientAuthentication("use one client authentication method: HTTP Basic")
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode()
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidClientAuthentication("malformed HTTP Basic credentials") from None
-        client_id, sep, secret = decoded.partition(":")  # a ':' inside the secret is fine (RFC 7617)
-        if not sep:
-            raise InvalidClientAuthentication("malformed HTTP Basic credentials")
-        client_id, secret = unquote(client_id), unquote(secret)
+        client_id, secret = basic_credentials(header)
         if token_request.get("client_id") not in (None, client_id):
             raise InvalidClientAuthentication("client_id differs from the authenticated client")
         return client_id, secret
@@ -317,3 +314,18 @@ def _client_credentials(token_request: Mapping[str, str], header: str | None) ->
     if not client_id:
         raise InvalidClientAuthentication("client authentication is missing")
     return client_id, token_request.get("client_secret")
+
+
+def basic_credentials(header: str) -> tuple[str, str]:
+    """(client_id, secret) from an HTTP Basic Authorization header, form-decoded (RFC 6749 2.3.1)."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise InvalidClientAuthentication("use HTTP Basic client authentication")
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidClientAuthentication("malformed HTTP Basic credentials") from None
+    client_id, sep, secret = decoded.partition(":")  # a ':' inside the secret is fine (RFC 7617)
+    if not sep:
+        raise InvalidClientAuthentication("malformed HTTP Basic credentials")
+    return unquote(client_id), unquote(secret)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,8 @@ class OidcParts:
     provider: IdpProvider
     grants: Grants
     subjects: Subjects
+    # (client_id, secret or None for a public client) -> the client, if it may act today.
+    authenticate: Callable[[str, str | None], ClientEntry | None]
 
 
 def client_metadata(rp: relying_parties.RelyingParty) -> dict[str, Any]:
@@ -45,7 +47,7 @@ def build_oidc(services: Services) -> OidcParts:
 
     clients = RegisteredClients(lookup)
 
-    def authenticate(client_id: str, secret: str | None) -> Mapping[str, Any] | None:
+    def authenticate(client_id: str, secret: str | None) -> ClientEntry | None:
         entry = clients.entry(client_id)
         rp = entry.record if entry is not None else None
         if secret is None:
@@ -55,10 +57,10 @@ def build_oidc(services: Services) -> OidcParts:
             allowed = relying_parties.secret_matches(rp, secret)
         if not allowed or entry is None or relying_parties.refusal_reason(rp, oslo_date(services.clock())):
             return None
-        return entry.metadata
+        return entry
 
     subjects = Subjects(services.settings.data_key_bytes(), services.state)
     provider = IdpProvider(issuer=services.settings.issuer, keyring=services.keyring, clients=clients,
                            authz_state=RegisterAuthorizationState(services.state, subjects),
-                           authenticate=authenticate)
-    return OidcParts(provider=provider, grants=Grants(services.state), subjects=subjects)
+                           authenticate=lambda *presented: getattr(authenticate(*presented), "metadata", None))
+    return OidcParts(provider=provider, grants=Grants(services.state), subjects=subjects, authenticate=authenticate)

@@ -7,10 +7,12 @@ from flask.typing import ResponseReturnValue
 
 from idp import relying_parties
 from idp.errors import NotFound
-from idp.oidc import claims as claim_rules
+from idp.claims import releases_for
 from idp.web import services
+from idp.web.facts import in_words
 
 bp = Blueprint("account", __name__, url_prefix="/account")
+HISTORY = 50  # the newest releases shown; the log itself keeps every one
 
 
 def _patron_id() -> int | None:
@@ -30,9 +32,9 @@ def shared() -> ResponseReturnValue:
                 name = relying_parties.get(reg, client_id).name
             except NotFound:
                 continue
-            rows.append({"client_id": client_id, "name": name,
-                         "facts": [claim_rules.DESCRIPTIONS[n] for n in names if n in claim_rules.DESCRIPTIONS]})
-    return render_template("account_services.html", rows=sorted(rows, key=lambda r: r["name"]))
+            rows.append({"client_id": client_id, "name": name, "facts": [in_words(n) for n in names]})
+        history = releases_for(reg, patron_id, limit=HISTORY)
+    return render_template("account_services.html", rows=sorted(rows, key=lambda r: r["name"]), history=history)
 
 
 @bp.post("/services/<client_id>/revoke")

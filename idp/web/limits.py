@@ -1,22 +1,27 @@
-"""Brute-force limits on the login form (flask-limiter; Redis storage in production).
+"""Brute-force limits on the login form and the partners' verify API (flask-limiter; Redis
+storage in production).
 
 Per IP: at most ``IDP_LOGIN_LIMIT_PER_IP`` login attempts (default 30 a minute, 300 an hour). Per account: at most ``FAILURES_PER_DAY`` wrong
 guesses in any 24 hours, however many IPs they come from; then the card is locked until the
 oldest failure is a day old, and the patron is notified once. Only failures count (a correct
 login does not use up the allowance), but while locked even the right password is refused:
 otherwise the lock would tell an attacker which guess was right. With a 4-digit PIN's 10,000
-values this caps an attacker at 10 guesses a day: about 3 years on average to find one.
+values this caps an attacker at 10 guesses a day: about 3 years on average to find one. The
+login form and POST /api/v1/verify share each card's allowance, so trying both gains nothing.
+The verify API is also limited per partner (``IDP_VERIFY_LIMIT_PER_CLIENT``), not per IP: a
+door or platform sends every patron's check from one address.
 """
 
 from __future__ import annotations
 
 import re
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from flask_limiter import Limiter, RequestLimit
 from flask_limiter.util import get_remote_address
 
 from idp.auth.password import patron_key
+from idp.oidc.provider import basic_credentials
 from idp.registry.cards import find_card
 from idp.settings import Settings
 from idp.web import services
@@ -27,14 +32,30 @@ _NOTICE_TTL = 24 * 3600
 _ACCOUNT_KEY = re.compile(r"login:(patron|card):([A-Z0-9]+)(?:/|$)")
 
 
+def _typed_card() -> str:
+    if request.is_json:
+        body = request.get_json(silent=True)
+        card = body.get("card_number") if isinstance(body, dict) else None
+        return card if isinstance(card, str) else ""
+    return request.form.get("username", "")
+
+
 def _account_key() -> str:
     with services().registry("web") as reg:
-        return "login:" + patron_key(reg, request.form.get("username", ""))
+        return "login:" + patron_key(reg, _typed_card())
 
 
 def _failed(response: Response) -> bool:
-    # Success and PIN-on-web both redirect or teach; only a wrong password answers 401.
-    return response.status_code == 401
+    # The form: success and PIN-on-web redirect or teach, only a wrong password answers 401.
+    # The API: a wrong secret answers valid_patron false (idp.web.api marks it).
+    return response.status_code == 401 or bool(g.get("credential_failed"))
+
+
+def _client_key() -> str:
+    try:
+        return "client:" + basic_credentials(request.headers.get("Authorization", ""))[0][:100]
+    except Exception:  # noqa: BLE001 - no usable credentials: one shared bucket, refused anyway
+        return "client:-"
 
 
 def _notify_locked(limit: RequestLimit) -> None:
@@ -71,8 +92,13 @@ def install(app: Flask, settings: Settings) -> Limiter:
     app.extensions["idp-limiter"] = limiter
     # Decorated views are checked by the wrapper the decorator returns, so the wrapper must be
     # what the app calls; limits are applied here because each app has its own limiter.
+    per_account = limiter.shared_limit(PER_ACCOUNT, scope="account", key_func=_account_key, deduct_when=_failed,
+                                       on_breach=_notify_locked)
     endpoint = "login.login_submit"
-    view = limiter.limit(settings.login_limit_per_ip)(app.view_functions[endpoint])
-    view = limiter.limit(PER_ACCOUNT, key_func=_account_key, deduct_when=_failed, on_breach=_notify_locked)(view)
-    app.view_functions[endpoint] = view
+    app.view_functions[endpoint] = per_account(limiter.limit(settings.login_limit_per_ip)(app.view_functions[endpoint]))
+    endpoint = "api.verify_card"
+    # A failed client authentication does not use up the partner's allowance: anyone can send its id.
+    per_client = limiter.limit(settings.verify_limit_per_client, key_func=_client_key,
+                               deduct_when=lambda response: response.status_code != 401)
+    app.view_functions[endpoint] = per_account(per_client(app.view_functions[endpoint]))
     return limiter

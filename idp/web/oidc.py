@@ -17,7 +17,7 @@ from pyop.access_token import extract_bearer_token_from_http_request
 
 from idp import relying_parties
 from idp.assurance import rank
-from idp.oidc import claims as claim_rules
+from idp.claims import claims_for_scopes, decide_for, parse_claims_parameter, release
 from idp.oidc.flow import CodeGrant, can_meet, describe, required_level
 from idp.oidc.hints import id_token_audience
 from idp.oidc.provider import CODE_LIFETIME
@@ -25,6 +25,7 @@ from idp.oidc.wiring import OidcParts
 from idp.registry.models import Patron
 from idp.state import Batch
 from idp.web import services
+from idp.web.facts import in_words
 from idp.web.security import allow_form_target
 
 bp = Blueprint("oidc", __name__)
@@ -58,6 +59,13 @@ def _registered_redirect(params: dict[str, Any]) -> bool:
 
 def _error_page(message: str, status: int = 400) -> ResponseReturnValue:
     return render_template("error.html", status=status, message=message), status
+
+
+def _claims_decision(rp: relying_parties.RelyingParty, parsed: Any) -> Any:
+    """What this request asks for (scopes and the claims parameter) against the client's policy."""
+    claims = parsed.get("claims")
+    asked = parse_claims_parameter(claims.to_dict() if hasattr(claims, "to_dict") else claims)
+    return decide_for(rp, [*claims_for_scopes(parsed["scope"]), *asked.names], asked.essential)
 
 
 # -- discovery --------------------------------------------------------------------------------
@@ -97,9 +105,14 @@ def authorize() -> ResponseReturnValue:
         refusal = relying_parties.refusal_reason(rp, reg.today())
         needed = required_level(rp.min_acr, parsed.get("acr_values"))
         rp_name = rp.name
+        decision = _claims_decision(rp, parsed)
     if refusal is not None:
         deny_url = _error_redirect(params, "access_denied", f"relying party {refusal}").location
         return render_template("not_approved.html", rp_name=rp_name, back_url=deny_url), 403
+    if decision.refused:
+        # Before any login: the patron could not give this service what it insists on anyway.
+        return _error_redirect(params, "access_denied", "the policy for this client does not allow the essential "
+                               f"claim(s) {', '.join(decision.forbidden_essential)}")
     if not can_meet(needed):
         return _error_redirect(params, "unmet_authentication_requirements",
                                f"this provider cannot yet authenticate at {needed}")
@@ -148,7 +161,7 @@ def _proceed(parsed: Any = None) -> ResponseReturnValue:
     patron_id = int(session["patron_id"])
     with services().registry("oidc") as reg:
         rp = relying_parties.get(reg, parsed["client_id"])
-        released = claim_rules.releasable(rp.claims, claim_rules.requested(parsed["scope"], parsed.get("claims")))
+        released = list(_claims_decision(rp, parsed).released)
         rp_name = rp.name
     grants = _oidc().grants
     if "consent" in parsed.get("prompt", []) or not grants.has_consent(patron_id, parsed["client_id"], released):
@@ -157,8 +170,7 @@ def _proceed(parsed: Any = None) -> ResponseReturnValue:
             return _error_redirect(params, "consent_required", "the patron must consent")
         pending["released"] = released
         session[PENDING] = pending
-        return render_template("consent.html", rp_name=rp_name,
-                               facts=[claim_rules.DESCRIPTIONS[name] for name in released])
+        return render_template("consent.html", rp_name=rp_name, facts=[in_words(name) for name in released])
     return _issue_code(parsed, params, patron_id, released)
 
 
@@ -181,11 +193,12 @@ def consent() -> ResponseReturnValue:
 def _issue_code(parsed: Any, params: dict[str, Any], patron_id: int, released: list[str]) -> ResponseReturnValue:
     parts = _oidc()
     with services().registry("oidc") as reg:
-        patron = reg.session.get(Patron, patron_id)
-        if patron is None:
+        if reg.session.get(Patron, patron_id) is None:
             session.clear()
             return _error_redirect(params, "login_required", "the patron must log in again")
-        values = claim_rules.values(patron, released)
+        # Settled and recorded now, as the patron consented; the token endpoint hands them over.
+        values = release(reg, patron_id, relying_parties.get(reg, parsed["client_id"]), released,
+                         protocol="oidc").values
     response = parts.provider.authorize(parsed, str(patron_id))
     parts.grants.remember(response["code"], CodeGrant(
         patron_id=patron_id, client_id=parsed["client_id"], acr=session.get("acr", "password"),
@@ -289,9 +302,12 @@ def userinfo() -> ResponseReturnValue:
         if patron is None:
             return _bearer_error("invalid_token", "the patron behind this token no longer exists", 401)
         rp = relying_parties.get(reg, info["client_id"])
-        released = claim_rules.releasable(rp.claims, claim_rules.requested(info["scope"].split(),
-                                                                           auth_request.get("claims")))
-        body = {"sub": info["sub"], **claim_rules.values(patron, released)}
+        asked = parse_claims_parameter(auth_request.get("claims"))
+        decision = decide_for(rp, [*claims_for_scopes(info["scope"].split()), *asked.names])
+        # Never more than the patron agreed to, even if the policy has grown since.
+        agreed = set(parts.grants.consents(patron.id).get(info["client_id"], []))
+        wanted = [name for name in decision.released if name in agreed]
+        body = {"sub": info["sub"], **release(reg, patron.id, rp, wanted, protocol="oidc").values}
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response

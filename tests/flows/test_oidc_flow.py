@@ -325,7 +325,11 @@ def test_consent_is_remembered_and_revocable(live: LiveIdp, card: str) -> None:
     page = browser.http.get(f"{live.url}/account/services", headers={"Accept-Language": "en"})
     assert "Demo e-books" in page.text and "that you hold a valid library card" in page.text
     browser.http.post(f"{live.url}/account/services/{client.client_id}/revoke", data={"csrf_token": csrf(page.text)})
-    assert "Demo e-books" not in browser.http.get(f"{live.url}/account/services").text
+    after = browser.http.get(f"{live.url}/account/services", headers={"Accept-Language": "en"}).text
+    consents, history = after.split('<h2>Who learned what</h2>')
+    assert "Demo e-books" not in consents
+    # What the platform already learned stays on record: two logins, the fact by name, no value.
+    assert history.count("<td>Demo e-books</td>") == 2 and "that you hold a valid library card" in history
     url, _, _ = start(live, rp_session(live, client))
     again = browser.follow(url)
     assert again.status_code == 200 and 'name="decision"' in again.text

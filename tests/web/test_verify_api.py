@@ -1,0 +1,266 @@
+"""POST /api/v1/verify as partners (and attackers) use it; its OpenAPI description kept true."""
+
+from __future__ import annotations
+
+import base64
+from datetime import date, timedelta
+from typing import Any
+
+import jsonschema
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from werkzeug.test import TestResponse
+
+from idp import relying_parties
+from idp.registry.models import ClaimRelease, Notification
+from idp.services import Services
+from idp.web.api import openapi_document
+from idp.web.limits import FAILURES_PER_DAY
+from tests.unit.factories import library, patron
+
+PASSWORD = "correct horse battery"
+PIN = "4711"
+FILM_POLICY = ["valid_patron", "age_over_06", "age_over_09", "age_over_12", "age_over_15", "age_over_18"]
+DOOR_POLICY = ["valid_patron", "age_over_15", "loan_ban"]
+
+
+class Partner:
+    def __init__(self, client_id: str, secret: str) -> None:
+        self.client_id, self.secret = client_id, secret
+
+    @property
+    def auth(self) -> dict[str, str]:
+        raw = base64.b64encode(f"{self.client_id}:{self.secret}".encode()).decode()
+        return {"Authorization": f"Basic {raw}"}
+
+
+def _partner(services: Services, claims: list[str], *, pin_allowed: bool = False, public: bool = False,
+             dpa: bool = True) -> Partner:
+    with services.registry("test") as reg:
+        rp, secret = relying_parties.add_oidc(
+            reg, "Partner", ["https://partner.example/cb"], claims=claims, pin_allowed=pin_allowed, public=public,
+            dpa_signed=reg.today() - timedelta(days=1) if dpa else None)
+        return Partner(rp.client_id, secret or "")
+
+
+@pytest.fixture
+def cards(services: Services) -> dict[str, str]:
+    """An adult, a 14-year-old and a patron with a loan ban, each with password and PIN."""
+    today = services.clock().date()
+    with services.registry("test") as reg:
+        library(reg)
+        _, adult = patron(reg, password=PASSWORD, pin=PIN)
+        _, minor = patron(reg, born=date(today.year - 14, 1, 2), nth=1, password=PASSWORD, pin=PIN,
+                          email="ung@example.org")
+        banned_patron, banned = patron(reg, born=date(1990, 5, 5), nth=2, password=PASSWORD, pin=PIN,
+                                       email="ban@example.org")
+        banned_patron.loan_ban = True
+        return {"adult": adult.number, "minor": minor.number, "banned": banned.number}
+
+
+@pytest.fixture
+def film(services: Services) -> Partner:
+    return _partner(services, FILM_POLICY)
+
+
+def post(client: FlaskClient, partner: Partner | None, body: Any, **kwargs: Any) -> TestResponse:
+    headers = partner.auth if partner else {}
+    if "data" in kwargs:
+        return client.post("/api/v1/verify", headers=headers, **kwargs)
+    return client.post("/api/v1/verify", headers=headers, json=body, **kwargs)
+
+
+def conforms(response: TestResponse) -> None:
+    """The answer matches what the OpenAPI description promises for its status."""
+    document = openapi_document()
+    spec = document["paths"]["/verify"]["post"]["responses"][str(response.status_code)]
+    schema = spec["content"]["application/json"]["schema"]
+    jsonschema.validate(response.get_json(), {**schema, "components": document["components"]})
+    for header in spec.get("headers", {}):
+        assert header in response.headers, f"{header} is documented for {response.status_code}"
+
+
+# -- what partners learn --------------------------------------------------------------------
+
+def test_a_minor_and_an_adult_against_the_same_film_policy(client: FlaskClient, film: Partner,
+                                                           cards: dict[str, str]) -> None:
+    ask = {"age_over": [6, 15, 18]}
+    adult = post(client, film, {"card_number": cards["adult"], "password": PASSWORD, **ask})
+    minor = post(client, film, {"card_number": cards["minor"], "password": PASSWORD, **ask})
+    assert adult.status_code == minor.status_code == 200
+    assert adult.get_json() == {"valid_patron": True, "age_over_06": True, "age_over_15": True, "age_over_18": True}
+    assert minor.get_json() == {"valid_patron": True, "age_over_06": True, "age_over_15": False,
+                                "age_over_18": False}
+    assert adult.headers["Cache-Control"] == "no-store"
+    conforms(adult)
+    conforms(minor)
+
+
+def test_thresholds_and_claims_outside_the_policy_are_left_out(client: FlaskClient, film: Partner,
+                                                               cards: dict[str, str]) -> None:
+    answer = post(client, film, {"card_number": cards["banned"], "password": PASSWORD, "age_over": [18, 21]})
+    # age_over_21 is not in the film policy and loan_ban is not either: neither is answered.
+    assert answer.status_code == 200 and answer.get_json() == {"valid_patron": True, "age_over_18": True}
+
+
+def test_a_door_with_pin_learns_the_loan_ban(client: FlaskClient, services: Services, cards: dict[str, str]) -> None:
+    door = _partner(services, DOOR_POLICY, pin_allowed=True)
+    banned = post(client, door, {"card_number": cards["banned"], "pin": PIN, "age_over": [15]})
+    adult = post(client, door, {"card_number": cards["adult"], "pin": PIN})
+    assert banned.get_json() == {"valid_patron": True, "age_over_15": True, "loan_ban": True}
+    assert adult.get_json() == {"valid_patron": True, "loan_ban": False}
+
+
+def test_every_failure_gets_the_same_answer(client: FlaskClient, services: Services, film: Partner,
+                                           cards: dict[str, str]) -> None:
+    with services.registry("test") as reg:
+        from idp.registry import cards as card_rules
+        card_rules.find_card(reg, cards["banned"]).patron.status = "blocked"  # type: ignore[union-attr]
+    answers = [post(client, film, {"card_number": number, "password": secret, "age_over": [15]})
+               for number, secret in ((cards["adult"], "wrong password"), ("N999999999", PASSWORD),
+                                      ("not a card", PASSWORD), (cards["banned"], PASSWORD))]
+    assert {a.status_code for a in answers} == {200}
+    assert all(a.get_json() == {"valid_patron": False} for a in answers)
+
+
+def test_a_pin_is_refused_from_a_partner_not_allowed_pins(client: FlaskClient, film: Partner,
+                                                          cards: dict[str, str]) -> None:
+    answer = post(client, film, {"card_number": cards["adult"], "pin": PIN})
+    assert answer.status_code == 403 and "PIN" in answer.get_json()["message"]
+    conforms(answer)
+
+
+def test_each_release_is_recorded_by_name_only(client: FlaskClient, services: Services, film: Partner,
+                                               cards: dict[str, str]) -> None:
+    post(client, film, {"card_number": cards["minor"], "password": PASSWORD, "age_over": [15]})
+    post(client, film, {"card_number": cards["minor"], "password": "wrong password", "age_over": [15]})
+    with services.registry("test") as reg:
+        rows = list(reg.session.scalars(select(ClaimRelease)))
+    assert len(rows) == 1  # the failed check released nothing
+    assert rows[0].protocol == "api" and sorted(rows[0].claims) == ["age_over_15", "valid_patron"]
+
+
+# -- client authentication ----------------------------------------------------------------
+
+def test_partners_must_authenticate(client: FlaskClient, services: Services, film: Partner,
+                                    cards: dict[str, str]) -> None:
+    body = {"card_number": cards["adult"], "password": PASSWORD}
+    public = _partner(services, FILM_POLICY, public=True)
+    no_dpa = _partner(services, FILM_POLICY, dpa=False)
+    cases = [None, Partner(film.client_id, "wrong"), Partner("nobody", "x"), public, no_dpa]
+    for partner in cases:
+        answer = post(client, partner, body)
+        assert answer.status_code == 401, partner and partner.client_id
+        assert answer.get_json()["error"] == "invalid_client" and answer.headers["WWW-Authenticate"].startswith("Basic")
+        conforms(answer)
+    garbled = client.post("/api/v1/verify", json=body, headers={"Authorization": "Basic !!!"})
+    assert garbled.status_code == 401
+
+
+# -- bad bodies -----------------------------------------------------------------------------
+
+BAD_BODIES: list[tuple[Any, str]] = [
+    ({}, "card_number"),
+    ({"password": PASSWORD}, "card_number"),
+    ({"card_number": "", "password": PASSWORD}, "card_number"),
+    ({"card_number": 12345678, "password": PASSWORD}, "card_number"),
+    ({"card_number": "N" * 65, "password": PASSWORD}, "64"),
+    ({"card_number": "N000000001"}, "exactly one of password and pin"),
+    ({"card_number": "N000000001", "password": PASSWORD, "pin": PIN}, "exactly one of password and pin"),
+    ({"card_number": "N000000001", "password": 1234}, "password"),
+    ({"card_number": "N000000001", "password": "x" * 257}, "256"),
+    ({"card_number": "N000000001", "pin": "12ab"}, "4 to 6 digits"),
+    ({"card_number": "N000000001", "pin": "１２３４"}, "4 to 6 digits"),  # full-width digits
+    ({"card_number": "N000000001", "password": PASSWORD, "age_over": 15}, "list"),
+    ({"card_number": "N000000001", "password": PASSWORD, "age_over": [0]}, "1 to 99"),
+    ({"card_number": "N000000001", "password": PASSWORD, "age_over": [100]}, "1 to 99"),
+    ({"card_number": "N000000001", "password": PASSWORD, "age_over": [15.5]}, "1 to 99"),
+    ({"card_number": "N000000001", "password": PASSWORD, "age_over": ["18"]}, "1 to 99"),
+    ({"card_number": "N000000001", "password": PASSWORD, "age_over": [True]}, "1 to 99"),
+    ({"card_number": "N000000001", "password": PASSWORD, "age_over": [10**40]}, "1 to 99"),
+    ({"card_number": "N000000001", "password": PASSWORD, "age_over": list(range(1, 12))}, "at most 10"),
+    ({"card_number": "N000000001", "password": PASSWORD, "birthdate": True}, "Unknown field(s): birthdate"),
+    ([], "JSON object"),
+    ("N000000001", "JSON object"),
+]
+
+
+@pytest.mark.parametrize(("body", "says"), BAD_BODIES)
+def test_bad_bodies_get_400_with_a_clear_message(client: FlaskClient, services: Services, film: Partner,
+                                                 body: Any, says: str) -> None:
+    answer = post(client, film, body)
+    assert answer.status_code == 400, answer.get_json()
+    assert says in answer.get_json()["message"]
+    assert PASSWORD not in answer.text
+    conforms(answer)
+    # The schema agrees that the body is wrong.
+    request_schema = {**openapi_document()["components"]["schemas"]["VerifyRequest"],
+                      "components": openapi_document()["components"]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(body, request_schema)
+    with services.registry("test") as reg:
+        assert reg.session.scalar(select(func.count()).select_from(ClaimRelease)) == 0
+
+
+def test_bodies_that_are_not_json_or_too_big(client: FlaskClient, film: Partner) -> None:
+    not_json = post(client, film, None, data="card_number=1", content_type="application/x-www-form-urlencoded")
+    broken = post(client, film, None, data="{not json", content_type="application/json")
+    null = post(client, film, None, data="null", content_type="application/json")
+    huge = post(client, film, None, data='{"card_number": "' + "1" * 70_000 + '"}', content_type="application/json")
+    assert not_json.status_code == 400 and "JSON" in not_json.get_json()["message"]
+    assert broken.status_code == null.status_code == 400
+    assert "JSON object" in broken.get_json()["message"] and "JSON object" in null.get_json()["message"]
+    assert huge.status_code == 413 and huge.get_json()["error"]
+    for answer in (not_json, broken, null, huge):
+        conforms(answer)
+
+
+def test_the_documented_examples_are_valid_requests() -> None:
+    document = openapi_document()
+    operation = document["paths"]["/verify"]["post"]
+    media = operation["requestBody"]["content"]["application/json"]
+    schema = {**media["schema"], "components": document["components"]}
+    for example in media["examples"].values():
+        jsonschema.validate(example["value"], schema)
+    answer = operation["responses"]["200"]["content"]["application/json"]
+    jsonschema.validate(answer["example"], {**answer["schema"], "components": document["components"]})
+
+
+def test_the_description_is_served_with_this_server(client: FlaskClient, services: Services) -> None:
+    served = client.get("/api/v1/openapi.json")
+    assert served.status_code == 200
+    body = served.get_json()
+    assert body["servers"] == [{"url": services.settings.issuer.rstrip("/") + "/api/v1"}]
+    assert body["paths"] == openapi_document()["paths"]
+
+
+# -- brute force ----------------------------------------------------------------------------
+
+def test_wrong_secrets_lock_the_card_together_with_the_login_page(client: FlaskClient, services: Services,
+                                                                  cards: dict[str, str]) -> None:
+    door = _partner(services, DOOR_POLICY, pin_allowed=True)
+    for guess in range(FAILURES_PER_DAY):
+        answer = post(client, door, {"card_number": cards["adult"], "pin": f"{1000 + guess}"})
+        assert answer.get_json() == {"valid_patron": False}
+    locked = post(client, door, {"card_number": cards["adult"], "pin": PIN})
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
+    conforms(locked)
+    # The web login page now refuses the same card, even with the right password.
+    page = client.get("/login")
+    from tests.web.conftest import csrf_token
+    web = client.post("/login", data={"username": cards["adult"], "password": PASSWORD,
+                                      "csrf_token": csrf_token(page.text)})
+    assert web.status_code == 429
+    # Other cards still work, and the patron was told once.
+    assert post(client, door, {"card_number": cards["minor"], "pin": PIN}).get_json()["valid_patron"] is True
+    with services.registry("test") as reg:
+        assert reg.session.scalar(select(func.count()).select_from(Notification)
+                                  .where(Notification.kind == "login_locked")) == 1
+
+
+def test_successful_checks_do_not_use_up_the_allowance(client: FlaskClient, film: Partner,
+                                                       cards: dict[str, str]) -> None:
+    for _ in range(FAILURES_PER_DAY + 2):
+        answer = post(client, film, {"card_number": cards["adult"], "password": PASSWORD})
+        assert answer.status_code == 200 and answer.get_json()["valid_patron"] is True

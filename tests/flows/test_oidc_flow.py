@@ -79,8 +79,8 @@ def register(live: LiveIdp, *, public: bool = False, dpa: date | None = date(202
         return Client(rp.client_id, secret)
 
 
-def rp_session(live: LiveIdp, client: Client, **kwargs: object) -> OAuth2Session:
-    return OAuth2Session(client.client_id, client.secret, scope="openid patron", redirect_uri=CALLBACK,
+def rp_session(live: LiveIdp, client: Client, scope: str = "openid patron", **kwargs: object) -> OAuth2Session:
+    return OAuth2Session(client.client_id, client.secret, scope=scope, redirect_uri=CALLBACK,
                          token_endpoint_auth_method="client_secret_basic" if client.secret else "none",
                          code_challenge_method="S256", **kwargs)
 

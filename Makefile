@@ -27,7 +27,7 @@ test: $(STAMP)
 bench-register: $(STAMP)
 	$(PY) bench/register.py $(BENCH_ARGS)
 
-## One gunicorn worker on PostgreSQL + Redis (database 15, flushed): logins vs bare argon2, token endpoint vs minimal Flask
+## One gunicorn worker on PostgreSQL + Redis (database 15, flushed): logins and verify API vs bare argon2, token endpoint vs minimal Flask
 bench-oidc: $(STAMP)
 	$(PY) bench/oidc.py $(BENCH_ARGS)
 

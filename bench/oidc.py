@@ -1,5 +1,5 @@
-"""Benchmark of the OIDC provider on one gunicorn worker: logins against bare argon2, the token
-endpoint against a minimal Flask app served the same way.
+"""Benchmark of the OIDC provider on one gunicorn worker: password logins and the partners' verify
+API against bare argon2, the token endpoint against a minimal Flask app served the same way.
 
     .venv/bin/python bench/oidc.py [--quick] [--database-url URL|sqlite] [--redis-url URL|memory]
                                    [--seconds S] [--patrons N] [--clients C] [--chains K] [--codes M]
@@ -55,21 +55,26 @@ from sqlalchemy.engine import make_url
 from benchlib import cores, machine_line, positive, private_database, stop_on_signals
 from idp import migrate, relying_parties
 from idp.oidc.provider import CODE_LIFETIME
+from idp.registry.context import Registry
 from idp.registry.libraries import add_library, reserve_series
 from idp.registry.national_id import synthetic_national_ids
 from idp.registry.patrons import NewPatron, register_patron
 from idp.services import build_services
-from idp.settings import OWASP_ARGON2_MIN_MEMORY_KIB, OWASP_ARGON2_MIN_TIME_COST, load_settings
+from idp.settings import OWASP_ARGON2_MIN_MEMORY_KIB, OWASP_ARGON2_MIN_TIME_COST, Settings, load_settings
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 LOGIN_TARGET = 0.9  # logins/s per worker over bare argon2 verifies/s
+VERIFY_TARGET = 0.9  # POST /api/v1/verify answers/s per worker over bare argon2 verifies/s
 TOKEN_TARGET = 0.5  # token requests/s per worker over minimal-app requests/s
 ARGON2_MEMORY_KIB, ARGON2_TIME_COST, ARGON2_PARALLELISM = OWASP_ARGON2_MIN_MEMORY_KIB, OWASP_ARGON2_MIN_TIME_COST, 1
 ISIL = "NO-9999998"
 PASSWORD = "benchmark passphrase 1"
 # Registered and sent, never contacted: the benchmark reads the code from the Location header.
 CALLBACK = "http://127.0.0.1:9/callback"
+AGE_OVER = [15, 18]  # thresholds each verify request asks about, all in the partner's policy
+# The partner's limit on POST /api/v1/verify for the run: the default could bound the phase.
+VERIFY_LIMIT = "1000000 per minute"
 CODE_MARGIN = 15  # seconds before CODE_LIFETIME at which exchanging stops, so no code is tried expired
 READY_TIMEOUT = 60.0
 MAX_REDIRECTS = 10
@@ -178,6 +183,10 @@ def http(port: int, method: str, target: str, headers: Mapping[str, str] | None 
 
 def _form(fields: Mapping[str, str]) -> tuple[dict[str, str], bytes]:
     return {"Content-Type": "application/x-www-form-urlencoded"}, urlencode(fields).encode()
+
+
+def _json(value: object) -> tuple[dict[str, str], bytes]:
+    return {"Content-Type": "application/json"}, json.dumps(value).encode()
 
 
 _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
@@ -472,6 +481,7 @@ class Code:
 class Results:
     argon2: float = 0.0
     logins: Tally | None = None
+    verify: Tally | None = None
     exchange: Tally | None = None
     refresh: Tally | None = None
     minimal: Tally | None = None
@@ -493,7 +503,7 @@ class Benchmark:
         self._facts()
         self.results.argon2 = self._bare_argon2()
         env = self._environment()
-        cards, client = self._seed(env)
+        cards, client, partner = self._seed(env)
         port = free_port()
         command = [*_idp_command(), "serve", "--workers", "1", "--host", "127.0.0.1", "--port", str(port)]
         idp = start_server("the IdP", command, {**env, "IDP_ISSUER": f"http://127.0.0.1:{port}"}, port,
@@ -501,6 +511,7 @@ class Benchmark:
         print(f"IdP: `idp serve --workers 1` (gunicorn {version('gunicorn')}, one sync worker, pid {idp.worker}) "
               f"on 127.0.0.1:{port}")
         self._logins(idp, cards)
+        self._verify(idp, cards, partner)
         codes = self._codes(idp, cards, client)
         tokens = self._exchange(idp, client, codes)
         self._refresh(idp, client, tokens)
@@ -554,7 +565,7 @@ class Benchmark:
                    IDP_ARGON2_MEMORY_KIB=str(ARGON2_MEMORY_KIB), IDP_ARGON2_PARALLELISM=str(ARGON2_PARALLELISM),
                    # The per-IP login limit cannot be configured; clients are told apart the way a
                    # deployment behind one proxy tells them apart: by the address it forwards.
-                   IDP_PROXY_HOPS="1")
+                   IDP_PROXY_HOPS="1", IDP_VERIFY_LIMIT_PER_CLIENT=VERIFY_LIMIT)
         env.update(self._database())
         env.update(self._redis())
         return env
@@ -610,7 +621,8 @@ class Benchmark:
               f"keys carry no per-instance prefix")
         return {"IDP_REDIS_URL": self.args.redis_url}
 
-    def _seed(self, env: Mapping[str, str]) -> tuple[list[str], Client]:
+    def _seed(self, env: Mapping[str, str]) -> tuple[list[str], Client, Client]:
+        """The patrons' card numbers, the OIDC client of the flows and the partner of the verify API."""
         settings = load_settings(env)
         services = build_services(settings)
         try:
@@ -625,17 +637,17 @@ class Benchmark:
                     _, card = register_patron(reg, NewPatron(name=f"Bench Patron {n}", home_library=ISIL,
                                                              national_id=national_id, password=PASSWORD))
                     cards.append(card.number)
-                rp, secret = relying_parties.add_oidc(reg, "Benchmark e-books", [CALLBACK], claims=["valid_patron"],
-                                                      dpa_signed=reg.today() - timedelta(days=1))
-                assert secret is not None
-                client = Client(rp.client_id, secret)
+                client = _confidential_client(reg, "Benchmark e-books", ["valid_patron"])
+                partner = _confidential_client(reg, "Benchmark film platform",
+                                               ["valid_patron", *(f"age_over_{n:02d}" for n in AGE_OVER)])
         finally:
             services.close()
-        print(f"seeded: {len(cards)} patrons with passwords (argon2 at the production parameters), one "
-              f"confidential OIDC client with a DPA date, in {time.perf_counter() - started:.1f} s")
-        return cards, client
+        print(f"seeded: {len(cards)} patrons with passwords (argon2 at the production parameters), two "
+              f"confidential OIDC clients, each with a DPA date (one for the flows, a film platform for the "
+              f"verify API), in {time.perf_counter() - started:.1f} s")
+        return cards, client, partner
 
-    # -- logins -------------------------------------------------------------------------------
+    # -- a password check each: logins, the verify API -----------------------------------------
     def _logins(self, idp: Server, cards: list[str]) -> None:
         order = itertools.cycle(cards)
 
@@ -645,20 +657,49 @@ class Benchmark:
                 return None
             return f"login: {reply.describe()}"
 
-        warm_up(2 * self.args.clients, login)
+        self.results.logins = self._against_argon2(
+            idp, login, "password logins", "login", LOGIN_TARGET,
+            "each a GET /login for the form, CSRF token and session cookie, then the POST /login, which answers "
+            f"303; patrons taken in turn from {len(cards)}",
+            "per-IP limit (IDP_LOGIN_LIMIT_PER_IP, default 30/min): every login came from its own X-Forwarded-For "
+            "address, trusted with IDP_PROXY_HOPS=1, as clients reach a server behind a proxy")
+
+    def _verify(self, idp: Server, cards: list[str], partner: Client) -> None:
+        order = itertools.cycle(cards)
+        ages = [f"age_over_{n:02d}" for n in AGE_OVER]
+
+        def check() -> str | None:
+            headers, body = _json({"card_number": next(order), "password": PASSWORD, "age_over": AGE_OVER})
+            reply = http(idp.port, "POST", "/api/v1/verify", {**headers, "Authorization": partner.basic}, body)
+            answer = json.loads(reply.body) if reply.status == 200 else {}
+            if answer.get("valid_patron") is True and all(isinstance(answer.get(age), bool) for age in ages):
+                return None
+            return f"verify: {reply.describe()}"
+
+        default = Settings.model_fields["verify_limit_per_client"].default
+        self.results.verify = self._against_argon2(
+            idp, check, "verify API", "verify", VERIFY_TARGET,
+            "each a POST /api/v1/verify with the film platform's client_secret_basic and a JSON body of card number, "
+            f"password and age_over {AGE_OVER}, which answers 200 with valid_patron true and {' and '.join(ages)}; "
+            f"patrons taken in turn from {len(cards)}",
+            f"per-partner limit (IDP_VERIFY_LIMIT_PER_CLIENT, default {default}): set to {VERIFY_LIMIT} in the "
+            "IdP's environment for the run, as every check comes from the one partner")
+
+    def _against_argon2(self, idp: Server, work: Callable[[], str | None], label: str, short: str, target: float,
+                        how: str, limit: str) -> Tally:
+        """A phase in which every request checks one password, measured and judged against bare argon2."""
+        warm_up(2 * self.args.clients, work)
         since = idp.log.offset()
-        tally = measure(self.args.clients, self.args.seconds, 100_000, login, self._watch(idp))
-        self.results.logins = tally
+        tally = measure(self.args.clients, self.args.seconds, 100_000, work, self._watch(idp))
         ratio = tally.rate / self.results.argon2
-        print(f"password logins: {tally.rate:.1f}/s per worker ({tally.ok:,} successful in {tally.seconds:.1f} s, "
-              f"{tally.failed} failed; each a GET /login for the form, CSRF token and session cookie, then the "
-              f"POST /login, which answers 303; patrons taken in turn from {len(cards)})")
-        print(f"  login/argon2 ratio: {ratio:.2f} (target >= {LOGIN_TARGET}: {_met(ratio >= LOGIN_TARGET)})")
-        print("  per-IP limit (IDP_LOGIN_LIMIT_PER_IP, default 30/min): every login came from its own "
-              "X-Forwarded-For address, trusted with IDP_PROXY_HOPS=1, as clients reach a server behind a proxy")
+        print(f"{label}: {tally.rate:.1f}/s per worker ({tally.ok:,} successful in {tally.seconds:.1f} s, "
+              f"{tally.failed} failed; {how})")
+        print(f"  {short}/argon2 ratio: {ratio:.2f} (target >= {target}: {_met(ratio >= target)})")
+        print(f"  {limit}")
         print(tally.load_line())
         self._worker_times(idp, since)
         self._failures(tally)
+        return tally
 
     # -- codes, exchange, refresh -------------------------------------------------------------
     def _codes(self, idp: Server, cards: list[str], client: Client) -> list[Code]:
@@ -852,14 +893,15 @@ class Benchmark:
 
     def _summary(self) -> None:
         r = self.results
-        assert r.logins and r.exchange and r.refresh and r.minimal
+        assert r.logins and r.verify and r.exchange and r.refresh and r.minimal
         baseline = r.minimal.rate
         print("summary (per gunicorn sync worker):")
         if r.minimal_wrk is not None:
             print(f"  (the minimal app's figure is with this benchmark's client; wrk measured {r.minimal_wrk:,.0f}/s)")
-        login_ratio = r.logins.rate / r.argon2
-        print(f"  logins {r.logins.rate:.1f}/s vs bare argon2 {r.argon2:.1f}/s: ratio {login_ratio:.2f}, "
-              f"target >= {LOGIN_TARGET}: {_met(login_ratio >= LOGIN_TARGET)}")
+        for what, tally, target in (("logins", r.logins, LOGIN_TARGET), ("verify API", r.verify, VERIFY_TARGET)):
+            ratio = tally.rate / r.argon2
+            print(f"  {what} {tally.rate:.1f}/s vs bare argon2 {r.argon2:.1f}/s: ratio {ratio:.2f}, "
+                  f"target >= {target}: {_met(ratio >= target)}")
         for what, tally in (("code exchange", r.exchange), ("refresh", r.refresh)):
             ratio = tally.rate / baseline
             print(f"  {what} {tally.rate:.1f}/s vs minimal Flask {baseline:,.0f}/s: ratio {ratio:.3f}, "
@@ -876,6 +918,14 @@ def _verifies(hasher: PasswordHasher, stored: str, seconds: float) -> tuple[int,
 
 def _met(ok: bool) -> str:
     return "met" if ok else "NOT met"
+
+
+def _confidential_client(reg: Registry, name: str, claims: list[str]) -> Client:
+    """An OIDC client with a secret, the benchmark's callback and a DPA signed yesterday."""
+    rp, secret = relying_parties.add_oidc(reg, name, [CALLBACK], claims=claims,
+                                          dpa_signed=reg.today() - timedelta(days=1))
+    assert secret is not None
+    return Client(rp.client_id, secret)
 
 
 def _idp_command() -> list[str]:

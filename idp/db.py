@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -30,7 +33,40 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         # Plain postgresql:// means psycopg 3 here, the driver we install.
         url = str(parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False))
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _ping_when_idle(engine)
+    return engine
+
+
+# A connection used within this many seconds is handed out without a ping.
+PING_IDLE_AFTER = 10.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before use only if it has been idle a while.
+
+    SQLAlchemy's pool_pre_ping costs a round trip on every checkout, about as much as the query
+    a login or token request came for. A connection in steady use is known to be alive; one that
+    sat idle (a quiet night, a database restart, a firewall dropping idle sessions) is pinged,
+    and a dead one is replaced before the request sees it. After a database restart a busy worker
+    may still fail one request per worker: SQLAlchemy then discards the whole pool.
+    """
+
+    def stamp(_dbapi_connection: Any, record: Any, *_: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is not None and time.monotonic() - since < PING_IDLE_AFTER:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # noqa: BLE001 - any failure means: do not hand this one out
+            raise DisconnectionError("a pooled connection did not answer its ping") from exc
+
+    event.listen(engine, "connect", stamp)
+    event.listen(engine, "checkin", stamp)
+    event.listen(engine, "checkout", ping_if_idle)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

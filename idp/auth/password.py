@@ -46,11 +46,11 @@ def password_login(reg: Registry, username: str, password: str) -> LoginResult:
     if looks_like_pin(password):
         return LoginResult(Outcome.PIN_ON_WEB)
     try:
-        card = cards.find_card(reg, username, with_patron=True)
+        card, credential = cards.find_card_and_secret(reg, username, "password")
     except InvalidCardNumber:
-        card = None
+        card, credential = None, None
     patron = card.patron if card is not None else None
-    check = patrons.verify_secret(reg, patron, "password", password)
+    check = patrons.check_secret(reg, patron, credential, password)
     if not check.ok or patron is None:
         return LoginResult(Outcome.FAILED)
     if not check.rehashed:

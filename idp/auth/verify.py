@@ -82,11 +82,11 @@ def verify(reg: Registry, relying_party: RelyingParty, request: VerifyRequest) -
     if request.kind == "pin" and not relying_party.pin_allowed:
         raise NotAllowed("This partner may not check PINs; send the patron's password instead.")
     try:
-        card = cards.find_card(reg, request.card_number, with_patron=True)
+        card, credential = cards.find_card_and_secret(reg, request.card_number, request.kind)
     except InvalidCardNumber:
-        card = None
+        card, credential = None, None
     patron = card.patron if card is not None else None
-    check = patrons.verify_secret(reg, patron, request.kind, request.secret)
+    check = patrons.check_secret(reg, patron, credential, request.secret)
     if not check.ok or patron is None:
         return {"valid_patron": False}
     if not check.rehashed:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, Select, and_, select, update
 from sqlalchemy.orm import joinedload
 
 from idp.errors import CardOutsideSeries, Conflict, InvalidCardNumber, NotAllowed, NotFound, ValidationError
@@ -13,7 +14,8 @@ from idp.registry.cardnumbers import (RuleSet, canonical, generic, lookup_candid
                                       national_value)
 from idp.registry.context import Registry
 from idp.registry.libraries import describe_all_series
-from idp.registry.models import Card, CardSeries, Guardianship, Library, Membership, Patron
+from idp.registry.models import (Card, CardSeries, Credential, Guardianship, Library, Membership, Patron,
+                                 UpstreamIdentity)
 from idp.registry.national_id import IdKind
 
 KINDS = ("digital", "printed", "local")
@@ -130,17 +132,29 @@ def _rule_sets(reg: Registry) -> list[RuleSet]:
 def find_card(reg: Registry, typed: str, *, with_patron: bool = False) -> Card | None:
     """The active card a typed number stands for, or None (also when the reading is ambiguous).
 
-    ``with_patron`` loads the card's patron in the same query (a login needs both).
+    ``with_patron`` loads the card's patron in the same query.
     """
+    query = select(Card).options(joinedload(Card.patron)) if with_patron else select(Card)
+    found = _one_reading(reg, typed, query)
+    return found[0] if found is not None else None
+
+
+def find_card_and_secret(reg: Registry, typed: str, kind: str) -> tuple[Card | None, Credential | None]:
+    """The active card (with its patron) and that patron's secret of ``kind``, in one query:
+    a login needs all three, and every query is a round trip to the database."""
+    query = (select(Card, Credential).options(joinedload(Card.patron))
+             .outerjoin(Credential, and_(Credential.patron_id == Card.patron_id, Credential.kind == kind)))
+    found = _one_reading(reg, typed, query)
+    return (found[0], found[1]) if found is not None else (None, None)
+
+
+def _one_reading(reg: Registry, typed: str, query: Select[Any]) -> Row[Any] | None:
     # A national number reads the same under every library's rules: skip loading them.
     candidates = lookup_candidates(typed, [] if national_form(generic(typed)) else _rule_sets(reg))
-    query = select(Card).where(Card.number.in_(candidates), Card.status == "active")
-    if with_patron:
-        query = query.options(joinedload(Card.patron))
-    cards = list(reg.session.scalars(query))
-    if len(cards) <= 1:
-        return cards[0] if cards else None
-    exact = [c for c in cards if c.number == candidates[0]]
+    rows = list(reg.session.execute(query.where(Card.number.in_(candidates), Card.status == "active")))
+    if len(rows) <= 1:
+        return rows[0] if rows else None
+    exact = [row for row in rows if row[0].number == candidates[0]]
     return exact[0] if exact else None
 
 
@@ -172,11 +186,22 @@ def merge_local_card(reg: Registry, local_typed: str, national_typed: str) -> Pa
     for card in _active(source):
         _retire(reg, card, "merged")
         card.patron = target  # the retired number stays linked to the account it was merged into
+    _move_upstream_links(reg, source, target)
     reg.session.flush()
     reg.audit("patron.merge", patron_id=target.id, library_id=source.local_library_id, merged_patron_id=source.id)
     reg.session.delete(source)
     reg.session.flush()
     return target
+
+
+def _move_upstream_links(reg: Registry, source: Patron, target: Patron) -> None:
+    """Federation accounts linked to the local account follow it, unless the national account
+    already has one of that federation (then the local one's link goes with the local account)."""
+    for identity in list(reg.session.scalars(select(UpstreamIdentity).where(UpstreamIdentity.patron_id == source.id))):
+        taken = reg.session.scalar(select(UpstreamIdentity.id).where(
+            UpstreamIdentity.federation_id == identity.federation_id, UpstreamIdentity.patron_id == target.id))
+        if taken is None:
+            identity.patron_id = target.id
 
 
 def _move_membership(membership: Membership, target: Patron) -> None:

@@ -193,6 +193,12 @@ def update_patron(reg: Registry, patron: Patron, *, name: str = _UNSET, email: s
         changes["street"], changes["postal_code"], changes["city"] = (
             (kept.street, kept.postal_code, kept.city) if kept else (None, None, None))
     changed = [k for k, v in changes.items() if getattr(patron, k) != v]
+    if changed:
+        # Fields a federation owns (a university's name for its student) are read-only here,
+        # for the patron and for staff: the federation refreshes them at each login.
+        from idp.registry.upstream import refuse_owned
+
+        refuse_owned(reg, patron, changed)
     for key in changed:
         setattr(patron, key, changes[key])
     if changed:
@@ -224,6 +230,11 @@ class SecretCheck:
 def verify_secret(reg: Registry, patron: Patron | None, kind: str, value: str) -> SecretCheck:
     """Check a password or PIN. Same cost for an unknown patron; upgrades an outdated hash."""
     credential = reg.session.get(Credential, (patron.id, kind)) if patron is not None else None
+    return check_secret(reg, patron, credential, value)
+
+
+def check_secret(reg: Registry, patron: Patron | None, credential: Credential | None, value: str) -> SecretCheck:
+    """``verify_secret`` for a credential already loaded (cards.find_card_and_secret)."""
     result = reg.hasher.verify(credential.hash if credential else None, value)
     if not result.ok or credential is None or patron is None or patron.status != "active":
         return SecretCheck(False)
@@ -265,6 +276,6 @@ def delete_patron(reg: Registry, patron: Patron, *, reason: str = "patron_reques
     return remaining
 
 
-__all__ = ["Address", "IdKind", "NewPatron", "SecretCheck", "delete_patron", "find_by_national_id",
-           "patron_by_card", "read_full_record", "record_activity", "register_patron", "set_secret",
-           "update_patron", "verify_secret"]
+__all__ = ["Address", "IdKind", "NewPatron", "SecretCheck", "check_secret", "delete_patron", "find_by_national_id",
+           "patron_by_card", "read_full_record", "record_activity", "register_patron", "set_secret", "update_patron",
+           "verify_secret"]

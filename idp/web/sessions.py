@@ -69,13 +69,16 @@ class StateSessionInterface(SessionInterface):
                 self.state.delete(_key(session.sid))
                 response.delete_cookie(name, domain=domain, path=path)
             return
-        if session.regenerate_requested and session.sid:
-            self.state.delete(_key(session.sid))
-            session.sid = None
-        if session.sid is None:
-            session.sid = secrets.token_urlsafe(32)
-        # Refresh on every request, so the idle timeout counts from the last one.
-        self.state.put(_key(session.sid), json.dumps(dict(session)).encode(), self.ttl)
+        # The old id's data goes and the new id's arrives in one round trip (a login's is busy).
+        with self.state.batch() as batch:
+            if session.regenerate_requested and session.sid:
+                self.state.delete(_key(session.sid))
+                session.sid = None
+            if session.sid is None:
+                session.sid = secrets.token_urlsafe(32)
+            # Refresh on every request, so the idle timeout counts from the last one.
+            self.state.put(_key(session.sid), json.dumps(dict(session)).encode(), self.ttl)
+            batch.commit()
         response.set_cookie(name, session.sid, httponly=self.get_cookie_httponly(app),
                             secure=self.get_cookie_secure(app), samesite=self.get_cookie_samesite(app),
                             domain=domain, path=path)

@@ -70,17 +70,43 @@ class Settings(BaseModel):
     # Login attempts per client address (flask-limiter syntax). Raise it where many patrons share
     # one address (a library's public PCs, a school behind NAT); the per-card limit is fixed.
     login_limit_per_ip: str = "30 per minute;300 per hour"
-    # Checks per partner on POST /api/v1/verify: a busy door or e-content platform sends many
-    # from one address, so this counts per partner, not per IP. The per-card limit still applies.
+    # Checks per partner and sending address on POST /api/v1/verify: a busy door or e-content
+    # platform sends many from one address. The per-card limit applies besides.
     verify_limit_per_client: str = "6000 per minute"
     argon2_time_cost: int = Field(default=OWASP_ARGON2_MIN_TIME_COST, ge=1)
     argon2_memory_kib: int = Field(default=OWASP_ARGON2_MIN_MEMORY_KIB, ge=8)
     argon2_parallelism: int = Field(default=1, ge=1, le=16)
+    # ID-porten (the Norwegian national eID) as an upstream OpenID provider (idp/auth/idporten.py):
+    # all three or none. Discovery and keys are read from the issuer; https in production.
+    idporten_issuer: str | None = None
+    idporten_client_id: str | None = None
+    idporten_client_secret: SecretStr | None = None
 
-    @field_validator("redis_url", mode="before")
+    @field_validator("redis_url", "idporten_issuer", "idporten_client_id", "idporten_client_secret", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("idporten_issuer")
+    @classmethod
+    def _idporten_issuer_is_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("IDP_IDPORTEN_ISSUER must be ID-porten's issuer URL, e.g. https://idporten.no")
+        if parts.scheme != "https" and not _is_loopback(parts.hostname):
+            raise ValueError("IDP_IDPORTEN_ISSUER must use https (plain http only on loopback, for a test provider)")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _idporten_all_or_none(self) -> Settings:
+        given = [self.idporten_issuer is not None, self.idporten_client_id is not None,
+                 self.idporten_client_secret is not None]
+        if any(given) and not all(given):
+            raise ValueError("ID-porten needs IDP_IDPORTEN_ISSUER, IDP_IDPORTEN_CLIENT_ID and "
+                             "IDP_IDPORTEN_CLIENT_SECRET together (or none of them)")
+        return self
 
     @field_validator("issuer")
     @classmethod
@@ -141,11 +167,19 @@ class Settings(BaseModel):
                 or self.argon2_time_cost < OWASP_ARGON2_MIN_TIME_COST):
             raise ValueError("argon2 parameters below the OWASP minimum (m=19 MiB, t=2) are for tests only, "
                              "not production")
+        if self.idporten_issuer is not None and urlsplit(self.idporten_issuer).scheme != "https":
+            # Plain http on loopback is a test or development provider, never the real ID-porten.
+            raise ValueError("IDP_IDPORTEN_ISSUER must use https in production (a loopback http provider is for "
+                             "development and tests only)")
         return self
 
     @property
     def is_development(self) -> bool:
         return self.mode is Mode.DEVELOPMENT
+
+    @property
+    def idporten_enabled(self) -> bool:
+        return self.idporten_issuer is not None
 
     def data_key_bytes(self) -> bytes:
         if self.data_key is None:

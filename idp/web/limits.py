@@ -8,8 +8,9 @@ login does not use up the allowance), but while locked even the right password i
 otherwise the lock would tell an attacker which guess was right. With a 4-digit PIN's 10,000
 values this caps an attacker at 10 guesses a day: about 3 years on average to find one. The
 login form and POST /api/v1/verify share each card's allowance, so trying both gains nothing.
-The verify API is also limited per partner (``IDP_VERIFY_LIMIT_PER_CLIENT``), not per IP: a
-door or platform sends every patron's check from one address.
+The verify API is also limited per partner and sending address (``IDP_VERIFY_LIMIT_PER_CLIENT``),
+higher than a per-IP login limit could be: a door or platform sends every patron's check from
+one address.
 """
 
 from __future__ import annotations
@@ -52,10 +53,13 @@ def _failed(response: Response) -> bool:
 
 
 def _client_key() -> str:
+    """The partner's id as sent, with the sender's address: anyone can send a partner's id, so
+    failed attempts from elsewhere fill a bucket of their own, never the partner's."""
     try:
-        return "client:" + basic_credentials(request.headers.get("Authorization", ""))[0][:100]
-    except Exception:  # noqa: BLE001 - no usable credentials: one shared bucket, refused anyway
-        return "client:-"
+        client_id = basic_credentials(request.headers.get("Authorization", ""))[0][:100]
+    except Exception:  # noqa: BLE001 - no usable credentials: refused by the view anyway
+        client_id = "-"
+    return f"client:{client_id}@{get_remote_address()}"
 
 
 def _notify_locked(limit: RequestLimit) -> None:
@@ -97,8 +101,6 @@ def install(app: Flask, settings: Settings) -> Limiter:
     endpoint = "login.login_submit"
     app.view_functions[endpoint] = per_account(limiter.limit(settings.login_limit_per_ip)(app.view_functions[endpoint]))
     endpoint = "api.verify_card"
-    # A failed client authentication does not use up the partner's allowance: anyone can send its id.
-    per_client = limiter.limit(settings.verify_limit_per_client, key_func=_client_key,
-                               deduct_when=lambda response: response.status_code != 401)
+    per_client = limiter.limit(settings.verify_limit_per_client, key_func=_client_key)
     app.view_functions[endpoint] = per_account(per_client(app.view_functions[endpoint]))
     return limiter

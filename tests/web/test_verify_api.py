@@ -264,3 +264,20 @@ def test_successful_checks_do_not_use_up_the_allowance(client: FlaskClient, film
     for _ in range(FAILURES_PER_DAY + 2):
         answer = post(client, film, {"card_number": cards["adult"], "password": PASSWORD})
         assert answer.status_code == 200 and answer.get_json()["valid_patron"] is True
+
+
+def test_the_per_partner_limit_is_kept_apart_from_strangers_sending_its_id(services: Services,
+                                                                          cards: dict[str, str]) -> None:
+    from idp import create_app
+
+    settings = services.settings.model_copy(update={"verify_limit_per_client": "3 per minute"})
+    app = create_app(settings, services=services, config={"RATELIMIT_KEY_PREFIX": "idp-test-partner-limit"})
+    film = _partner(services, FILM_POLICY)
+    body = {"card_number": cards["adult"], "password": PASSWORD}
+    with app.test_client() as client:
+        stranger = [post(client, Partner(film.client_id, "guess"), body, environ_base={"REMOTE_ADDR": "198.51.100.7"})
+                    for _ in range(4)]
+        assert [a.status_code for a in stranger] == [401, 401, 401, 429]
+        partner = [post(client, film, body, environ_base={"REMOTE_ADDR": "192.0.2.10"}) for _ in range(4)]
+        assert [a.status_code for a in partner] == [200, 200, 200, 429]
+        conforms(partner[-1])

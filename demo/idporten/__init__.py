@@ -1,0 +1,1 @@
+"""A fake ID-porten for `make demo`: DEVELOPMENT ONLY (see app.py)."""

@@ -1,0 +1,425 @@
+"""University and municipal federations upstream: we are a SAML service provider (pysaml2).
+
+One SP entity (``{issuer}/federation/sp``, assertion consumer service ``{issuer}/federation/acs``,
+HTTP-POST) for every configured federation; each federation is an upstream identity provider
+whose metadata the operator loaded (``idp federation add``). AuthnRequests are signed (SHA-256)
+and sent with the HTTP-Redirect binding; answers must be signed, must answer a request we sent
+(``InResponseTo``, single-use, kept in the state store) and must come from the identity provider
+that request went to. pysaml2 checks the signature against the metadata, the destination, the
+audience and the time conditions.
+
+pysaml2 keeps every person it has seen in an in-memory identity cache; a fresh ``Saml2Client``
+is built per request from a cached configuration, so nothing about a person outlives the request.
+No Flask here; the views are in ``idp.web.federation``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from idp.errors import ConfigError, IdpError, InvalidNationalId, NotAllowed, ValidationError
+from idp.registry import patrons, upstream
+from idp.registry.context import Registry
+from idp.registry.models import Federation, Patron, UpstreamIdentity
+from idp.registry.national_id import NationalId, parse_national_id
+
+log = logging.getLogger("idp.auth.federation")
+
+SP_KEY_FILE = "federation-sp-key.pem"
+SP_CERT_FILE = "federation-sp-cert.pem"
+REQUEST_TTL = 900  # seconds a member may spend at their university's login page
+MAX_RESPONSE = 256 * 1024  # a SAMLResponse (base64) of a few kB; refuse megabytes before parsing
+SIGALG = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+DIGEST = "http://www.w3.org/2001/04/xmlenc#sha256"
+
+
+class _WithholdValues(logging.Filter):
+    """pysaml2 puts whole assertions (names, identifiers) into some log lines, even at ERROR
+    (e.g. "Failed to verify signature on '%s'"): keep its words, drop the values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.msg, record.args = f"{record.msg} [values withheld]", ()
+        return True
+
+
+_WITHHOLD = _WithholdValues()
+_PYSAML2_LOGGERS = ("saml2", "saml2.response", "saml2.sigver", "saml2.client_base", "saml2.client", "saml2.entity",
+                    "saml2.mdstore", "saml2.assertion", "saml2.attribute_converter", "saml2.s_utils", "saml2.config")
+
+
+def withhold_pysaml2_values() -> None:
+    """Install the filter on pysaml2's loggers (a logger's filter sees only its own records)."""
+    for name in _PYSAML2_LOGGERS:
+        logger = logging.getLogger(name)
+        if _WITHHOLD not in logger.filters:
+            logger.addFilter(_WITHHOLD)
+
+
+class FederationError(IdpError):
+    """A federation login failed; ``kind`` says why (for the page), the message holds no personal data.
+
+    Kinds: ``unknown`` (no such federation, or switched off), ``config`` (our SP is not set up),
+    ``state`` (an answer to no request of ours, or one already used or expired), ``status``
+    (the university did not log the person in), ``invalid`` (the answer failed verification),
+    ``issuer`` (answered by another identity provider than the one asked), ``attribute`` (the
+    attribute that identifies the member is missing).
+    """
+
+    code = "federation_error"
+    http_status = 400
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+# -- our service provider's keys ------------------------------------------------------------------
+
+def sp_key_paths(keys_dir: Path) -> tuple[Path, Path]:
+    return keys_dir / SP_KEY_FILE, keys_dir / SP_CERT_FILE
+
+
+def create_sp_keys(keys_dir: Path, common_name: str, *, replace: bool = False) -> tuple[Path, Path]:
+    """An RSA-3072 key and a self-signed certificate (10 years) for signing AuthnRequests and
+    decrypting assertions. In SAML metadata a self-signed certificate is the norm: trust comes
+    from the metadata exchange, not from a CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key_path, cert_path = sp_key_paths(keys_dir)
+    if key_path.exists() and not replace:
+        raise ConfigError(f"{key_path} exists already; pass --replace to make a new key")
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=3650)).sign(key, hashes.SHA256()))
+    tmp = key_path.with_name(f".{key_path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()))
+    tmp.replace(key_path)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+@dataclass(frozen=True)
+class ServiceProvider:
+    entity_id: str
+    acs_url: str
+    key_file: Path
+    cert_file: Path
+    xmlsec_binary: str
+
+    @classmethod
+    def for_issuer(cls, issuer: str, keys_dir: Path, *, create_keys: bool) -> ServiceProvider:
+        key_file, cert_file = sp_key_paths(keys_dir)
+        if not key_file.is_file() or not cert_file.is_file():
+            if not create_keys:
+                raise FederationError("config", f"the federation service provider has no key in {keys_dir}; "
+                                                "create one with: idp federation sp-key")
+            from urllib.parse import urlsplit
+
+            create_sp_keys(keys_dir, urlsplit(issuer).hostname or "patron-idp")
+        xmlsec = shutil.which("xmlsec1") or "/usr/bin/xmlsec1"
+        return cls(entity_id=f"{issuer}/federation/sp", acs_url=f"{issuer}/federation/acs", key_file=key_file,
+                   cert_file=cert_file, xmlsec_binary=xmlsec)
+
+
+# -- metadata ---------------------------------------------------------------------------------------
+
+def identity_providers_in(metadata_xml: str) -> list[str]:
+    """The entityIDs of the identity providers a metadata document describes (the operator's file)."""
+    from saml2.attribute_converter import ac_factory
+    from saml2.mdstore import InMemoryMetaData
+
+    if not metadata_xml or len(metadata_xml) > 50 * 1024 * 1024:
+        raise ValidationError("The metadata file is empty or too large.")
+    try:
+        store = InMemoryMetaData(ac_factory(), metadata_xml)
+        store.load()
+    except Exception as exc:  # noqa: BLE001 - pysaml2 raises many kinds; the operator needs one line
+        raise ValidationError(f"This is not usable SAML metadata ({type(exc).__name__}): check the file, and "
+                              "that its validUntil has not passed.") from None
+    return sorted(entity_id for entity_id, entity in store.items() if entity.get("idpsso_descriptor"))
+
+
+def metadata_valid_until(metadata_xml: str) -> dt.datetime | None:
+    """The document's validUntil (pysaml2 checks it only on an EntitiesDescriptor, so we do it too)."""
+    from defusedxml.ElementTree import fromstring
+
+    try:
+        value = fromstring(metadata_xml.encode()).attrib.get("validUntil")
+        until = dt.datetime.fromisoformat(value) if value else None
+    except Exception:  # noqa: BLE001 - unreadable: pysaml2 refuses it with its own words
+        return None
+    return until.replace(tzinfo=dt.UTC) if until is not None and until.tzinfo is None else until
+
+
+def _check_fresh(metadata_xml: str) -> None:
+    until = metadata_valid_until(metadata_xml)
+    if until is not None and until < dt.datetime.now(dt.UTC):
+        raise ValidationError(f"The metadata's validUntil ({until:%Y-%m-%d %H:%M} UTC) has passed: fetch a fresh "
+                              "copy from the federation.")
+
+
+def choose_entity_id(metadata_xml: str, entity_id: str | None) -> str:
+    _check_fresh(metadata_xml)
+    found = identity_providers_in(metadata_xml)
+    if entity_id:
+        if entity_id not in found:
+            raise ValidationError("The metadata describes no identity provider with that entityID.")
+        return entity_id
+    if len(found) != 1:
+        raise ValidationError(f"The metadata describes {len(found)} identity providers; name the one to use "
+                              "with --entity-id." if found else "The metadata describes no identity provider.")
+    return found[0]
+
+
+# -- the login ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, repr=False)
+class FederationLogin:
+    """What a verified answer says: who (the link value), maybe a national id, the owned fields' values."""
+
+    federation: str
+    subject: str
+    national_id: NationalId | None
+    values: dict[str, str]
+    level: str
+    amr: list[str]
+    auth_time: int | None = None  # the assertion's AuthnInstant (epoch seconds), when it has one
+
+    def __repr__(self) -> str:
+        return f"<FederationLogin federation={self.federation} level={self.level}>"
+
+
+def _first(values: Any) -> str | None:
+    if isinstance(values, (list, tuple)):
+        values = values[0] if values else None
+    return values.strip() if isinstance(values, str) and values.strip() else None
+
+
+def national_id_from(attribute: str, value: str | None) -> NationalId | None:
+    """A Norwegian national id from norEduPersonNIN (the number) or schacPersonalUniqueCode
+    (``urn:schac:personalUniqueCode:no:<type>:<number>``: Norwegian codes only); else None."""
+    if not value:
+        return None
+    if attribute == "schacPersonalUniqueCode":
+        parts = value.split(":")
+        if len(parts) < 6 or ":".join(parts[:3]).lower() != "urn:schac:personaluniquecode" or parts[3].lower() != "no":
+            return None
+        value = parts[-1]
+    try:
+        nid = parse_national_id(value)
+    except InvalidNationalId:
+        return None
+    return nid if nid.allows_national_card else None
+
+
+def _epoch(instant: Any) -> int | None:
+    try:
+        moment = dt.datetime.fromisoformat(str(instant))
+    except ValueError:
+        return None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp())
+
+
+def read_login(federation: Federation, ava: dict[str, Any], classrefs: Sequence[str],
+               authn_instant: Any = None) -> FederationLogin:
+    subject = _first(ava.get(federation.link_attribute))
+    if subject is None or len(subject) > 1024:
+        raise FederationError("attribute", f"the answer lacks the attribute {federation.link_attribute}")
+    nid_attribute = federation.national_id_attribute
+    if nid_attribute is None and federation.link_attribute == "norEduPersonNIN":
+        nid_attribute = "norEduPersonNIN"
+    national_id = national_id_from(nid_attribute, _first(ava.get(nid_attribute))) if nid_attribute else None
+    values = {field: value for field, attribute in federation.attribute_map.items()
+              if (value := _first(ava.get(attribute))) is not None}
+    level = upstream.level_for(federation, list(classrefs))
+    return FederationLogin(federation=federation.name, subject=subject, national_id=national_id, values=values,
+                           level=level, amr=["mfa"] if level == "mfa" else ["pwd"],
+                           auth_time=_epoch(authn_instant) if authn_instant else None)
+
+
+def resolve_login(reg: Registry, login: FederationLogin) -> int | None:
+    """The patron this federation account logs in as (linking it by national id the first time),
+    with the owned fields refreshed; None when it is linked to nobody yet."""
+    federation = upstream.get_federation(reg, login.federation)
+    identity = upstream.find_link(reg, federation, login.subject)
+    if identity is None and login.national_id is not None:
+        patron = patrons.find_by_national_id(reg, login.national_id.value)
+        if patron is not None and patron.status == "active" and upstream.link_of(reg, federation, patron) is None:
+            identity = upstream.link(reg, federation, login.subject, patron, how="national_id")
+    if identity is None:
+        return None
+    return finish_login(reg, federation, identity, login)
+
+
+def finish_login(reg: Registry, federation: Federation, identity: UpstreamIdentity, login: FederationLogin) -> int:
+    """Log in through a linked account: the patron must be active; the owned fields are refreshed."""
+    patron = reg.session.get(Patron, identity.patron_id)
+    if patron is None or patron.status != "active":
+        raise NotAllowed("This library card is blocked.")
+    upstream.refresh_owned_fields(reg, identity, login.values)
+    patrons.record_activity(reg, patron)
+    reg.audit("login.federation", patron_id=patron.id, federation=federation.name, acr=login.level)
+    return int(patron.id)
+
+
+def in_response_to(saml_response: str) -> str | None:
+    """The InResponseTo of a posted SAMLResponse, read before verification to find our request."""
+    from saml2 import samlp
+
+    if not saml_response or len(saml_response) > MAX_RESPONSE:
+        return None
+    try:
+        response = samlp.response_from_string(base64.b64decode(saml_response, validate=False))
+    except Exception:  # noqa: BLE001 - anything unreadable is simply not an answer to us
+        return None
+    value = getattr(response, "in_response_to", None) if response is not None else None
+    return value if isinstance(value, str) and 0 < len(value) <= 256 else None
+
+
+class FederationSp:
+    """pysaml2's service provider. Each federation gets a configuration of its own, holding only
+    its identity provider's metadata: an answer is checked against that federation's keys alone,
+    and one federation's broken or expired metadata stops only its own logins. Configurations are
+    cached per federation and version (metadata parsing is the slow part); a fresh client is built
+    per request (see the module docstring)."""
+
+    def __init__(self, sp: ServiceProvider) -> None:
+        self.sp = sp
+        self._lock = threading.Lock()
+        self._cached: dict[int | None, tuple[str, Any, dt.datetime | None]] = {}
+
+    def __repr__(self) -> str:
+        return f"<FederationSp {self.sp.entity_id}>"
+
+    def _config(self, federation: Federation | None) -> Any:
+        key = federation.id if federation is not None else None
+        version = federation.updated_at.isoformat() if federation is not None else ""
+        with self._lock:
+            cached = self._cached.get(key)
+        if cached is None or cached[0] != version:
+            cached = (version, self._load(federation), metadata_valid_until(federation.metadata_xml)
+                      if federation is not None else None)
+            with self._lock:
+                self._cached[key] = cached
+        if cached[2] is not None and cached[2] < dt.datetime.now(dt.UTC):
+            raise FederationError("config", "the federation's metadata has expired (validUntil)")
+        return cached[1]
+
+    def _load(self, federation: Federation | None) -> Any:
+        from saml2 import BINDING_HTTP_POST
+        from saml2.config import SPConfig
+        from saml2.saml import NAMEID_FORMAT_TRANSIENT
+
+        config = SPConfig()
+        config.load({
+            "entityid": self.sp.entity_id,
+            "xmlsec_binary": self.sp.xmlsec_binary,
+            "key_file": str(self.sp.key_file),
+            "cert_file": str(self.sp.cert_file),
+            "encryption_keypairs": [{"key_file": str(self.sp.key_file), "cert_file": str(self.sp.cert_file)}],
+            "metadata": {"inline": [federation.metadata_xml]} if federation is not None else {},
+            "accepted_time_diff": 60,
+            "allow_unknown_attributes": True,
+            "service": {"sp": {
+                "name": "patron-idp",
+                "endpoints": {"assertion_consumer_service": [(self.sp.acs_url, BINDING_HTTP_POST)]},
+                # Set here, in the dict: pysaml2 ignores these when changed after loading.
+                "allow_unsolicited": False,
+                "authn_requests_signed": True,
+                "want_assertions_or_response_signed": True,
+                "want_response_signed": False,
+                "want_assertions_signed": False,
+                "name_id_format": [NAMEID_FORMAT_TRANSIENT],
+                "name_id_format_allow_create": True,
+                "signing_algorithm": SIGALG,
+                "digest_algorithm": DIGEST,
+            }},
+        })
+        return config
+
+    def _client(self, federation: Federation) -> Any:
+        from saml2.client import Saml2Client
+
+        try:
+            return Saml2Client(config=self._config(federation))
+        except FederationError:
+            log.error("federation %s: its metadata has expired; load a fresh copy", federation.name)
+            raise
+        except Exception as exc:  # noqa: BLE001 - broken or expired metadata must not become a 500
+            log.error("federation %s: configuration failed: %s", federation.name, type(exc).__name__)
+            raise FederationError("config", "the federation configuration could not be loaded") from None
+
+    def begin(self, federation: Federation, *, force_authn: bool = False) -> tuple[str, str]:
+        """The URL that sends the browser to the federation's login, and the request's ID.
+        ``force_authn``: the member must authenticate again (a service asked for a fresh login)."""
+        from saml2 import BINDING_HTTP_REDIRECT
+
+        client = self._client(federation)
+        extra = {"force_authn": "true"} if force_authn else {}
+        try:
+            request_id, info = client.prepare_for_authenticate(entityid=federation.entity_id, relay_state="",
+                                                               binding=BINDING_HTTP_REDIRECT, sign=True,
+                                                               sigalg=SIGALG, digest_alg=DIGEST, **extra)
+        except Exception as exc:  # noqa: BLE001
+            log.error("federation %s: AuthnRequest failed: %s", federation.name, type(exc).__name__)
+            raise FederationError("config", "the login request to the federation could not be made") from None
+        location = dict(info["headers"]).get("Location")
+        if not location:
+            raise FederationError("config", "the federation's metadata has no HTTP-Redirect login endpoint")
+        return location, request_id
+
+    def verify(self, federation: Federation, saml_response: str, request_id: str) -> FederationLogin:
+        """Verify a posted SAMLResponse answering ``request_id`` to ``federation``; read the login."""
+        from saml2 import BINDING_HTTP_POST
+        from saml2.response import StatusError
+
+        client = self._client(federation)
+        try:
+            response = client.parse_authn_request_response(saml_response, BINDING_HTTP_POST,
+                                                           outstanding={request_id: "/"})
+        except StatusError as exc:
+            log.info("federation %s: login not completed (%s)", federation.name, type(exc).__name__)
+            raise FederationError("status", "the federation did not log the person in") from None
+        except Exception as exc:  # noqa: BLE001 - every verification failure is a refusal
+            log.warning("federation %s: answer refused (%s)", federation.name, type(exc).__name__)
+            raise FederationError("invalid", "the federation's answer could not be verified") from None
+        if response is None or response.assertion is None:
+            raise FederationError("invalid", "the federation's answer holds no assertion")
+        if response.in_response_to != request_id:
+            raise FederationError("state", "the answer is not for the request we sent")
+        if response.issuer() != federation.entity_id:
+            raise FederationError("issuer", "the answer comes from another identity provider than the one asked")
+        authn = response.authn_info()
+        return read_login(federation, dict(response.ava or {}), [ref for ref, _authorities, _instant in authn],
+                          authn[0][2] if authn else None)
+
+    def metadata_xml(self) -> str:
+        """Our service provider's metadata (no federation's metadata is needed for it)."""
+        from saml2.metadata import create_metadata_string
+
+        return create_metadata_string(None, config=self._config(None), valid=24 * 365).decode()
+
+
+__all__ = ["FederationError", "FederationLogin", "FederationSp", "REQUEST_TTL", "ServiceProvider",
+           "choose_entity_id", "create_sp_keys", "identity_providers_in", "in_response_to", "national_id_from",
+           "finish_login", "read_login", "resolve_login", "sp_key_paths", "withhold_pysaml2_values"]

@@ -1,0 +1,182 @@
+"""Operator commands for upstream federations (universities, municipalities): ``idp federation ...``.
+
+A federation is an identity provider whose members log in here with their home account; we are
+its SAML service provider. The operator adds it with the metadata file the federation publishes,
+says which attribute identifies a member for good (``--link-attribute``) and which patron fields
+the federation owns (``--attribute name=displayName``: read-only here, refreshed at each login),
+and gives the federation our metadata (``idp federation sp-metadata``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from idp.auth.federation import FederationSp, ServiceProvider, choose_entity_id, create_sp_keys, sp_key_paths
+from idp.cli.common import Context, fail, handle_errors, out, pass_ctx
+from idp.errors import IdpError
+from idp.registry import patrons, upstream
+from idp.registry.models import Federation
+
+
+def _read_metadata(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IdpError(f"cannot read {path}: {getattr(exc, 'strerror', None) or type(exc).__name__}") from None
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, str] | None:
+    if not values:
+        return None
+    pairs: dict[str, str] = {}
+    for value in values:
+        key, sep, item = value.partition("=")
+        if not sep or not key or not item:
+            raise IdpError(f"{what} is KEY=VALUE, e.g. {'name=displayName' if what == '--attribute' else 'URI=mfa'}")
+        pairs[key.strip()] = item.strip()
+    return pairs
+
+
+def _describe(fed: Federation) -> None:
+    out(name=fed.name, display_name=fed.display_name, entity_id=fed.entity_id, link_attribute=fed.link_attribute,
+        national_id_attribute=fed.national_id_attribute or "-",
+        owns=", ".join(f"{k}={v}" for k, v in sorted(fed.attribute_map.items())) or "-",
+        authn_contexts=", ".join(f"{k}={v}" for k, v in sorted(fed.authn_contexts.items())) or "-",
+        enabled="yes" if fed.enabled else "no")
+
+
+@click.group()
+def federation() -> None:
+    """University and municipal federations whose members log in with their home account."""
+
+
+@federation.command("add")
+@click.argument("name")
+@click.option("--display-name", required=True, help='Shown on the login button: "Log in with <display name> account".')
+@click.option("--metadata", "metadata_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The federation's SAML metadata (its identity provider).")
+@click.option("--entity-id", help="The identity provider to use, when the metadata describes several.")
+@click.option("--link-attribute", required=True, type=click.Choice(upstream.LINK_ATTRIBUTES),
+              help="The attribute that identifies a member for good.")
+@click.option("--national-id-attribute", type=click.Choice(upstream.NATIONAL_ID_ATTRIBUTES),
+              help="An attribute with the Norwegian national identity number: links a first login by itself.")
+@click.option("--attribute", "attributes", multiple=True, metavar="FIELD=ATTRIBUTE",
+              help="A patron field the federation owns (name, email, phone), e.g. name=displayName. Repeatable.")
+@click.option("--authn-context", "contexts", multiple=True, metavar="CLASSREF=LEVEL",
+              help="An AuthnContextClassRef that earns more than 'password', e.g. https://refeds.org/profile/mfa=mfa.")
+@pass_ctx
+@handle_errors
+def federation_add(ctx: Context, name: str, display_name: str, metadata_file: Path, entity_id: str | None,
+                   link_attribute: str, national_id_attribute: str | None, attributes: tuple[str, ...],
+                   contexts: tuple[str, ...]) -> None:
+    """Add a federation from its metadata file."""
+    xml = _read_metadata(metadata_file)
+    chosen = choose_entity_id(xml, entity_id)
+    with ctx.registry() as reg:
+        fed = upstream.add_federation(reg, upstream.FederationSpec(
+            name=name, display_name=display_name, entity_id=chosen, metadata_xml=xml, link_attribute=link_attribute,
+            national_id_attribute=national_id_attribute, attribute_map=_pairs(attributes, "--attribute"),
+            authn_contexts=_pairs(contexts, "--authn-context")))
+        _describe(fed)
+
+
+@federation.command("list")
+@pass_ctx
+@handle_errors
+def federation_list(ctx: Context) -> None:
+    """List the federations."""
+    with ctx.registry() as reg:
+        for fed in upstream.list_federations(reg):
+            click.echo(f"{fed.name}\t{fed.display_name}\t{'enabled' if fed.enabled else 'disabled'}\t{fed.entity_id}")
+
+
+@federation.command("show")
+@click.argument("name")
+@pass_ctx
+@handle_errors
+def federation_show(ctx: Context, name: str) -> None:
+    """Show one federation."""
+    with ctx.registry() as reg:
+        _describe(upstream.get_federation(reg, name))
+
+
+@federation.command("update")
+@click.argument("name")
+@click.option("--metadata", "metadata_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="New metadata (e.g. after the federation rolled its key).")
+@click.option("--entity-id", help="With --metadata: the identity provider to use.")
+@click.option("--attribute", "attributes", multiple=True, metavar="FIELD=ATTRIBUTE",
+              help="Replaces the owned fields (all of them): repeat for each.")
+@click.option("--no-attributes", is_flag=True, help="The federation owns no field any more.")
+@click.option("--authn-context", "contexts", multiple=True, metavar="CLASSREF=LEVEL", help="Replaces the mapping.")
+@click.option("--enable/--disable", "enabled", default=None, help="Show or hide its login button.")
+@pass_ctx
+@handle_errors
+def federation_update(ctx: Context, name: str, metadata_file: Path | None, entity_id: str | None,
+                      attributes: tuple[str, ...], no_attributes: bool, contexts: tuple[str, ...],
+                      enabled: bool | None) -> None:
+    """Change a federation (only what is given)."""
+    xml = _read_metadata(metadata_file) if metadata_file else None
+    chosen = choose_entity_id(xml, entity_id) if xml else None
+    with ctx.registry() as reg:
+        fed = upstream.update_federation(reg, name, metadata_xml=xml, entity_id=chosen, enabled=enabled,
+                                         attribute_map={} if no_attributes else _pairs(attributes, "--attribute"),
+                                         authn_contexts=_pairs(contexts, "--authn-context"))
+        _describe(fed)
+
+
+@federation.command("remove")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+@handle_errors
+def federation_remove(ctx: Context, name: str, yes: bool) -> None:
+    """Remove a federation and its links (the patrons stay; their fields become theirs again)."""
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("refusing to remove without confirmation: pass --yes")
+        click.confirm(f"Remove federation {name} and unlink its members?", abort=True)
+    with ctx.registry() as reg:
+        out(removed=upstream.clean_federation_name(name), links_removed=upstream.remove_federation(reg, name))
+
+
+@federation.command("unlink")
+@click.argument("card")
+@click.argument("name")
+@pass_ctx
+@handle_errors
+def federation_unlink(ctx: Context, card: str, name: str) -> None:
+    """Unlink a patron's account of this federation (its next login links again)."""
+    with ctx.registry() as reg:
+        upstream.unlink(reg, upstream.get_federation(reg, name), patrons.patron_by_card(reg, card))
+        out(unlinked=upstream.clean_federation_name(name))
+
+
+@federation.command("sp-key")
+@click.option("--replace", is_flag=True, help="Replace the existing key (give the federations the new metadata).")
+@pass_ctx
+@handle_errors
+def federation_sp_key(ctx: Context, replace: bool) -> None:
+    """Create our service provider's key and certificate (in the keys directory)."""
+    settings = ctx.services.settings
+    from urllib.parse import urlsplit
+
+    key, cert = create_sp_keys(settings.keys_dir, urlsplit(settings.issuer).hostname or "patron-idp", replace=replace)
+    out(key=key, certificate=cert)
+
+
+@federation.command("sp-metadata")
+@pass_ctx
+@handle_errors
+def federation_sp_metadata(ctx: Context) -> None:
+    """Print our service provider's metadata, to give to each federation."""
+    settings = ctx.services.settings
+    key, _cert = sp_key_paths(settings.keys_dir)
+    if not key.is_file() and not settings.is_development:
+        fail("no service-provider key yet: create it with `idp federation sp-key`")
+    sp = FederationSp(ServiceProvider.for_issuer(settings.issuer, settings.keys_dir,
+                                                 create_keys=settings.is_development))
+    click.echo(sp.metadata_xml())

@@ -1,0 +1,1 @@
+"""Development-only helpers (``make demo``): never used by a production server, which refuses them."""

@@ -1,0 +1,347 @@
+"""Log in with a university's or municipality's account (UniMoRe-style): thin views over
+idp.auth.federation (our SAML service provider) and idp.registry.upstream (the links).
+
+The university's answer arrives as a cross-site POST (HTTP-POST binding), which carries no
+session cookie (``SameSite=Lax``). So the request we sent is kept in the state store under its
+ID (taken out, single-use, by the answer), and the verified answer waits there, encrypted, for
+two minutes under a random token, while the browser is sent on to ``/federation/complete``: a
+top-level GET that does carry the cookie, and that only the session that started the login
+can finish (no one can push their university login into another person's browser).
+
+A first login links the account to a patron: automatically when the university sends a
+national identity number that a national account holds, otherwise by a one-time code sent to
+the e-mail address or phone registered for the card the member names (idp.auth.otp).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from wtforms import StringField
+from wtforms.validators import DataRequired, Length
+
+from idp.auth.federation import (REQUEST_TTL, FederationError, FederationLogin, FederationSp, ServiceProvider,
+                                 finish_login, in_response_to, resolve_login, withhold_pysaml2_values)
+from idp.errors import Conflict, IdpError, InvalidCardNumber, NotAllowed, NotFound
+from idp.registry import cards, upstream
+from idp.registry.models import Patron
+from idp.registry.national_id import parse_national_id
+from idp.settings import Settings
+from idp.web import services
+from idp.web.forms import PatronForm
+from idp.web.idporten import waiting_requests
+from idp.web.login import CARRIED_OVER_LOGIN, safe_next
+from idp.web.sessions import regenerate
+
+log = logging.getLogger("idp.web.federation")
+bp = Blueprint("federation", __name__, url_prefix="/federation")
+
+EXTENSION = "idp-federation-sp"
+STARTED = "federation_login"   # the login sent to a federation: request ID, federation, where to go after
+LINKING = "federation_link"    # a verified account that is linked to no patron yet
+RESULT_TTL = 120
+LINK_TTL = 900
+_SEAL_RESULT = b"federation/result"
+_SEAL_LINK = b"federation/link"
+
+
+def install(app: Flask, settings: Settings) -> None:
+    withhold_pysaml2_values()
+    app.register_blueprint(bp)
+
+
+def _sp() -> FederationSp:
+    """Built on first use: a server with no federations needs no service-provider key."""
+    sp = current_app.extensions.get(EXTENSION)
+    if sp is None:
+        settings = services().settings
+        sp = FederationSp(ServiceProvider.for_issuer(settings.issuer, settings.keys_dir,
+                                                     create_keys=settings.is_development))
+        current_app.extensions[EXTENSION] = sp
+    return sp
+
+
+def _seal(data: dict[str, Any], context: bytes) -> str:
+    return base64.b64encode(services().cipher.encrypt(json.dumps(data), context=context)).decode("ascii")
+
+
+def _unseal(value: Any, context: bytes) -> dict[str, Any] | None:
+    if not isinstance(value, (str, bytes)):
+        return None
+    try:
+        data = json.loads(services().cipher.decrypt(base64.b64decode(value), context=context))
+    except (IdpError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _login_to_dict(login: FederationLogin) -> dict[str, Any]:
+    return {"federation": login.federation, "subject": login.subject, "values": login.values, "level": login.level,
+            "amr": login.amr, "nid": login.national_id.value if login.national_id else None,
+            "auth_time": login.auth_time}
+
+
+def _login_from_dict(data: dict[str, Any]) -> FederationLogin:
+    return FederationLogin(federation=str(data["federation"]), subject=str(data["subject"]),
+                           national_id=parse_national_id(data["nid"]) if data.get("nid") else None,
+                           values=dict(data.get("values") or {}), level=str(data["level"]),
+                           amr=list(data.get("amr") or []), auth_time=data.get("auth_time"))
+
+
+_MESSAGES = {
+    "unknown": _l("This login is not available. Choose another way to log in."),
+    "config": _l("Logging in this way does not work just now. Try again later, or choose another way to log in."),
+    "state": _l("This login has expired or was already completed. Start the login again."),
+    "status": _l("Your university or municipality did not log you in. You are not logged in here."),
+    "attribute": _l("Your university or municipality did not tell us who you are, so you cannot log in this way. "
+                    "Ask them, or choose another way to log in."),
+}
+_UNVERIFIED = _l("The answer from your university or municipality could not be verified, so you are not logged in. "
+                 "Start the login again.")
+
+
+def _failure(exc: FederationError, federation: str | None = None) -> ResponseReturnValue:
+    log.warning("federation login failed: %s", exc.kind)
+    status = {"config": 503, "unknown": 404}.get(exc.kind, 400)
+    again = url_for("federation.start", name=federation) if federation and exc.kind not in {"unknown", "config"} else None
+    return render_template("federation_error.html", status=status, message=_MESSAGES.get(exc.kind, _UNVERIFIED),
+                           kind=exc.kind, again=again), status
+
+
+# -- our metadata ---------------------------------------------------------------------------------
+
+@bp.get("/metadata.xml")
+def metadata() -> ResponseReturnValue:
+    """Our service provider's metadata, for the federations' operators."""
+    try:
+        xml = _sp().metadata_xml()
+    except FederationError as exc:
+        return _failure(exc)
+    return Response(xml, mimetype="application/samlmetadata+xml",
+                    headers={"Cache-Control": "public, max-age=3600"})
+
+
+# -- the login --------------------------------------------------------------------------------------
+
+@bp.get("/<name>/login")
+def start(name: str) -> ResponseReturnValue:
+    with services().registry("web") as reg:
+        try:
+            federation = upstream.get_federation(reg, name)
+        except NotFound:
+            federation = None
+        if federation is None or not federation.enabled:
+            return _failure(FederationError("unknown", "no such federation"))
+        # A service asking for a fresh login (prompt=login, max_age, ForceAuthn) gets one upstream too.
+        fresh = any(w["fresh"] for w in waiting_requests())
+        try:
+            url, request_id = _sp().begin(federation, force_authn=fresh)
+        except FederationError as exc:
+            return _failure(exc)
+        federation_name = federation.name
+    services().state.put(f"federation:request:{request_id}", json.dumps({"federation": federation_name}).encode(),
+                         REQUEST_TTL)
+    session[STARTED] = {"request_id": request_id, "federation": federation_name,
+                        "next": safe_next(request.args.get("next")), "started": int(time.time()), "fresh": fresh}
+    return redirect(url, 303)
+
+
+@bp.post("/acs")
+def acs() -> ResponseReturnValue:
+    """The assertion consumer service: the university's answer, posted by the browser (no cookie)."""
+    saml_response = request.form.get("SAMLResponse", "")
+    request_id = in_response_to(saml_response)
+    record = services().state.take(f"federation:request:{request_id}") if request_id else None
+    if record is None or request_id is None:
+        return _failure(FederationError("state", "an answer to no request of ours, or one already used"))
+    name = json.loads(record)["federation"]
+    with services().registry("web") as reg:
+        try:
+            federation = upstream.get_federation(reg, name)
+        except NotFound:
+            return _failure(FederationError("unknown", "the federation was removed"))
+        try:
+            login = _sp().verify(federation, saml_response, request_id)
+        except FederationError as exc:
+            return _failure(exc, name)
+    token = secrets.token_urlsafe(32)
+    services().state.put(f"federation:result:{token}",
+                         _seal({"request_id": request_id, "login": _login_to_dict(login)}, _SEAL_RESULT).encode(),
+                         RESULT_TTL)
+    return redirect(url_for("federation.complete", result=token), 303)
+
+
+@bp.get("/complete")
+def complete() -> ResponseReturnValue:
+    token = request.args.get("result", "")
+    raw = services().state.take(f"federation:result:{token}") if 0 < len(token) <= 64 else None
+    result = _unseal(raw, _SEAL_RESULT) if raw else None
+    started = session.get(STARTED)
+    if result is None or not isinstance(started, dict) or started.get("request_id") != result.get("request_id"):
+        # Not this browser's login (or it was finished already): nothing is done with it.
+        return _failure(FederationError("state", "the answer does not belong to this browser's login"))
+    session.pop(STARTED, None)
+    login = _login_from_dict(result["login"])
+    target = safe_next(started.get("next"))
+    try:
+        with services().registry("federation") as reg:
+            patron_id = resolve_login(reg, login)
+    except NotAllowed:
+        return render_template("error.html", status=403, message=_("This library card is blocked. Ask your library.")), 403
+    if patron_id is None:
+        session[LINKING] = {"login": _seal(_login_to_dict(login), _SEAL_LINK), "next": target,
+                            "until": int(time.time()) + LINK_TTL, "started": started.get("started", 0),
+                            "fresh": bool(started.get("fresh"))}
+        return redirect(url_for("federation.link"), 303)
+    _log_in(patron_id, login, started)
+    return redirect(target, 303)
+
+
+def _log_in(patron_id: int, login: FederationLogin, started: dict[str, Any]) -> None:
+    kept = {key: session[key] for key in CARRIED_OVER_LOGIN if key in session}
+    session.clear()
+    regenerate(session)
+    session.update(kept)
+    # When the member authenticated (AuthnInstant), never later than now; after ForceAuthn at least
+    # when we sent the browser there, so clock skew cannot undo a fresh login.
+    auth_time = min(login.auth_time or int(time.time()), int(time.time()))
+    if started.get("fresh"):
+        auth_time = max(auth_time, int(started.get("started", 0)))
+    # A university password is a password: acr "password" unless its AuthnContext says more.
+    session.update(patron_id=patron_id, acr=login.level, amr=list(login.amr), auth_time=auth_time,
+                   must_change=False, federation=login.federation)
+
+
+# -- linking a first login to a card -------------------------------------------------------------------
+
+class CardForm(PatronForm):
+    card = StringField(_l("Card number"), validators=[DataRequired(), Length(max=64)])
+
+
+class CodeForm(PatronForm):
+    code = StringField(_l("One-time code"), validators=[DataRequired(message=_l("Enter the code we sent you.")),
+                                                         Length(max=16)])
+
+
+def _linking() -> tuple[dict[str, Any], FederationLogin] | None:
+    pending = session.get(LINKING)
+    if not isinstance(pending, dict) or int(pending.get("until", 0)) < time.time():
+        session.pop(LINKING, None)
+        return None
+    data = _unseal(pending.get("login"), _SEAL_LINK)
+    return (pending, _login_from_dict(data)) if data else None
+
+
+def _display_name(name: str) -> str:
+    with services().registry("web") as reg:
+        try:
+            return upstream.get_federation(reg, name).display_name
+        except NotFound:
+            return name
+
+
+def _purpose(federation: str) -> str:
+    return f"link:{federation}"
+
+
+@bp.route("/link", methods=["GET", "POST"])
+def link() -> ResponseReturnValue:
+    """The first login with this account: which library card is yours? A code goes to its e-mail or phone."""
+    found = _linking()
+    if found is None:
+        return _failure(FederationError("state", "no account waits to be linked"))
+    pending, login = found
+    display_name = _display_name(login.federation)
+    form = CardForm()
+    if request.method == "GET" or not form.validate_on_submit():
+        return render_template("federation_link.html", form=form, federation=display_name), (
+            400 if request.method == "POST" else 200)
+    from idp.auth import otp
+
+    patron_id = None
+    with services().registry("federation") as reg:
+        try:
+            card = cards.find_card(reg, form.card.data or "")
+        except InvalidCardNumber:
+            card = None
+        if card is not None and card.patron is not None and card.patron.status == "active":
+            patron_id = card.patron.id
+    challenge = None
+    if patron_id is not None:
+        channels = otp.channels_for(services(), patron_id)
+        if channels:
+            try:
+                issued = otp.issue_code(services(), patron_id=patron_id, purpose=_purpose(login.federation),
+                                        channel=channels[0], lang=str(get_locale() or "nb"))
+                challenge = issued.challenge
+            except otp.TooManyCodes:
+                return render_template("federation_link.html", form=form, federation=display_name,
+                                       error=_("Too many codes have been sent in the last hour. Wait a while "
+                                               "before asking for another.")), 429
+            except (otp.DeliveryError, otp.NoDestination, NotFound):
+                log.warning("could not send a linking code")
+                challenge = None
+    # The same answer whether or not the card exists or has an address: the page tells no one
+    # which card numbers are real.
+    pending.update(patron_id=patron_id if challenge else None, challenge=challenge, tries=0)
+    session[LINKING] = pending
+    return redirect(url_for("federation.link_code"), 303)
+
+
+@bp.route("/link/code", methods=["GET", "POST"])
+def link_code() -> ResponseReturnValue:
+    from idp.auth import otp
+
+    found = _linking()
+    if found is None:
+        return _failure(FederationError("state", "no account waits to be linked"))
+    pending, login = found
+    display_name = _display_name(login.federation)
+    form = CodeForm()
+    if request.method == "GET" or not form.validate_on_submit():
+        return render_template("federation_link_code.html", form=form, federation=display_name), (
+            400 if request.method == "POST" else 200)
+    patron_id, challenge = pending.get("patron_id"), pending.get("challenge")
+    if patron_id is None or not challenge:
+        # No code was sent (unknown card): answer as a wrong code would, and void it after as many tries.
+        pending["tries"] = int(pending.get("tries", 0)) + 1
+        session[LINKING] = pending
+        outcome = otp.CodeOutcome.TOO_MANY_TRIES if pending["tries"] >= otp.MAX_TRIES else otp.CodeOutcome.WRONG
+    else:
+        outcome = otp.use_code(services(), challenge=challenge, code=form.code.data or "", patron_id=int(patron_id),
+                               purpose=_purpose(login.federation)).outcome
+    if outcome is not otp.CodeOutcome.OK:
+        message = {otp.CodeOutcome.WRONG: _("That code is not right. Check it and try again."),
+                   otp.CodeOutcome.EXPIRED: _("That code has expired or was already used. Ask for a new one."),
+                   otp.CodeOutcome.TOO_MANY_TRIES: _("Too many wrong codes. Ask for a new one.")}[outcome]
+        return render_template("federation_link_code.html", form=form, federation=display_name, error=message), 400
+    try:
+        with services().registry("federation") as reg:
+            federation = upstream.get_federation(reg, login.federation)
+            patron = reg.session.get(Patron, int(patron_id))
+            if patron is None:
+                raise NotFound("No such patron.")
+            identity = upstream.link(reg, federation, login.subject, patron, how="one_time_code")
+            linked_id = finish_login(reg, federation, identity, login)
+    except (Conflict, NotAllowed, NotFound) as exc:
+        session.pop(LINKING, None)
+        message = (_("This library card is already linked to another %(federation)s account, or this account to "
+                     "another card. Ask your library.", federation=display_name) if isinstance(exc, Conflict)
+                   else _("This library card cannot be linked. Ask your library."))
+        return render_template("error.html", status=exc.http_status, message=message), exc.http_status
+    session.pop(LINKING, None)
+    _log_in(linked_id, login, pending)
+    return redirect(safe_next(pending.get("next")), 303)
+
+
+__all__ = ["bp", "install"]

@@ -1,0 +1,147 @@
+"""`idp federation ...`: the operator configures university and municipal federations, and the
+fields a federation owns are read-only for staff (`idp patron update`), shown as such (`show`)."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+
+from idp.auth.federation import create_sp_keys, sp_key_paths
+from idp.registry import upstream
+from idp.registry.models import Federation, UpstreamIdentity
+from idp.services import Services
+from idp.settings import Settings
+from tests.cli.test_cli import Idp, cli_env, count, failed, make_idp, succeeded  # noqa: F401 - cli_env is a fixture
+from tests.fakes.university import FakeUniversity
+from tests.nin import person
+from tests.unit.factories import ADULT_BORN
+
+OSLO = "NO-2030000"
+
+
+@pytest.fixture
+def idp(cli_env: dict[str, str]) -> Idp:
+    return make_idp(cli_env)
+
+
+def university_metadata(tmp_path: Path, name: str = "uni", port: int = 1) -> str:
+    keys = tmp_path / f"{name}-keys"
+    create_sp_keys(keys, f"{name}.test")
+    return FakeUniversity(url=f"http://127.0.0.1:{port}", keys_dir=keys).metadata()
+
+
+@pytest.fixture
+def metadata_file(tmp_path: Path) -> Path:
+    path = tmp_path / "unimore-idp.xml"
+    path.write_text(university_metadata(tmp_path))
+    return path
+
+
+def add_unimore(idp: Idp, metadata_file: Path, *extra: str) -> Result:
+    return idp("federation", "add", "unimore", "--display-name", "UniMoRe", "--metadata", str(metadata_file),
+               "--link-attribute", "eduPersonPrincipalName", "--national-id-attribute", "schacPersonalUniqueCode",
+               "--attribute", "name=displayName", "--attribute", "email=mail", *extra)
+
+
+def test_an_operator_adds_shows_and_lists_a_federation(idp: Idp, metadata_file: Path, services: Services) -> None:
+    added = succeeded(add_unimore(idp, metadata_file, "--authn-context", "https://refeds.org/profile/mfa=mfa"))
+    assert added["name"] == "unimore" and added["entity_id"] == "http://127.0.0.1:1/idp"
+    assert added["owns"] == "email=mail, name=displayName" and added["enabled"] == "yes"
+    assert added["authn_contexts"] == "https://refeds.org/profile/mfa=mfa"
+    assert succeeded(idp("federation", "show", "UniMoRe"))["display_name"] == "UniMoRe"
+    listed = idp("federation", "list")
+    assert listed.exit_code == 0 and listed.stdout.startswith("unimore\tUniMoRe\tenabled\t")
+    assert count(services, Federation) == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--attribute", "address=postalAddress"], "can own only these fields: name, email, phone"),
+    (["--attribute", "name"], "--attribute is KEY=VALUE"),
+    (["--authn-context", "urn:x=idporten-loa-high"], "only ID-porten gives more"),
+])
+def test_bad_options_are_refused_with_one_line(idp: Idp, metadata_file: Path, services: Services,
+                                               args: list[str], message: str) -> None:
+    assert message in failed(add_unimore(idp, metadata_file, *args))
+    assert count(services, Federation) == 0
+
+
+def test_unusable_metadata_is_refused(idp: Idp, tmp_path: Path, metadata_file: Path, services: Services) -> None:
+    broken = tmp_path / "broken.xml"
+    broken.write_text("<not-metadata/>")
+    assert "describes no identity provider" in failed(add_unimore(idp, broken))
+    assert "cannot read" in failed(add_unimore(idp, tmp_path / "missing.xml"))
+    garbage = tmp_path / "garbage.xml"
+    garbage.write_text("this is not XML at all <")
+    assert "not usable SAML metadata" in failed(add_unimore(idp, garbage))
+    expired = tmp_path / "expired.xml"
+    expired.write_text(metadata_file.read_text().replace(" entityID=", ' validUntil="2020-01-01T00:00:00Z" entityID=', 1))
+    assert "validUntil (2020-01-01 00:00 UTC) has passed" in failed(add_unimore(idp, expired))
+    assert count(services, Federation) == 0
+    succeeded(add_unimore(idp, metadata_file))
+    assert "already configured" in failed(add_unimore(idp, metadata_file))
+
+
+def test_metadata_with_several_identity_providers_needs_the_entity_id(idp: Idp, tmp_path: Path) -> None:
+    def entity(xml: str) -> str:
+        return xml.split("?>", 1)[-1]
+
+    both = tmp_path / "federation.xml"
+    both.write_text('<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata">'
+                    f"{entity(university_metadata(tmp_path, 'a', 1))}{entity(university_metadata(tmp_path, 'b', 2))}"
+                    "</md:EntitiesDescriptor>")
+    assert "--entity-id" in failed(add_unimore(idp, both))
+    chosen = succeeded(add_unimore(idp, both, "--entity-id", "http://127.0.0.1:2/idp"))
+    assert chosen["entity_id"] == "http://127.0.0.1:2/idp"
+
+
+def test_update_disable_and_remove(idp: Idp, metadata_file: Path, services: Services) -> None:
+    succeeded(add_unimore(idp, metadata_file))
+    assert succeeded(idp("federation", "update", "unimore", "--disable"))["enabled"] == "no"
+    assert succeeded(idp("federation", "update", "unimore", "--attribute", "phone=mobile"))["owns"] == "phone=mobile"
+    assert succeeded(idp("federation", "update", "unimore", "--no-attributes"))["owns"] == "-"
+    assert "refusing to remove without confirmation" in failed(idp("federation", "remove", "unimore"))
+    assert succeeded(idp("federation", "remove", "unimore", "--yes")) == {"removed": "unimore", "links_removed": "0"}
+    assert "No federation named unimore" in failed(idp("federation", "show", "unimore"))
+
+
+def test_the_fields_a_federation_owns_are_read_only_for_staff(idp: Idp, metadata_file: Path,
+                                                              services: Services) -> None:
+    succeeded(idp("library", "add", OSLO, "Oslo"))
+    succeeded(idp("series", "reserve", OSLO, "--count", "10", "--digital"))
+    card = succeeded(idp("patron", "add", "--national-id", person(ADULT_BORN), "--name", "Kari", "--email",
+                         "kari@example.org", "--home-library", OSLO, input="\n"))["card_number"]
+    succeeded(add_unimore(idp, metadata_file))
+    with services.registry("test") as reg:
+        from idp.registry import patrons
+
+        upstream.link(reg, upstream.get_federation(reg, "unimore"), "kari@uni.test", patrons.patron_by_card(reg, card),
+                      how="operator")
+    refused = failed(idp("patron", "update", card, "--name", "Kari Nordmann", "--phone", "+4791234567"))
+    assert "name is kept up to date by UniMoRe and cannot be changed here" in refused
+    assert succeeded(idp("patron", "update", card, "--phone", "+4791234567"))["changed"] == "phone"
+    shown = idp("patron", "show", card)
+    assert "read_only: name (kept up to date by UniMoRe)" in shown.stdout
+    assert "read_only: email (kept up to date by UniMoRe)" in shown.stdout
+
+    assert succeeded(idp("federation", "unlink", card, "unimore")) == {"unlinked": "unimore"}
+    assert count(services, UpstreamIdentity) == 0
+    assert succeeded(idp("patron", "update", card, "--name", "Kari Nordmann"))["changed"] == "name"
+    assert "has no UniMoRe account linked" in failed(idp("federation", "unlink", card, "unimore"))
+
+
+def test_our_service_provider_key_and_metadata(idp: Idp, settings: Settings, tmp_path: Path) -> None:
+    keys = tmp_path / "sp-keys"
+    env = {"IDP_KEYS_DIR": str(keys), "IDP_ISSUER": "https://login.example.no"}
+    made = succeeded(idp("federation", "sp-key", env=env))
+    key, cert = sp_key_paths(keys)
+    assert made == {"key": str(key), "certificate": str(cert)}
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and b"PRIVATE KEY" in key.read_bytes()
+    assert "pass --replace" in failed(idp("federation", "sp-key", env=env))
+    succeeded(idp("federation", "sp-key", "--replace", env=env))
+    metadata = idp("federation", "sp-metadata", env=env)
+    assert metadata.exit_code == 0
+    assert 'entityID="https://login.example.no/federation/sp"' in metadata.stdout
+    assert "https://login.example.no/federation/acs" in metadata.stdout and "PRIVATE" not in metadata.stdout

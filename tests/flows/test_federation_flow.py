@@ -1,0 +1,429 @@
+"""University login (UniMoRe-style) over real HTTP: the IdP is the SAML service provider of a
+pysaml2 identity provider playing the university (tests/fakes/university.py); a scripted browser
+(requests) carries the signed AuthnRequest there and posts the signed answer back, as a browser
+does with the HTTP-Redirect and HTTP-POST bindings.
+
+Covered: the first login linked by a matching national id; linking by a one-time code to the
+card's e-mail address; the owned fields refreshed at every login and read-only in the register;
+the level (``password``, or ``mfa`` for a mapped AuthnContext) reflected in a relying party's
+``acr``; and every answer that must fail (unsigned, denied, from another IdP, replayed, pushed
+into another browser, without the identifying attribute) refused with a clear page.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from idp.errors import NotAllowed
+from idp.registry import patrons as patrons_svc
+from idp.registry import upstream
+from idp.registry.models import AuditEvent, Patron, UpstreamIdentity
+from tests.fakes.university import REFEDS_MFA, FakeUniversity, form_fields, running_university
+from tests.flows.conftest import LiveIdp
+from tests.flows.test_oidc_flow import Browser, callback_params, csrf, register, rp_session, start, verify_id_token
+from tests.nin import person
+from tests.unit.factories import ADULT_BORN, library, patron
+
+EPPN = "giulia.rossi@unimore.it"
+NIN_CODE = "urn:schac:personalUniqueCode:no:fnr:" + person(ADULT_BORN)
+
+
+@dataclass
+class Outbox:
+    """Stands in for the mail server and SMS gateway: keeps what would have been sent."""
+
+    sent: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def can_send(self, channel: Any) -> bool:
+        return True
+
+    def send(self, channel: Any, to: str, message: Any) -> None:
+        self.sent.append((str(getattr(channel, "value", channel)), to, message.text))
+
+    def last_code(self) -> str:
+        match = re.search(r"\b(\d{6})\b", self.sent[-1][2])
+        assert match, self.sent[-1][2]
+        return match.group(1)
+
+
+@pytest.fixture
+def university(tmp_path: Path) -> Iterator[FakeUniversity]:
+    with running_university(tmp_path) as fake:
+        fake.attributes = {"eduPersonPrincipalName": [EPPN], "displayName": ["Giulia Rossi"],
+                           "mail": ["giulia.rossi@unimore.it"]}
+        yield fake
+
+
+@pytest.fixture
+def unimore(live: LiveIdp, university: FakeUniversity) -> str:
+    """UniMoRe configured as an operator would (idp federation add), and told our SP metadata."""
+    with live.services.registry("test") as reg:
+        library(reg)
+        upstream.add_federation(reg, upstream.FederationSpec(
+            name="unimore", display_name="UniMoRe", entity_id=university.entity_id, metadata_xml=university.metadata(),
+            link_attribute="eduPersonPrincipalName", national_id_attribute="schacPersonalUniqueCode",
+            attribute_map={"name": "displayName", "email": "mail"}, authn_contexts={REFEDS_MFA: "mfa"}))
+    metadata = requests.get(f"{live.url}/federation/metadata.xml", timeout=10)
+    assert metadata.status_code == 200 and f'entityID="{live.url}/federation/sp"' in metadata.text
+    university.trust_sp(metadata.text)
+    return "unimore"
+
+
+@pytest.fixture
+def giulia(live: LiveIdp, unimore: str) -> int:
+    with live.services.registry("test") as reg:
+        p, _ = patron(reg, name="G. Rossi", email="old@example.org", phone="+39 059 123456")
+        return p.id
+
+
+@pytest.fixture
+def outbox(live: LiveIdp) -> Outbox:
+    box = Outbox()
+    live.services.messenger = box  # type: ignore[misc]
+    return box
+
+
+def browser() -> Browser:
+    http = requests.Session()
+    http.headers["Accept-Language"] = "en"
+    return Browser(http)
+
+
+def university_button(page: requests.Response) -> str:
+    match = re.search(r'href="([^"]+)">Log in with UniMoRe account<', page.text)
+    assert match, "no UniMoRe button on the login page"
+    return requests.compat.urljoin(page.url, html.unescape(match.group(1)))
+
+
+def at_the_university(b: Browser, live: LiveIdp, start_url: str | None = None) -> tuple[str, dict[str, str]]:
+    """From our login page through the university's login: the form its answer comes back in."""
+    if start_url is None:
+        start_url = university_button(b.http.get(f"{live.url}/login", timeout=5))
+    page = b.follow(start_url)
+    assert page.status_code == 200 and "SAMLResponse" in page.text, page.text[:300]
+    return form_fields(page.text)
+
+
+def post_answer(b: Browser, action: str, fields: dict[str, str]) -> requests.Response:
+    response = b.http.post(action, data=fields, allow_redirects=False, timeout=10)
+    if response.is_redirect:
+        return b.follow(requests.compat.urljoin(action, response.headers["Location"]))
+    return response
+
+
+def university_login(b: Browser, live: LiveIdp, start_url: str | None = None) -> requests.Response:
+    action, fields = at_the_university(b, live, start_url)
+    assert action == f"{live.url}/federation/acs"
+    return post_answer(b, action, fields)
+
+
+def logged_in(b: Browser, live: LiveIdp) -> bool:
+    return "You are logged in." in b.http.get(f"{live.url}/", timeout=5).text
+
+
+def stored(live: LiveIdp, patron_id: int) -> Patron:
+    with live.services.registry("test") as reg:
+        found = reg.session.get(Patron, patron_id)
+        assert found is not None
+        return found
+
+
+# -- linking and logging in -------------------------------------------------------------------------
+
+def test_the_first_login_links_by_national_id_and_takes_the_universitys_fields(
+        live: LiveIdp, university: FakeUniversity, giulia: int, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
+    b = browser()
+    landed = university_login(b, live)
+    assert landed.status_code == 200 and logged_in(b, live)
+    sso = university.requests_seen[-1]
+    assert sso["SigAlg"].endswith("rsa-sha256") and sso["Signature"]  # our AuthnRequest is signed
+    kept = stored(live, giulia)
+    assert kept.name == "Giulia Rossi" and kept.email == "giulia.rossi@unimore.it"
+    assert kept.phone == "+39059123456"  # not owned by the university: untouched
+    with live.services.registry("test") as reg:
+        link = reg.session.scalar(select(UpstreamIdentity).where(UpstreamIdentity.patron_id == giulia))
+        assert link is not None and link.linked_by == "national_id" and EPPN.encode() not in link.subject_hash
+        assert upstream.owned_fields(reg, giulia) == {"name": "UniMoRe", "email": "UniMoRe"}
+        assert reg.session.scalar(select(func.count()).select_from(AuditEvent)
+                                  .where(AuditEvent.action == "login.federation")) == 1
+    assert EPPN not in caplog.text and person(ADULT_BORN) not in caplog.text and "Giulia Rossi" not in caplog.text
+
+
+def test_each_login_refreshes_the_fields_the_university_owns(live: LiveIdp, university: FakeUniversity,
+                                                             giulia: int) -> None:
+    university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
+    university_login(browser(), live)
+    university.attributes["displayName"] = ["Giulia Bianchi"]
+    university.attributes["mail"] = ["not an address"]  # refused by the register: the old value stays
+    del university.attributes["schacPersonalUniqueCode"]  # the link is found by the account now
+    b = browser()
+    university_login(b, live)
+    assert logged_in(b, live)
+    kept = stored(live, giulia)
+    assert kept.name == "Giulia Bianchi" and kept.email == "giulia.rossi@unimore.it"
+
+
+def test_the_owned_fields_are_read_only_for_patron_and_staff(live: LiveIdp, university: FakeUniversity,
+                                                             giulia: int) -> None:
+    university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
+    university_login(browser(), live)
+    with pytest.raises(NotAllowed, match="kept up to date by UniMoRe"):
+        with live.services.registry("test") as reg:
+            patrons_svc.update_patron(reg, reg.session.get(Patron, giulia), name="Someone Else")
+    with live.services.registry("test") as reg:
+        assert patrons_svc.update_patron(reg, reg.session.get(Patron, giulia), phone="+47 999 99 999") == ["phone"]
+        # Setting an owned field to the value it has is no change, and no refusal.
+        assert patrons_svc.update_patron(reg, reg.session.get(Patron, giulia), name="Giulia Rossi") == []
+    assert stored(live, giulia).name == "Giulia Rossi"
+
+
+def test_a_university_login_is_a_password_login_for_a_relying_party(live: LiveIdp, university: FakeUniversity,
+                                                                     giulia: int) -> None:
+    university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
+    client = register(live)
+    rp = rp_session(live, client)
+    url, state, verifier = start(live, rp)
+    b = browser()
+    login_page = b.follow(url)
+    landed = university_login(b, live, university_button(login_page))
+    if 'name="decision"' in landed.text:
+        landed = b.post(f"{live.url}/authorize/consent", {"decision": "allow", "csrf_token": csrf(landed.text)})
+    back = callback_params(landed)
+    claims = verify_id_token(live, rp.fetch_token(f"{live.url}/token", code=back["code"], code_verifier=verifier)
+                             ["id_token"], client, "n-0S6")
+    assert claims["acr"] == "password" and claims["amr"] == ["pwd"]
+
+
+def test_a_fresh_login_asked_by_a_service_is_forced_at_the_university(live: LiveIdp, university: FakeUniversity,
+                                                                       giulia: int) -> None:
+    university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
+    client = register(live)
+    rp = rp_session(live, client)
+    url, _, verifier = start(live, rp, prompt="login")
+    b = browser()
+    landed = university_login(b, live, university_button(b.follow(url)))
+    request_xml = zlib.decompress(base64.b64decode(university.requests_seen[-1]["SAMLRequest"]), -15).decode()
+    assert 'ForceAuthn="true"' in request_xml
+    if 'name="decision"' in landed.text:
+        landed = b.post(f"{live.url}/authorize/consent", {"decision": "allow", "csrf_token": csrf(landed.text)})
+    assert "code" in callback_params(landed)  # the fresh login satisfied prompt=login: no loop back to login
+
+
+def test_a_mapped_authn_context_gives_mfa(live: LiveIdp, university: FakeUniversity, giulia: int) -> None:
+    university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
+    university.authn_class = REFEDS_MFA
+    client = register(live, min_acr="mfa")
+    rp = rp_session(live, client)
+    url, _, verifier = start(live, rp)
+    b = browser()
+    login_page = b.follow(url)
+    landed = university_login(b, live, university_button(login_page))  # offered: it can reach mfa
+    if 'name="decision"' in landed.text:
+        landed = b.post(f"{live.url}/authorize/consent", {"decision": "allow", "csrf_token": csrf(landed.text)})
+    claims = verify_id_token(live, rp.fetch_token(f"{live.url}/token", code=callback_params(landed)["code"],
+                                                  code_verifier=verifier)["id_token"], client, "n-0S6")
+    assert claims["acr"] == "mfa" and claims["amr"] == ["mfa"]
+
+
+def test_a_federation_that_cannot_reach_the_level_is_not_offered(live: LiveIdp, unimore: str) -> None:
+    with live.services.registry("test") as reg:
+        upstream.update_federation(reg, "unimore", authn_contexts={})
+    client = register(live, min_acr="mfa")
+    page = browser().follow(start(live, rp_session(live, client))[0])
+    assert "Log in with UniMoRe account" not in page.text
+
+
+def test_an_unlinked_account_is_linked_with_a_code_sent_to_the_card(live: LiveIdp, university: FakeUniversity,
+                                                                    giulia: int, outbox: Outbox) -> None:
+    b = browser()
+    link_page = university_login(b, live)
+    assert link_page.url.endswith("/federation/link") and "Link your UniMoRe account" in link_page.text
+    assert not logged_in(b, live)
+    with live.services.registry("test") as reg:
+        number = reg.session.get(Patron, giulia).cards[0].number
+    code_page = b.post(link_page.url, {"card": number, "csrf_token": csrf(link_page.text)})
+    assert "we have sent a code there" in code_page.text
+    assert outbox.sent[-1][:2] == ("email", "old@example.org")
+    wrong = b.post(code_page.url, {"code": "000000" if outbox.last_code() != "000000" else "111111",
+                                   "csrf_token": csrf(code_page.text)})
+    assert wrong.status_code == 400 and "That code is not right" in wrong.text
+    done = b.post(code_page.url, {"code": outbox.last_code(), "csrf_token": csrf(code_page.text)})
+    assert done.status_code == 200 and logged_in(b, live)
+    with live.services.registry("test") as reg:
+        link = reg.session.scalar(select(UpstreamIdentity).where(UpstreamIdentity.patron_id == giulia))
+        assert link is not None and link.linked_by == "one_time_code"
+    assert stored(live, giulia).name == "Giulia Rossi"
+    # The next login needs no code.
+    again = browser()
+    university_login(again, live)
+    assert logged_in(again, live) and len(outbox.sent) == 1
+
+
+def test_an_unknown_card_looks_the_same_and_no_code_works(live: LiveIdp, university: FakeUniversity,
+                                                          giulia: int, outbox: Outbox) -> None:
+    b = browser()
+    link_page = university_login(b, live)
+    code_page = b.post(link_page.url, {"card": "N000000999", "csrf_token": csrf(link_page.text)})
+    assert code_page.status_code == 200 and "we have sent a code there" in code_page.text and outbox.sent == []
+    answers = [b.post(code_page.url, {"code": "123456", "csrf_token": csrf(code_page.text)}) for _ in range(5)]
+    assert "That code is not right" in answers[0].text and "Too many wrong codes" in answers[-1].text
+    assert not logged_in(b, live)
+    with live.services.registry("test") as reg:
+        assert reg.session.scalar(select(func.count()).select_from(UpstreamIdentity)) == 0
+
+
+# -- what must be refused ---------------------------------------------------------------------------
+
+def test_an_unsigned_answer_is_refused(live: LiveIdp, university: FakeUniversity, giulia: int) -> None:
+    university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
+    university.sign = False
+    b = browser()
+    page = university_login(b, live)
+    assert page.status_code == 400 and "could not be verified" in page.text and not logged_in(b, live)
+
+
+def test_a_tampered_answer_is_refused_and_nothing_of_it_is_logged(live: LiveIdp, university: FakeUniversity,
+                                                                   giulia: int, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
+    b = browser()
+    action, fields = at_the_university(b, live)
+    xml = base64.b64decode(fields["SAMLResponse"]).decode()
+    assert "Giulia Rossi" in xml
+    fields["SAMLResponse"] = base64.b64encode(xml.replace("Giulia Rossi", "Mallory Rossi").encode()).decode()
+    page = post_answer(b, action, fields)
+    assert page.status_code == 400 and "could not be verified" in page.text and not logged_in(b, live)
+    assert stored(live, giulia).name == "G. Rossi"
+    for secret in ("Mallory", "Giulia Rossi", EPPN, person(ADULT_BORN)):
+        assert secret not in caplog.text
+
+
+def test_a_denied_login_says_so(live: LiveIdp, university: FakeUniversity, giulia: int) -> None:
+    university.deny = True
+    page = university_login(browser(), live)
+    assert page.status_code == 400 and "did not log you in" in page.text
+
+
+def test_an_answer_from_another_identity_provider_is_refused(live: LiveIdp, university: FakeUniversity,
+                                                             giulia: int) -> None:
+    university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
+    university.other_issuer = True
+    b = browser()
+    page = university_login(b, live)
+    assert page.status_code == 400 and not logged_in(b, live)
+
+
+def test_a_replayed_answer_is_refused(live: LiveIdp, university: FakeUniversity, giulia: int) -> None:
+    university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
+    b = browser()
+    action, fields = at_the_university(b, live)
+    assert post_answer(b, action, fields).status_code == 200 and logged_in(b, live)
+    replay = post_answer(browser(), action, fields)
+    assert replay.status_code == 400 and "expired or was already completed" in replay.text
+
+
+def test_an_answer_cannot_be_pushed_into_another_browser(live: LiveIdp, university: FakeUniversity,
+                                                         giulia: int) -> None:
+    university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
+    attacker = browser()
+    action, fields = at_the_university(attacker, live)
+    victim = browser()
+    victim.http.get(f"{live.url}/login", timeout=5)
+    answered = victim.http.post(action, data=fields, allow_redirects=False, timeout=10)
+    assert answered.status_code == 303  # verified, but only the browser that asked can finish it
+    finished = victim.follow(requests.compat.urljoin(action, answered.headers["Location"]))
+    assert finished.status_code == 400 and not logged_in(victim, live)
+
+
+def test_an_answer_without_the_identifying_attribute_is_refused(live: LiveIdp, university: FakeUniversity,
+                                                                giulia: int) -> None:
+    del university.attributes["eduPersonPrincipalName"]
+    page = university_login(browser(), live)
+    assert page.status_code == 400 and "did not tell us who you are" in page.text
+
+
+def test_a_disabled_federation_is_not_offered(live: LiveIdp, unimore: str) -> None:
+    with live.services.registry("test") as reg:
+        upstream.update_federation(reg, "unimore", enabled=False)
+    b = browser()
+    assert "UniMoRe" not in b.http.get(f"{live.url}/login", timeout=5).text
+    page = b.http.get(f"{live.url}/federation/unimore/login", timeout=5)
+    assert page.status_code == 404 and "This login is not available." in page.text
+    assert b.http.get(f"{live.url}/federation/nowhere/login", timeout=5).status_code == 404
+
+
+def test_expired_metadata_stops_only_that_federations_logins(live: LiveIdp, university: FakeUniversity,
+                                                             unimore: str) -> None:
+    other = FakeUniversity(url="http://127.0.0.1:9", keys_dir=university.keys_dir)
+    expired = university.metadata().replace(' entityID=', ' validUntil="2020-01-01T00:00:00Z" entityID=', 1)
+    with live.services.registry("test") as reg:
+        upstream.add_federation(reg, upstream.FederationSpec(
+            name="kommune", display_name="Kommune", entity_id=other.entity_id, metadata_xml=other.metadata(),
+            link_attribute="eduPersonPrincipalName"))
+        upstream.update_federation(reg, "unimore", metadata_xml=expired, entity_id=university.entity_id)
+    b = browser()
+    page = b.http.get(f"{live.url}/federation/unimore/login", timeout=10)
+    assert page.status_code == 503 and "does not work just now" in page.text
+    going = b.http.get(f"{live.url}/federation/kommune/login", allow_redirects=False, timeout=10)
+    assert going.status_code == 303 and going.headers["Location"].startswith("http://127.0.0.1:9/sso/redirect?")
+
+
+def test_a_blocked_card_cannot_log_in_through_the_university(live: LiveIdp, university: FakeUniversity,
+                                                             giulia: int) -> None:
+    university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
+    university_login(browser(), live)
+    with live.services.registry("test") as reg:
+        patrons_svc.update_patron(reg, reg.session.get(Patron, giulia), status="blocked")
+    b = browser()
+    page = university_login(b, live)
+    assert page.status_code == 403 and "blocked" in page.text and not logged_in(b, live)
+
+
+def test_a_national_id_of_another_country_is_not_matched(live: LiveIdp, university: FakeUniversity,
+                                                         giulia: int) -> None:
+    university.attributes["schacPersonalUniqueCode"] = ["urn:schac:personalUniqueCode:it:CF:RSSGLI85C52F257X"]
+    page = university_login(browser(), live)
+    assert page.url.endswith("/federation/link")
+
+
+def test_deleting_the_patron_removes_the_link(live: LiveIdp, university: FakeUniversity, giulia: int) -> None:
+    university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
+    university_login(browser(), live)
+    with live.services.registry("test") as reg:
+        patrons_svc.delete_patron(reg, reg.session.get(Patron, giulia))
+    with live.services.registry("test") as reg:
+        assert reg.session.scalar(select(func.count()).select_from(UpstreamIdentity)) == 0
+
+
+def test_a_merged_local_card_keeps_its_university_link(live: LiveIdp, university: FakeUniversity,
+                                                       unimore: str) -> None:
+    from idp.registry import cards
+
+    with live.services.registry("test") as reg:
+        library(reg, "IT-MO0001", "BiblioMo")
+        local, local_card = patrons_svc.register_patron(reg, patrons_svc.NewPatron(
+            name="Giulia", home_library="IT-MO0001", local_card="U0003125", birth_date=date(1992, 4, 12)))
+        national, national_card = patron(reg, born=date(1992, 4, 12))
+        upstream.link(reg, upstream.get_federation(reg, "unimore"), EPPN, local, how="operator")
+        numbers = (local_card.number, national_card.number)
+        national_id = national.id
+    with live.services.registry("test") as reg:
+        cards.merge_local_card(reg, *numbers)
+    with live.services.registry("test") as reg:
+        link = reg.session.scalar(select(UpstreamIdentity))
+        assert link is not None and link.patron_id == national_id

@@ -1,0 +1,194 @@
+"""My account: two-step login with an authenticator app (TOTP): set up, new recovery codes, remove.
+
+Each of the three needs a fresh one-time code (idp.web.account_codes); removing also needs the
+password and a current authenticator code or a recovery code, so a stolen session alone cannot
+take the second factor away. The QR code is an inline SVG (no script, no data: URL, so the
+page's Content-Security-Policy stays as strict as everywhere else) with a text alternative, and
+the key is shown for typing by hand.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import segno
+from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from markupsafe import Markup
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from idp.auth import recovery, totp
+from idp.errors import Conflict
+from idp.registry import patrons
+from idp.registry.credentials import PASSWORD_MAX
+from idp.registry.models import Card, Patron
+from idp.web import services
+from idp.web.account_codes import code_step, done_target, has_proof, login_redirect, patron_id, remember_next, use_proof
+from idp.web.forms import PatronForm
+
+bp = Blueprint("account_totp", __name__, url_prefix="/account/totp")
+
+
+class ConfirmTotpForm(PatronForm):
+    code = StringField(_l("Code from the app"), validators=[DataRequired(message=_l("Enter the 6-digit code "
+                                                                                   "your app shows.")),
+                                                            Length(max=16)])
+
+
+class RemoveTotpForm(PatronForm):
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=PASSWORD_MAX)])
+    code = StringField(_l("Code from the app, or a recovery code"),
+                       validators=[DataRequired(), Length(max=32)])
+
+
+def _qr_svg(uri: str) -> Markup:
+    """The QR code as inline SVG, hidden from screen readers (the wrapper carries the text alternative)."""
+    svg = segno.make(uri, error="m").svg_inline(scale=4, svgclass="qr-code", lineclass=None, omitsize=False)
+    return Markup(svg.replace("<svg ", '<svg aria-hidden="true" focusable="false" ', 1))
+
+
+def _label(pid: int) -> str:
+    """The entry in the authenticator app: the patron's active card number (nothing more personal)."""
+    with services().registry("web") as reg:
+        patron = reg.session.get(Patron, pid)
+        card = next((c for c in patron.cards if c.status == "active"), None) if patron else None
+        return card.number if isinstance(card, Card) else str(pid)
+
+
+def _issuer_label() -> str:
+    return urlsplit(services().settings.issuer).hostname or "patron-idp"
+
+
+@bp.get("")
+def status() -> ResponseReturnValue:
+    pid = patron_id()
+    if pid is None:
+        return login_redirect()
+    with services().registry("web") as reg:
+        enrolled = totp.is_enrolled(reg, pid)
+        left = recovery.remaining(reg, pid) if enrolled else 0
+    return render_template("totp_status.html", enrolled=enrolled, remaining=left)
+
+
+def _enrolment_page(pid: int, form: ConfirmTotpForm, *, error: str | None = None, status: int = 200
+                    ) -> ResponseReturnValue:
+    svc = services()
+    with svc.registry("web") as reg:
+        enrolment = totp.start_enrolment(reg, svc.state, pid, account=_label(pid), issuer=_issuer_label())
+    return render_template("totp_enrol.html", form=form, qr=_qr_svg(enrolment.uri), key=enrolment.manual_key,
+                           error=error, window=totp.VALID_WINDOW * totp.INTERVAL), status
+
+
+@bp.get("/setup")
+def setup() -> ResponseReturnValue:
+    pid = patron_id()
+    if pid is None:
+        return login_redirect()
+    remember_next()
+    with services().registry("web") as reg:
+        if totp.is_enrolled(reg, pid):
+            return redirect(url_for("account_totp.status"), 303)
+    if not has_proof("totp-setup"):
+        return code_step("totp-setup")
+    return _enrolment_page(pid, ConfirmTotpForm(formdata=None))
+
+
+@bp.post("/setup")
+def setup_confirm() -> ResponseReturnValue:
+    pid = patron_id()
+    if pid is None:
+        return login_redirect()
+    if not has_proof("totp-setup"):
+        return code_step("totp-setup", error=_("Your one-time code has expired. Ask for a new one."), status=403)
+    form = ConfirmTotpForm()
+    if not form.validate_on_submit():
+        return _enrolment_page(pid, form, status=400)
+    svc = services()
+    try:
+        with svc.registry("web") as reg:
+            codes = totp.confirm_enrolment(reg, svc.state, pid, form.code.data or "")
+            if codes is not None:
+                reg.notify(pid, "account_changed", what="totp")
+    except Conflict:
+        return redirect(url_for("account_totp.status"), 303)
+    if codes is None:
+        return _enrolment_page(pid, form, error=_(
+            "That code does not match. Check that the phone's clock is right, wait for the next code and try "
+            "again."), status=401)
+    use_proof("totp-setup")
+    session["account_notice"] = "totp"
+    return render_template("totp_recovery.html", codes=codes, next_url=done_target(), new=True)
+
+
+@bp.route("/recovery-codes", methods=["GET", "POST"])
+def recovery_codes() -> ResponseReturnValue:
+    pid = patron_id()
+    if pid is None:
+        return login_redirect()
+    remember_next()
+    with services().registry("web") as reg:
+        if not totp.is_enrolled(reg, pid):
+            return redirect(url_for("account_totp.status"), 303)
+    if not has_proof("recovery-codes"):
+        return code_step("recovery-codes")
+    if request.method == "GET":
+        return render_template("totp_recovery_confirm.html")
+    with services().registry("web") as reg:
+        codes = recovery.replace_codes(reg, pid)
+    use_proof("recovery-codes")
+    return render_template("totp_recovery.html", codes=codes, next_url=done_target(), new=False)
+
+
+def _remove_page(form: RemoveTotpForm, *, error: str | None = None, status: int = 200) -> ResponseReturnValue:
+    return render_template("totp_remove.html", form=form, error=error), status
+
+
+@bp.get("/remove")
+def remove() -> ResponseReturnValue:
+    pid = patron_id()
+    if pid is None:
+        return login_redirect()
+    remember_next()
+    with services().registry("web") as reg:
+        if not totp.is_enrolled(reg, pid):
+            return redirect(url_for("account_totp.status"), 303)
+    if not has_proof("totp-remove"):
+        return code_step("totp-remove")
+    return _remove_page(RemoveTotpForm(formdata=None))
+
+
+@bp.post("/remove")
+def remove_submit() -> ResponseReturnValue:
+    pid = patron_id()
+    if pid is None:
+        return login_redirect()
+    if not has_proof("totp-remove"):
+        return code_step("totp-remove", error=_("Your one-time code has expired. Ask for a new one."), status=403)
+    form = RemoveTotpForm()
+    if not form.validate_on_submit():
+        return _remove_page(form, error=_("Enter your password and a code."), status=400)
+    svc = services()
+    with svc.registry("web") as reg:
+        patron = reg.session.get(Patron, pid)
+        # One answer for either mistake; a recovery code or TOTP step is spent only with the right password.
+        password_ok = patrons.verify_secret(reg, patron, "password", form.password.data or "").ok
+        typed = form.code.data or ""
+        if recovery.looks_like_recovery_code(typed):
+            second_ok = password_ok and recovery.use_code(reg, pid, typed)
+        else:
+            second_ok = password_ok and totp.verify(reg, svc.state, pid, typed)
+        if password_ok and second_ok:
+            totp.remove(reg, svc.state, pid)
+            reg.notify(pid, "account_changed", what="totp_removed")
+    if not (password_ok and second_ok):
+        return _remove_page(RemoveTotpForm(formdata=None), error=_(
+            "The password or the code is wrong. Nothing was changed."), status=401)
+    use_proof("totp-remove")
+    if session.get("acr") == "mfa":
+        # The session no longer rests on a second factor the patron still has.
+        session["acr"], session["amr"] = "password", [m for m in session.get("amr", []) if m != "otp"] or ["pwd"]
+    session["account_notice"] = "totp_removed"
+    return redirect(done_target(), 303)

@@ -1,0 +1,192 @@
+"""TOTP as the second factor (idp.auth.totp) and its recovery codes (idp.auth.recovery), on both
+backends. Time is the register's fake clock; codes come from pyotp's ``at(for_time)``: no sleeping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import timedelta
+
+import pyotp
+import pytest
+from sqlalchemy import select, text
+
+from idp.auth import recovery, totp
+from idp.errors import ConfigError, Conflict
+from idp.registry.crypto import derive_key
+from idp.registry.models import RecoveryCode, TotpCredential
+from idp.services import Services
+from idp.state import MemoryState
+from tests.conftest import FakeClock
+from tests.unit.factories import library, patron
+from tests.unit.test_otp import state_values
+
+
+@pytest.fixture
+def kari(services: Services) -> int:
+    with services.registry("test") as reg:
+        library(reg)
+        p, _ = patron(reg, password="correct horse battery")
+        return p.id
+
+
+def start(services: Services, patron_id: int) -> totp.Enrolment:
+    with services.registry("test") as reg:
+        return totp.start_enrolment(reg, services.state, patron_id, account="N000000101", issuer="login.example.no")
+
+
+def enrol(services: Services, clock: FakeClock, patron_id: int) -> tuple[pyotp.TOTP, list[str]]:
+    enrolment = start(services, patron_id)
+    app = pyotp.TOTP(enrolment.secret)
+    with services.registry("test") as reg:
+        codes = totp.confirm_enrolment(reg, services.state, patron_id, app.at(clock.now))
+    assert codes is not None
+    clock.advance(seconds=totp.INTERVAL)  # the confirming code is used: the next one is fresh
+    return app, codes
+
+
+def verify(services: Services, patron_id: int, code: str) -> bool:
+    with services.registry("test") as reg:
+        return totp.verify(reg, services.state, patron_id, code)
+
+
+def test_enrolment_waits_for_a_first_code_and_shows_a_standard_uri(services: Services, clock: FakeClock,
+                                                                  kari: int) -> None:
+    enrolment = start(services, kari)
+    assert start(services, kari).secret == enrolment.secret  # a reload shows the same QR code
+    assert len(enrolment.secret) == 32 and enrolment.manual_key.replace(" ", "") == enrolment.secret
+    assert enrolment.uri.startswith("otpauth://totp/login.example.no:N000000101?secret=")
+    assert "issuer=login.example.no" in enrolment.uri
+    with services.registry("test") as reg:
+        assert not totp.is_enrolled(reg, kari)
+        wrong = f"{(int(pyotp.TOTP(enrolment.secret).at(clock.now)) + 1) % 10 ** 6:06d}"
+        assert totp.confirm_enrolment(reg, services.state, kari, wrong) is None
+        assert reg.session.scalar(select(TotpCredential)) is None  # nothing stored by a wrong code
+    # The pending seed waits encrypted in the state store.
+    assert enrolment.secret.encode() not in b"".join(state_values(services))
+    with services.registry("test") as reg:
+        codes = totp.confirm_enrolment(reg, services.state, kari, pyotp.TOTP(enrolment.secret).at(clock.now))
+        assert codes is not None and len(codes) == recovery.COUNT == len(set(codes))
+        assert totp.is_enrolled(reg, kari)
+        with pytest.raises(Conflict):
+            totp.start_enrolment(reg, services.state, kari, account="x", issuer="y")
+
+
+def test_the_seed_is_encrypted_at_rest_and_bound_to_its_patron(services: Services, clock: FakeClock,
+                                                               kari: int) -> None:
+    app, _ = enrol(services, clock, kari)
+    with services.engine.connect() as connection:
+        blob = bytes(connection.execute(text("SELECT secret_cipher FROM totp_credential")).scalar_one())
+        dump = b"".join(bytes(row[0]) for row in connection.execute(text("SELECT secret_cipher FROM totp_credential")))
+    assert app.secret.encode() not in blob + dump and len(blob) > 32
+    with pytest.raises(ConfigError):  # copied to another patron's row, it does not open
+        services.cipher.unseal(blob, context=f"totp:{kari + 1}".encode())
+    assert services.cipher.unseal(blob, context=f"totp:{kari}".encode()).decode() == app.secret
+
+
+def test_the_clock_window_is_one_step_either_way(services: Services, clock: FakeClock, kari: int) -> None:
+    app, _ = enrol(services, clock, kari)
+    step = timedelta(seconds=totp.INTERVAL)
+    # Each check below uses a step newer than the one before (older steps are refused as used).
+    clock.advance(minutes=5)
+    assert not verify(services, kari, app.at(clock.now - 2 * step))  # two steps late: outside
+    assert verify(services, kari, app.at(clock.now - step))          # one step late: inside
+    clock.advance(minutes=5)
+    assert verify(services, kari, app.at(clock.now))
+    clock.advance(minutes=5)
+    assert verify(services, kari, app.at(clock.now + step))          # one step early: inside
+    clock.advance(minutes=5)
+    assert not verify(services, kari, app.at(clock.now + 2 * step))  # two steps early: outside
+    assert totp.VALID_WINDOW == 1 and totp.INTERVAL == 30 and totp.DIGITS == 6
+
+
+def test_a_code_is_accepted_once(services: Services, clock: FakeClock, kari: int) -> None:
+    app, _ = enrol(services, clock, kari)
+    code = app.at(clock.now)
+    assert verify(services, kari, code)
+    assert not verify(services, kari, code)
+    clock.advance(seconds=totp.INTERVAL)  # still inside the window, still refused
+    assert not verify(services, kari, code)
+
+
+def test_an_older_code_is_refused_after_a_newer_one(services: Services, clock: FakeClock, kari: int) -> None:
+    app, _ = enrol(services, clock, kari)
+    clock.advance(minutes=1)
+    assert verify(services, kari, app.at(clock.now))
+    assert not verify(services, kari, app.at(clock.now - timedelta(seconds=totp.INTERVAL)))
+
+
+def test_a_replay_is_refused_by_another_worker(services: Services, clock: FakeClock, kari: int) -> None:
+    """Two workers (own database engine, own state connection) share only the store: Redis in production."""
+    app, _ = enrol(services, clock, kari)
+    code = app.at(clock.now)
+    from idp.services import build_services
+
+    other = build_services(services.settings)
+    other.clock = clock
+    other.state = services.state if isinstance(services.state, MemoryState) else \
+        type(services.state)(services.settings.redis_url, prefix=services.state._prefix)  # type: ignore[arg-type]
+    try:
+        assert verify(services, kari, code)
+        assert not verify(other, kari, code)
+    finally:
+        other.close()
+
+
+def test_malformed_codes_are_refused(services: Services, clock: FakeClock, kari: int) -> None:
+    enrol(services, clock, kari)
+    for code in ("", "12345", "1234567", "abcdef", "12 34 5x"):
+        assert not verify(services, kari, code)
+
+
+def test_recovery_codes_are_hashed_and_work_once_each(services: Services, clock: FakeClock, kari: int) -> None:
+    _, codes = enrol(services, clock, kari)
+    with services.registry("test") as reg:
+        stored = [bytes(h) for h in reg.session.scalars(select(RecoveryCode.code_hash))]
+        assert len(stored) == recovery.COUNT and recovery.remaining(reg, kari) == recovery.COUNT
+    # A keyed HMAC of the normalised code; neither the code nor its plain SHA-256 is stored.
+    for code in codes:
+        normal = code.replace("-", "")
+        assert hashlib.sha256(normal.encode()).digest() not in stored
+        assert services.cipher.code_hash(normal, purpose="recovery-code") in stored
+    key = derive_key(services.settings.data_key_bytes(), b"codes/mac/v1")
+    assert hmac.new(key, b"recovery-code\x00" + codes[0].replace("-", "").encode(), hashlib.sha256).digest() in stored
+    with services.registry("test") as reg:
+        assert recovery.use_code(reg, kari, codes[0].upper().replace("-", " "))  # typed any way
+        assert not recovery.use_code(reg, kari, codes[0])
+        assert not recovery.use_code(reg, kari + 1, codes[1])  # another patron's code is nobody's
+        assert not recovery.use_code(reg, kari, "aaaa-bbbb-cccc")
+        assert recovery.remaining(reg, kari) == recovery.COUNT - 1
+
+
+def test_new_recovery_codes_replace_the_old(services: Services, clock: FakeClock, kari: int) -> None:
+    _, old = enrol(services, clock, kari)
+    with services.registry("test") as reg:
+        new = recovery.replace_codes(reg, kari)
+        assert not set(new) & set(old)
+        assert not recovery.use_code(reg, kari, old[1])
+        assert recovery.use_code(reg, kari, new[1])
+
+
+def test_removal_takes_the_seed_and_the_recovery_codes(services: Services, clock: FakeClock, kari: int) -> None:
+    app, codes = enrol(services, clock, kari)
+    with services.registry("test") as reg:
+        assert totp.remove(reg, services.state, kari)
+        assert not totp.is_enrolled(reg, kari)
+        assert not recovery.use_code(reg, kari, codes[2])
+        assert reg.session.scalar(select(RecoveryCode)) is None
+        assert not totp.remove(reg, services.state, kari)
+    assert not verify(services, kari, app.at(clock.now))
+
+
+def test_deleting_the_patron_deletes_the_second_factor(services: Services, clock: FakeClock, kari: int) -> None:
+    from idp.registry.models import Patron
+    from idp.registry.patrons import delete_patron
+
+    enrol(services, clock, kari)
+    with services.registry("test") as reg:
+        delete_patron(reg, reg.session.get(Patron, kari))  # type: ignore[arg-type]
+    with services.registry("test") as reg:
+        assert reg.session.scalar(select(TotpCredential)) is None
+        assert reg.session.scalar(select(RecoveryCode)) is None

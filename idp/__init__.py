@@ -40,7 +40,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.extensions["idp"] = services
     logging.getLogger("idp").setLevel(settings.log_level.upper())
     # pyop and oic log tokens and user claims at DEBUG: never let personal data reach the logs.
-    for noisy in ("pyop", "oic"):
+    # pysaml2 logs whole assertions (names, identifiers) at DEBUG and INFO: the same holds for it.
+    for noisy in ("pyop", "oic", "saml2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if settings.proxy_hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops,  # type: ignore[method-assign]
@@ -58,14 +59,35 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(login.bp)
     app.register_blueprint(oidc.bp)
     app.register_blueprint(account.bp)
+    from idp.web import account_changes, account_codes, account_reset, account_totp, stepup
+
+    for blueprint in (account_codes.bp, account_changes.bp, account_totp.bp, account_reset.bp, stepup.bp):
+        app.register_blueprint(blueprint)
     app.register_blueprint(api.bp)
+    from idp.web import saml as saml_web
+
+    app.register_blueprint(saml_web.bp)
+    # Upstream logins: ID-porten (we are its OIDC client) and federations (we are their SAML SP).
+    from idp.web import federation as federation_web
+    from idp.web import idporten as idporten_web
+
+    idporten_web.install(app, settings)
+    federation_web.install(app, settings)
+    # The university's answer is a cross-site POST (SAML HTTP-POST binding): no CSRF token, its
+    # signature and single-use InResponseTo protect it.
+    csrf.exempt(app.view_functions["federation.acs"])
     # Machine endpoints authenticate the caller themselves; a relying party has no CSRF token.
-    for endpoint in ("oidc.authorize", "oidc.token", "oidc.userinfo", "oidc.end_session", "api.verify_card"):
+    # SAML messages arrive as cross-site POSTs from service providers: their checks are SAML's own
+    # (signature per metadata, single-use request IDs, ACS from metadata).
+    for endpoint in ("oidc.authorize", "oidc.token", "oidc.userinfo", "oidc.end_session", "api.verify_card",
+                     "saml.sso", "saml.slo"):
         csrf.exempt(app.view_functions[endpoint])
     services.keyring  # noqa: B018 - a missing or broken signing key stops the start, not a login
+    services.saml  # noqa: B018 - so does a missing SAML signing key or xmlsec1
     installed_claims()  # two plugins claiming one name stop the start, not a login
     app.before_request(login.must_change_gate)
     limits.install(app, settings)
+    account_codes.install_limits(app, settings)  # wrong one-time and TOTP codes per account
     errors.register(app)
     security.register(app)
     return app

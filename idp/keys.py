@@ -35,11 +35,11 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from jwcrypto.jwk import JWK
 from jwcrypto.jws import JWS
@@ -292,17 +292,28 @@ def _new_key(alg: str, rsa_bits: int) -> JWK:
 
 
 def _write(path: Path, doc: dict[str, Any]) -> None:
-    """Replace ``path`` atomically: a crash or full disk leaves the previous file untouched."""
+    def dump(fh: TextIO) -> None:
+        json.dump(doc, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+
+    write_private_file(path, dump, what="the signing keys", kept="the previous keys are unchanged")
+
+
+def write_private_file(path: Path, write: Callable[[TextIO], None], *, what: str, kept: str) -> None:
+    """Replace ``path`` atomically with what ``write`` writes, readable by the owner only (0600).
+
+    A crash or full disk leaves the previous file untouched. ``what`` and ``kept`` word the
+    ConfigError an operator sees, never the content. The SAML signing key is written this way too.
+    """
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # mkstemp creates the file 0600 from the start, so the keys are never readable by others.
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise ConfigError(f"cannot write the signing keys to {path.parent}: {exc.strerror}") from None
+        raise ConfigError(f"cannot write {what} to {path.parent}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=2, sort_keys=True)
-            fh.write("\n")
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -310,8 +321,7 @@ def _write(path: Path, doc: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError):
-            raise ConfigError(f"cannot write the signing keys to {path}: {exc.strerror}; "
-                              "the previous keys are unchanged") from None
+            raise ConfigError(f"cannot write {what} to {path}: {exc.strerror}; {kept}") from None
         raise
     _fsync_dir(path.parent)
 

@@ -1,7 +1,9 @@
 """Relying parties: the partners the national library lets log patrons in.
 
-No Flask here. The OIDC (and later SAML) layer asks ``refusal_reason`` before it logs anyone in
-to a partner and ``authenticate`` when a confidential client presents its secret.
+No Flask here. The OIDC and SAML layers ask ``refusal_reason`` before they log anyone in to a
+partner; OIDC asks ``authenticate`` when a confidential client presents its secret. A SAML service
+provider is a row like any other (a client id, a name, a claim policy, a DPA date), known to the
+SAML layer by its entity id and described by its metadata, which idp.saml parses.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 
 from idp.assurance import LEVELS, WEB_MINIMUM
-from idp.errors import NotAllowed, NotFound, ValidationError
+from idp.errors import Conflict, NotAllowed, NotFound, ValidationError
 from idp.registry.context import Registry
 from idp.registry.models import RelyingParty
 
 PROTOCOL_OIDC = "oidc"
+PROTOCOL_SAML = "saml"
+MAX_ENTITY_ID = 1024
 PAIRWISE, PUBLIC_SUB = "pairwise", "public"
 DEFAULT_CLAIMS: tuple[str, ...] = ("valid_patron",)
 # Claims a policy may list: these names, plus age_over_NN (two digits, 01-99, as in ISO/IEC 18013-5).
@@ -182,6 +186,65 @@ def add_oidc(reg: Registry, name: str, redirect_uris: Sequence[str], *, public: 
     return rp, secret
 
 
+def add_saml(reg: Registry, *, entity_id: str, name: str, metadata_xml: str, name_id_formats: Sequence[str],
+             claims: Sequence[str] | None = None, dpa_signed: date | None = None, min_acr: str = WEB_MINIMUM,
+             allow_unsolicited: bool = False, public_sub: bool = False) -> RelyingParty:
+    """Register a SAML service provider from its (already parsed and checked) metadata."""
+    entity_id = _clean_entity_id(entity_id)
+    existing = find_saml(reg, entity_id)
+    if existing is not None:
+        raise Conflict(f"{entity_id} is already registered (client_id {existing.client_id}); "
+                       "to refresh its metadata use: idp rp load-saml-metadata")
+    rp = RelyingParty(
+        client_id=_new_client_id(), name=clean_name(name), protocol=PROTOCOL_SAML, redirect_uris=[], public=False,
+        min_acr=check_min_acr(min_acr, pin_allowed=False), pin_allowed=False, claims=clean_claims(claims),
+        subject_type=PUBLIC_SUB if public_sub else PAIRWISE, dpa_signed=check_dpa_date(reg, dpa_signed),
+        disabled=False, created_at=reg.now(), entity_id=entity_id, saml_metadata=metadata_xml,
+        metadata_updated_at=reg.now(), name_id_formats=list(name_id_formats),
+        allow_unsolicited=bool(allow_unsolicited))
+    reg.session.add(rp)
+    reg.session.flush()
+    reg.audit("rp.add", client_id=rp.client_id, protocol=rp.protocol, entity_id=entity_id, min_acr=rp.min_acr,
+              claims=list(rp.claims), subject_type=rp.subject_type, allow_unsolicited=rp.allow_unsolicited,
+              dpa_signed=_iso(rp.dpa_signed))
+    return rp
+
+
+def update_saml_metadata(reg: Registry, rp: RelyingParty, metadata_xml: str, name_id_formats: Sequence[str]) -> bool:
+    """Replace an SP's metadata (its policy stays as the operator set it); True if it changed."""
+    if rp.protocol != PROTOCOL_SAML:
+        raise NotAllowed(f"Relying party {rp.client_id} is not a SAML service provider.")
+    if rp.saml_metadata == metadata_xml and list(rp.name_id_formats or []) == list(name_id_formats):
+        return False
+    rp.saml_metadata, rp.name_id_formats, rp.metadata_updated_at = metadata_xml, list(name_id_formats), reg.now()
+    reg.session.flush()
+    reg.audit("rp.update_metadata", client_id=rp.client_id, entity_id=rp.entity_id)
+    return True
+
+
+def find_saml(reg: Registry, entity_id: str) -> RelyingParty | None:
+    """The SAML service provider with this entity id, or None."""
+    if not isinstance(entity_id, str) or not 0 < len(entity_id) <= MAX_ENTITY_ID:
+        return None
+    return reg.session.scalar(select(RelyingParty).where(RelyingParty.entity_id == entity_id,
+                                                         RelyingParty.protocol == PROTOCOL_SAML))
+
+
+def get_saml(reg: Registry, entity_id: str) -> RelyingParty:
+    found = find_saml(reg, entity_id)
+    if found is None:
+        # Not echoed: it came from a browser and may be anything.
+        raise NotFound("No SAML service provider is registered with that entity id.")
+    return found
+
+
+def _clean_entity_id(entity_id: str) -> str:
+    if not isinstance(entity_id, str) or not 0 < len(entity_id) <= MAX_ENTITY_ID or not entity_id.isprintable() \
+            or entity_id != entity_id.strip():
+        raise ValidationError(f"An entity id is 1 to {MAX_ENTITY_ID} printable characters without surrounding spaces.")
+    return entity_id
+
+
 def get(reg: Registry, client_id: str) -> RelyingParty:
     if not isinstance(client_id, str) or not _CLIENT_ID_SHAPE.fullmatch(client_id):
         # Not echoed: it may be anything a browser sent, of any length.
@@ -230,6 +293,8 @@ def set_dpa(reg: Registry, client_id: str, signed: date) -> RelyingParty:
 def rotate_secret(reg: Registry, client_id: str) -> tuple[RelyingParty, str]:
     """A new secret for a confidential client; the old one stops working when this commits."""
     rp = get(reg, client_id)
+    if rp.protocol != PROTOCOL_OIDC:
+        raise NotAllowed(f"Relying party {rp.client_id} is a SAML service provider: it has no secret to rotate.")
     if rp.public:
         raise NotAllowed(f"Relying party {rp.client_id} is a public client: it has no secret to rotate.")
     secret, rp.secret_hash = _new_secret()

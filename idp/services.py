@@ -27,7 +27,9 @@ from idp.settings import Settings
 from idp.state import MemoryState, RedisState, make_state
 
 if TYPE_CHECKING:
+    from idp.delivery import Messenger
     from idp.oidc.wiring import OidcParts
+    from idp.saml import SamlParts
 
 
 @dataclass
@@ -59,10 +61,24 @@ class Services:
         return KeyRing.ensure(keys_dir) if self.settings.is_development else KeyRing.load(keys_dir)
 
     @cached_property
+    def saml(self) -> SamlParts:
+        """The SAML IdP; its signing key is created in development, required in production."""
+        from idp.saml import build_saml
+
+        return build_saml(self)
+
+    @cached_property
     def oidc(self) -> OidcParts:
         from idp.oidc.wiring import build_oidc
 
         return build_oidc(self)
+
+    @cached_property
+    def messenger(self) -> Messenger:
+        """E-mail and SMS to patrons (one-time codes, reset links); tests may replace it."""
+        from idp.delivery import build_messenger
+
+        return build_messenger(self.settings)
 
     def close(self) -> None:
         self.state.close()

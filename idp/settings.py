@@ -17,7 +17,7 @@ import tomllib
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
@@ -76,11 +76,82 @@ class Settings(BaseModel):
     argon2_time_cost: int = Field(default=OWASP_ARGON2_MIN_TIME_COST, ge=1)
     argon2_memory_kib: int = Field(default=OWASP_ARGON2_MIN_MEMORY_KIB, ge=8)
     argon2_parallelism: int = Field(default=1, ge=1, le=16)
+    # pysaml2 signs and verifies by running this binary (Debian package xmlsec1); never searched for.
+    xmlsec_binary: Path = Path("/usr/bin/xmlsec1")
     # ID-porten (the Norwegian national eID) as an upstream OpenID provider (idp/auth/idporten.py):
     # all three or none. Discovery and keys are read from the issuer; https in production.
     idporten_issuer: str | None = None
     idporten_client_id: str | None = None
     idporten_client_secret: SecretStr | None = None
+    # -- second factor and one-time codes (idp/auth/totp.py, idp/auth/otp.py, idp/delivery/) --
+    # E-mail over SMTP. No host: in development mails go to the dev outbox under var/outbox/; in
+    # production sending fails with an error naming IDP_SMTP_HOST (nothing is silently dropped).
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    # none | starttls | tls (implicit TLS, usually port 465). "none" only towards a loopback relay in production.
+    smtp_tls: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    # The From address; default noreply@<issuer host>.
+    mail_from: str | None = None
+    # SMS through an HTTP gateway (JSON POST with a bearer token). No URL: the dev outbox in
+    # development, an error naming IDP_SMS_URL in production.
+    sms_url: str | None = None
+    sms_token: SecretStr | None = None
+    # One-time codes by e-mail or SMS: lifetime, and sends per patron per hour.
+    otp_code_ttl: int = Field(default=600, ge=60, le=3600)
+    otp_sends_per_hour: int = Field(default=5, ge=1, le=100)
+    # Wrong one-time codes and wrong TOTP/recovery codes per account (flask-limiter syntax).
+    otp_limit_per_account: str = "10 per hour;20 per day"
+    totp_limit_per_account: str = "10 per hour;20 per day"
+    # How long a password reset link sent by `idp patron reset-password` stays valid (seconds).
+    reset_link_ttl: int = Field(default=3600, ge=300, le=7 * 24 * 3600)
+
+    @field_validator("smtp_host", "smtp_username", "smtp_password", "mail_from", "sms_url", "sms_token",
+                     mode="before")
+    @classmethod
+    def _blank_delivery_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("otp_limit_per_account", "totp_limit_per_account")
+    @classmethod
+    def _account_limit_parses(cls, value: str, info: ValidationInfo) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(f"IDP_{str(info.field_name).upper()} must look like '10 per hour;20 per day'") from None
+        return value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _mail_from_is_an_address(cls, value: str | None) -> str | None:
+        if value is not None and ("@" not in value or any(c in value for c in "\r\n")):
+            raise ValueError("IDP_MAIL_FROM must be an e-mail address, e.g. noreply@bibliotekkortet.no")
+        return value
+
+    @field_validator("sms_url")
+    @classmethod
+    def _sms_url_is_http(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("IDP_SMS_URL must be the gateway's absolute http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _delivery_is_safe_in_production(self) -> Settings:
+        if self.mode is not Mode.PRODUCTION:
+            return self
+        if self.smtp_host and self.smtp_tls == "none" and not _is_loopback(self.smtp_host):
+            raise ValueError("IDP_SMTP_TLS=none sends codes and passwords in clear text: in production only "
+                             "towards a relay on loopback; use starttls or tls")
+        sms = urlsplit(self.sms_url) if self.sms_url else None
+        if sms is not None and sms.scheme != "https" and not _is_loopback(sms.hostname):
+            raise ValueError("IDP_SMS_URL must use https in production (plain http only on loopback)")
+        return self
 
     @field_validator("redis_url", "idporten_issuer", "idporten_client_id", "idporten_client_secret", mode="before")
     @classmethod

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from idp.cli import register, rp, server
+from idp.cli import federation, register, rp, saml, server
 from idp.cli.common import Context
 
 
@@ -37,8 +37,11 @@ def main(ctx: click.Context, config: Path | None) -> None:
 
 
 for command in (register.db, server.keys, register.library, register.series, register.patron, register.card,
-                register.purge_inactive, rp.rp, server.serve, server.demo):
+                register.purge_inactive, rp.rp, saml.saml, server.serve, server.demo):
     main.add_command(command)
+main.add_command(federation.federation)
+for command in (saml.rp_add_saml, saml.rp_load_saml_metadata):
+    rp.rp.add_command(command)
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,7 @@ from idp import migrate
 from idp.cli.common import Context, fail, handle_errors, out, pass_ctx, read_secret
 from idp.errors import IdpError
 from idp.registry import cards as cards_svc
-from idp.registry import guardians, libraries, memberships, patrons, purge
+from idp.registry import guardians, libraries, memberships, patrons, purge, upstream
 from idp.registry.cardnumbers import national_number
 from idp.registry.records import LimitedRecord, PatronRecord
 
@@ -242,6 +242,33 @@ def patron_set_password(ctx: Context, card: str, must_change: bool) -> None:
     _set_secret(ctx, card, "password", "Password", must_change)
 
 
+@patron.command("reset-password")
+@click.argument("card")
+@click.option("--print-temporary", is_flag=True,
+              help="Print a temporary password (once) that the patron must change at first use, "
+                   "instead of e-mailing a reset link.")
+@pass_ctx
+@handle_errors
+def patron_reset_password(ctx: Context, card: str, print_temporary: bool) -> None:
+    """A librarian's "reset password": e-mail the patron a single-use reset link (default), or
+    print a temporary password to hand over in person. Both are audited."""
+    from idp.auth import recovery_link
+
+    with ctx.registry() as reg:
+        found = patrons.patron_by_card(reg, card)
+        number = cards_svc.require_card(reg, card).number
+        if print_temporary:
+            temporary = recovery_link.temporary_password(reg, found)
+        else:
+            sent = recovery_link.send_reset_link(ctx.services, reg, found)
+    # Printed only once the change is committed.
+    if print_temporary:
+        out(card_number=number, temporary_password=temporary, must_change="yes")
+    else:
+        out(card_number=number, reset_link_sent_to=sent.masked,
+            valid_until=sent.expires_at.replace(microsecond=0).isoformat())
+
+
 @patron.command("show")
 @click.argument("card")
 @click.option("--library", "isil", metavar="ISIL", help="Show what this library may see of the patron.")
@@ -255,6 +282,10 @@ def patron_show(ctx: Context, card: str, isil: str | None, as_json: bool) -> Non
         record = memberships.library_view(reg, p, isil) if isil else patrons.read_full_record(
             reg, p, purpose="operator")
         print_record(record, as_json)
+        if not as_json and isinstance(record, PatronRecord):
+            # Fields a federation keeps up to date (a university's name for its student): read-only here.
+            for field, owner in upstream.owned_fields(reg, p).items():
+                click.echo(f"read_only: {field} (kept up to date by {owner})")
 
 
 @patron.command("update")

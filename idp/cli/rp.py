@@ -103,10 +103,15 @@ def rp_show(ctx: Context, client_id: str) -> None:
     """Everything about a relying party except its secret."""
     with ctx.registry() as reg:
         party = rps.get(reg, client_id)
-        out(client_id=party.client_id, name=party.name, protocol=party.protocol,
-            client_type="public" if party.public else "confidential", client_secret=_secret_state(party))
-        for uri in party.redirect_uris:
-            out(redirect_uri=uri)
+        out(client_id=party.client_id, name=party.name, protocol=party.protocol)
+        if party.protocol == rps.PROTOCOL_SAML:
+            from idp.cli.saml import show_saml  # late: that module builds on this one
+
+            show_saml(party)
+        else:
+            out(client_type="public" if party.public else "confidential", client_secret=_secret_state(party))
+            for uri in party.redirect_uris:
+                out(redirect_uri=uri)
         out(min_acr=party.min_acr, pin_allowed=_yes(party.pin_allowed), claims=", ".join(party.claims) or "-",
             subject_type=party.subject_type,
             dpa_signed=party.dpa_signed.isoformat() if party.dpa_signed else "-",

@@ -63,6 +63,7 @@ def serve(ctx: Context, host: str, port: int, workers: int) -> None:
     from idp.server import run
 
     ctx.services.require_current_schema()
+    ctx.services.saml  # noqa: B018 - a missing SAML key or xmlsec1: one error line here, not a crashing worker
     run(ctx.services.settings, host=host, port=port, workers=workers)
 
 
@@ -74,9 +75,14 @@ def serve(ctx: Context, host: str, port: int, workers: int) -> None:
               help="Do not start the demo e-book platform (it is still registered, see var/demo-ebook.json).")
 @click.option("--platform-port", default=5001, show_default=True, type=click.IntRange(1, 65535),
               help="Port of the demo e-book platform on 127.0.0.1.")
+@click.option("--no-idporten", is_flag=True,
+              help="Do not start the fake ID-porten (started unless IDP_IDPORTEN_ISSUER names a real one).")
+@click.option("--idporten-port", default=5002, show_default=True, type=click.IntRange(1, 65535),
+              help="Port of the fake ID-porten (DEVELOPMENT ONLY) on 127.0.0.1.")
 @pass_ctx
 @handle_errors
-def demo(ctx: Context, host: str, port: int, no_serve: bool, no_platform: bool, platform_port: int) -> None:
+def demo(ctx: Context, host: str, port: int, no_serve: bool, no_platform: bool, platform_port: int,
+         no_idporten: bool = False, idporten_port: int = 5002) -> None:
     """Development only: migrate, seed demo libraries and patrons, register the demo e-book
     platform as a relying party, and serve the IdP with the platform beside it."""
     from idp import demo as demo_data
@@ -111,6 +117,18 @@ def demo(ctx: Context, host: str, port: int, no_serve: bool, no_platform: bool, 
         click.echo(f"demo platform: open {platform_url}/ and click \"Log in with your library card\"; "
                    f"log in with card {card or '(see above)'} and password {demo_data.DEMO_PASSWORD} "
                    "(DEVELOPMENT ONLY)")
+    fake_idporten = None
+    if not no_idporten and not settings.idporten_enabled:
+        from idp.devtools import idporten as dev_idporten
+
+        try:
+            fake_idporten = dev_idporten.start(settings, idporten_port)
+        except dev_idporten.Unavailable as exc:
+            click.echo(f"fake ID-porten: not started: {exc}")
+        else:
+            settings = dev_idporten.settings_for(settings, fake_idporten)
+            click.echo(f"fake ID-porten (DEVELOPMENT ONLY): {fake_idporten.issuer}; \"Log in with ID-porten\" on the "
+                       "login page lets you pick a made-up person (one with a card, one who registers)")
     click.echo(f"serving on http://{host}:{port} (Ctrl-C to stop)")
     starter = os.getpid()
     try:
@@ -120,3 +138,5 @@ def demo(ctx: Context, host: str, port: int, no_serve: bool, no_platform: bool, 
         # platform may stop it, or a worker's exit would take it down.
         if platform is not None and os.getpid() == starter:
             demo_data.stop_platform(platform)
+        if fake_idporten is not None and os.getpid() == starter:
+            dev_idporten.stop(fake_idporten)

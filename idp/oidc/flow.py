@@ -15,8 +15,9 @@ from idp.state import StateStore
 
 CONSENT_TTL = 365 * 24 * 3600
 GRANT_TTL = 31 * 24 * 3600
-# The strongest method a patron can use on the web today; step-up methods arrive later.
-HIGHEST_AVAILABLE = WEB_MINIMUM
+# The strongest level our own pages reach: password + TOTP (step-up, idp/web/stepup.py). A patron
+# without TOTP who is asked for it is shown how to set it up, so mfa is always within reach.
+HIGHEST_AVAILABLE = "mfa"
 
 
 def required_level(rp_minimum: str, acr_values: list[str] | None) -> str:
@@ -29,8 +30,12 @@ def required_level(rp_minimum: str, acr_values: list[str] | None) -> str:
     return LEVELS[needed]
 
 
-def can_meet(level: str) -> bool:
-    return rank(level) <= rank(HIGHEST_AVAILABLE)
+# With ID-porten configured (idp/auth/idporten.py), its levels are within reach too.
+IDPORTEN_HIGHEST = "idporten-loa-high"
+
+
+def can_meet(level: str, *, idporten: bool = False) -> bool:
+    return rank(level) <= rank(IDPORTEN_HIGHEST if idporten else HIGHEST_AVAILABLE)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from idp.errors import NotAllowed
 from idp.registry.context import Registry
 from idp.registry.dates import age_on, years_before
 from idp.registry.models import Card, Guardianship, Patron
-from idp.registry.patrons import NewPatron, register_patron
+from idp.registry.patrons import NewPatron, national_identity, register_patron
 
 CHILD_SELF_REGISTRATION_AGE = 15
 GUARDIAN_MIN_AGE = 18
@@ -33,6 +33,19 @@ def register_child(reg: Registry, guardian: Patron, child: NewPatron) -> tuple[P
     reg.session.add(Guardianship(guardian_id=guardian.id, child_id=patron.id, created_at=reg.now()))
     reg.session.flush()
     reg.audit("guardianship.add", patron_id=patron.id, guardian_id=guardian.id)
+    return patron, card
+
+
+def register_self(reg: Registry, new: NewPatron) -> tuple[Patron, Card]:
+    """A person registers themselves (identified by ID-porten): a national account and a digital
+    card, from 15 only; under 15 a guardian creates the card (``register_child``)."""
+    nid = national_identity(new.national_id, today=reg.today(), national=True)
+    assert nid is not None  # a national account always has one
+    if nid.birth_date is None or age_on(nid.birth_date, reg.today()) < CHILD_SELF_REGISTRATION_AGE:
+        raise NotAllowed(f"Under {CHILD_SELF_REGISTRATION_AGE} a guardian creates the card: the guardian logs in "
+                         "with ID-porten and creates a card for their child.")
+    patron, card = register_patron(reg, replace(new, local_card=None))
+    reg.audit("patron.self_register", patron_id=patron.id, library_id=card.library_id)
     return patron, card
 
 

@@ -58,6 +58,14 @@ def list_libraries(reg: Registry) -> list[Library]:
     return list(reg.session.scalars(select(Library).order_by(Library.isil)))
 
 
+def libraries_issuing_digital_cards(reg: Registry) -> list[Library]:
+    """Libraries that can hand out a digital card now (a digital series with a free number), by name:
+    the home libraries a person registering themselves can choose from."""
+    free = select(CardSeries.library_id).where(CardSeries.usage == "digital",
+                                               CardSeries.next_number <= CardSeries.last_number)
+    return list(reg.session.scalars(select(Library).where(Library.id.in_(free)).order_by(Library.name)))
+
+
 def describe_series(series: CardSeries) -> str:
     return f"{national_number(series.first_number)}-{national_number(series.last_number)} ({series.usage})"
 

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Date, DateTime, ForeignKey, Index,
-                        Integer, LargeBinary, MetaData, String, TypeDecorator, text)
+                        Integer, LargeBinary, MetaData, String, Text, TypeDecorator, UniqueConstraint, false, text)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -232,7 +232,7 @@ class AuditEvent(Base):
 
 
 class RelyingParty(Base):
-    """A partner the national library lets log patrons in (OIDC now, SAML later).
+    """A partner the national library lets log patrons in, over OIDC or SAML.
 
     The rules (redirect URIs, claims, levels) live in idp.relying_parties; the checks here are
     the backstop for anything that writes rows without going through it.
@@ -248,6 +248,9 @@ class RelyingParty(Base):
         CheckConstraint("min_acr <> 'pin' OR pin_allowed", name="pin_needs_pin_allowed"),
         # An OIDC client is confidential exactly when it holds a secret.
         CheckConstraint("protocol <> 'oidc' OR public = (secret_hash IS NULL)", name="secret_iff_confidential"),
+        # A SAML service provider is known by its entity id and described by its metadata.
+        CheckConstraint("protocol <> 'saml' OR (entity_id IS NOT NULL AND saml_metadata IS NOT NULL)",
+                        name="saml_has_metadata"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -268,6 +271,13 @@ class RelyingParty(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp())
     # When the current secret was issued (at creation or by the last rotation); NULL for public clients.
     secret_rotated_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    # SAML only (NULL for OIDC clients): the SP's entity id, its own EntityDescriptor, the NameID
+    # formats it may get, and whether it accepts logins started at the IdP (unsolicited responses).
+    entity_id: Mapped[str | None] = mapped_column(String(1024), unique=True)
+    saml_metadata: Mapped[str | None] = mapped_column(Text)
+    metadata_updated_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    name_id_formats: Mapped[list[str] | None] = mapped_column(JSON)
+    allow_unsolicited: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     def __repr__(self) -> str:
         return f"<RelyingParty id={self.id} client_id={self.client_id} protocol={self.protocol}>"
@@ -294,5 +304,115 @@ class ClaimRelease(Base):
         return f"<ClaimRelease id={self.id} patron={self.patron_id} relying_party={self.relying_party_id}>"
 
 
-__all__ = ["AuditEvent", "Base", "Card", "CardSeries", "ClaimRelease", "Credential", "Guardianship", "Library",
-           "Membership", "Notification", "Patron", "RelyingParty"]
+class Federation(Base):
+    """A university or municipal identity federation whose members log in with their home account.
+
+    We are a SAML service provider to its identity provider (idp/auth/federation.py). The rules
+    (names, attributes, levels) live in idp.registry.upstream; the checks here are the backstop.
+    """
+
+    __tablename__ = "federation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Short, URL-safe name the operator uses (``idp federation ... unimore``) and the login URL shows.
+    name: Mapped[str] = mapped_column(String(32), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100))
+    # The upstream identity provider's SAML entityID and its metadata (as loaded by the operator).
+    entity_id: Mapped[str] = mapped_column(String(1024))
+    metadata_xml: Mapped[str] = mapped_column(Text)
+    # The attribute whose value identifies a member for good (e.g. eduPersonPrincipalName).
+    link_attribute: Mapped[str] = mapped_column(String(64))
+    # An attribute carrying a Norwegian national identity number, used to link a first login.
+    national_id_attribute: Mapped[str | None] = mapped_column(String(64))
+    # Patron field -> attribute: the upstream owns these fields (read-only here, refreshed at login).
+    attribute_map: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # AuthnContextClassRef -> assurance level ("password" or "mfa"); anything else counts as "password".
+    authn_contexts: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp())
+
+    def __repr__(self) -> str:
+        return f"<Federation id={self.id} name={self.name}>"
+
+
+class UpstreamIdentity(Base):
+    """A federation account linked to a patron. The account's identifier is kept only as a keyed
+    hash (like the national id's lookup hash): enough to recognise it, useless to a reader."""
+
+    __tablename__ = "upstream_identity"
+    __table_args__ = (
+        UniqueConstraint("federation_id", "subject_hash", name="uq_upstream_identity_subject"),
+        # One account per federation and patron: a second one would make "who owns the name" ambiguous.
+        UniqueConstraint("federation_id", "patron_id", name="uq_upstream_identity_patron"),
+        CheckConstraint("linked_by IN ('national_id', 'one_time_code', 'operator')", name="linked_by"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    federation_id: Mapped[int] = mapped_column(ForeignKey("federation.id", ondelete="CASCADE"))
+    subject_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patron.id", ondelete="CASCADE"), index=True)
+    linked_by: Mapped[str] = mapped_column(String(16))
+    linked_at: Mapped[datetime] = mapped_column(Timestamp())
+    last_login_at: Mapped[datetime | None] = mapped_column(Timestamp())
+
+    federation: Mapped[Federation] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<UpstreamIdentity id={self.id} federation={self.federation_id} patron={self.patron_id}>"
+
+
+
+class TotpCredential(Base):
+    """A patron's TOTP authenticator (second factor). The seed is encrypted with the data key
+    (FieldCipher.seal, bound to the patron), never stored or shown in the clear after enrolment."""
+
+    __tablename__ = "totp_credential"
+
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patron.id", ondelete="CASCADE"), primary_key=True)
+    secret_cipher: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+    last_used_at: Mapped[datetime | None] = mapped_column(Timestamp())
+
+    def __repr__(self) -> str:
+        return f"<TotpCredential patron={self.patron_id}>"
+
+
+class RecoveryCode(Base):
+    """A single-use code that stands in for the TOTP authenticator (lost phone). Only a keyed
+    hash is kept (FieldCipher.code_hash); ``used_at`` is set on its one use."""
+
+    __tablename__ = "recovery_code"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patron.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+    used_at: Mapped[datetime | None] = mapped_column(Timestamp())
+
+    def __repr__(self) -> str:
+        return f"<RecoveryCode id={self.id} patron={self.patron_id}>"
+
+
+class PasswordResetToken(Base):
+    """A librarian's reset link (``idp patron reset-password``). Kept in the database, not the state
+    store, so the CLI and the servers see the same links even in the embedded single-process setup.
+    Only the SHA-256 of the 256-bit token is stored; ``used_at`` is set on its one use."""
+
+    __tablename__ = "password_reset_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patron.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+    expires_at: Mapped[datetime] = mapped_column(Timestamp())
+    used_at: Mapped[datetime | None] = mapped_column(Timestamp())
+
+    def __repr__(self) -> str:
+        return f"<PasswordResetToken id={self.id} patron={self.patron_id}>"
+
+
+__all__ = ["AuditEvent", "Base", "Card", "CardSeries", "ClaimRelease", "Credential", "Federation", "Guardianship",
+           "Library", "Membership", "Notification", "PasswordResetToken", "Patron", "RecoveryCode", "RelyingParty",
+           "TotpCredential",
+           "UpstreamIdentity"]

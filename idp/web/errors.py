@@ -19,10 +19,17 @@ from idp.errors import IdpError
 
 log = logging.getLogger("idp.web")
 JSON_PREFIXES = ("/api/", "/healthz", "/.well-known/", "/jwks", "/token", "/userinfo")
+# A browser brings SAML messages: under /saml/ errors are pages, whatever a JSON prefix might match.
+PAGE_PREFIXES = ("/saml/",)
 
 
 def _wants_json() -> bool:
-    return request.path.startswith(JSON_PREFIXES)
+    return request.path.startswith(JSON_PREFIXES) and not request.path.startswith(PAGE_PREFIXES)
+
+
+def error_page(message: str, status: int = 400) -> ResponseReturnValue:
+    """The patron's error page (templates/error.html); ``message`` must hold no personal data."""
+    return render_template("error.html", status=status, message=message), status
 
 
 def _render(status: int, code: str, message: str) -> ResponseReturnValue:

@@ -16,7 +16,7 @@ from idp.web.forms import ChangePasswordForm, LoginForm
 from idp.web.sessions import regenerate
 
 bp = Blueprint("login", __name__)
-CARRIED_OVER_LOGIN = ("lang", "oidc_pending")
+CARRIED_OVER_LOGIN = ("lang", "oidc_pending", "saml_pending")
 
 
 def safe_next(target: str | None) -> str:
@@ -90,8 +90,12 @@ def change_password_form() -> ResponseReturnValue:
 
 @bp.post("/logout")
 def logout() -> Response:
+    from idp.web.idporten import upstream_logout
+
+    # A login through ID-porten is ended there too (read before the session is cleared).
+    upstream = upstream_logout(url_for("pages.landing"))
     session.clear()
-    return redirect(url_for("pages.landing"), 303)
+    return upstream or redirect(url_for("pages.landing"), 303)
 
 
 def must_change_gate() -> ResponseReturnValue | None:

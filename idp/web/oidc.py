@@ -6,7 +6,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from flask import Blueprint, Response, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, jsonify, redirect, render_template, request, session
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from oic.oic.message import AuthorizationErrorResponse
@@ -16,7 +16,6 @@ from pyop.exceptions import (BearerTokenError, InvalidAccessToken, InvalidAuthen
 from pyop.access_token import extract_bearer_token_from_http_request
 
 from idp import relying_parties
-from idp.assurance import rank
 from idp.claims import claims_for_scopes, decide_for, parse_claims_parameter, release
 from idp.oidc.flow import CodeGrant, can_meet, describe, required_level
 from idp.oidc.hints import id_token_audience
@@ -25,7 +24,8 @@ from idp.oidc.wiring import OidcParts
 from idp.registry.models import Patron
 from idp.state import Batch
 from idp.web import services
-from idp.web.facts import in_words
+from idp.web.errors import error_page
+from idp.web.pending import authenticate_then, consent_page, session_meets
 from idp.web.security import allow_form_target
 
 bp = Blueprint("oidc", __name__)
@@ -58,7 +58,7 @@ def _registered_redirect(params: dict[str, Any]) -> bool:
 
 
 def _error_page(message: str, status: int = 400) -> ResponseReturnValue:
-    return render_template("error.html", status=status, message=message), status
+    return error_page(message, status)
 
 
 def _claims_decision(rp: relying_parties.RelyingParty, parsed: Any) -> Any:
@@ -113,7 +113,7 @@ def authorize() -> ResponseReturnValue:
         # Before any login: the patron could not give this service what it insists on anyway.
         return _error_redirect(params, "access_denied", "the policy for this client does not allow the essential "
                                f"claim(s) {', '.join(decision.forbidden_essential)}")
-    if not can_meet(needed):
+    if not can_meet(needed, idporten=services().settings.idporten_enabled):
         return _error_redirect(params, "unmet_authentication_requirements",
                                f"this provider cannot yet authenticate at {needed}")
     session[PENDING] = {"params": params, "needed": needed, "since": int(time.time()),
@@ -131,16 +131,8 @@ def resume() -> ResponseReturnValue:
 
 
 def _session_is_good_enough(pending: dict[str, Any], parsed: Any) -> bool:
-    if session.get("patron_id") is None or session.get("must_change"):
-        return False
-    if rank(session.get("acr", "pin")) < rank(pending["needed"]):
-        return False
-    auth_time = int(session.get("auth_time", 0))
-    if pending.get("fresh") and auth_time < pending["since"]:
-        return False
-    if "max_age" in parsed and time.time() - auth_time > int(parsed["max_age"]):
-        return False
-    return True
+    return session_meets(pending["needed"], since=pending["since"], fresh=bool(pending.get("fresh")),
+                         max_age=int(parsed["max_age"]) if "max_age" in parsed else None)
 
 
 def _proceed(parsed: Any = None) -> ResponseReturnValue:
@@ -157,7 +149,9 @@ def _proceed(parsed: Any = None) -> ResponseReturnValue:
         if "none" in parsed.get("prompt", []):
             session.pop(PENDING, None)
             return _error_redirect(params, "login_required", "the patron must log in")
-        return redirect(url_for("login.login_form", next=url_for("oidc.resume")), 303)
+        return authenticate_then("oidc.resume", pending["needed"], since=pending["since"],
+                                 fresh=bool(pending.get("fresh")),
+                                 max_age=int(parsed["max_age"]) if "max_age" in parsed else None)
     patron_id = int(session["patron_id"])
     with services().registry("oidc") as reg:
         rp = relying_parties.get(reg, parsed["client_id"])
@@ -170,7 +164,7 @@ def _proceed(parsed: Any = None) -> ResponseReturnValue:
             return _error_redirect(params, "consent_required", "the patron must consent")
         pending["released"] = released
         session[PENDING] = pending
-        return render_template("consent.html", rp_name=rp_name, facts=[in_words(name) for name in released])
+        return consent_page(rp_name, released, "oidc.consent")
     return _issue_code(parsed, params, patron_id, released)
 
 
@@ -333,7 +327,13 @@ def end_session() -> ResponseReturnValue:
             if post_logout in rp.redirect_uris:
                 query = urlencode({"state": params["state"]}) if params.get("state") else ""
                 target = post_logout + (("&" if "?" in post_logout else "?") + query if query else "")
+    from idp.web.idporten import upstream_logout
+
+    # A login through ID-porten is ended there too, which then sends the browser on to ``target``.
+    upstream = upstream_logout(target)
     session.clear()
+    if upstream is not None:
+        return upstream
     if target:
         return redirect(target, 303)
     return render_template("logged_out.html")

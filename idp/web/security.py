@@ -30,6 +30,9 @@ def _content_security_policy() -> str:
     pending = session.get("oidc_pending")
     if pending:  # a login for a relying party is under way: its forms end at the relying party
         allow_form_target(pending["params"]["redirect_uri"])
+    saml_pending = session.get("saml_pending")
+    if saml_pending:  # the same for a SAML service provider's AssertionConsumerService
+        allow_form_target(saml_pending["request"]["acs_url"])
     targets = sorted(g.get("form_targets", ()))
     return CSP.format(targets="".join(f" {t}" for t in targets))
 

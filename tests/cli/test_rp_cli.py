@@ -20,7 +20,8 @@ from tests.cli.test_cli import Idp, failed, make_idp, succeeded, values
 from tests.cli.test_cli import cli_env  # noqa: F401  - a fixture: the environment pointing at this test's register
 
 FILM_CB = "https://film.example/callback"
-RP_COMMANDS = ["add-oidc", "disable", "enable", "list", "rotate-secret", "set-dpa", "show"]
+RP_COMMANDS = ["add-oidc", "add-saml", "disable", "enable", "list", "load-saml-metadata", "rotate-secret", "set-dpa",
+               "show"]
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 from werkzeug.serving import make_server
@@ -15,6 +17,35 @@ from idp import create_app
 from idp.services import Services, build_services
 from idp.settings import Settings
 from tests.conftest import FakeClock
+
+
+# One Chromium for the whole run, shared by every browser test module: Playwright's sync API runs
+# one event loop per thread, so a second session-scoped browser (a module's own copy of this
+# fixture, even an imported one) fails with "using Playwright Sync API inside the asyncio loop".
+# Modules must therefore take ``browser`` from here, never define or import it.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """The system's Chromium (never `playwright install`); skipped here without it, failed in CI."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import REQUIRE_SERVICES
+
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing (apt-get install chromium; never `playwright install`)"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{message}; CI requires it (see .ci/run)", pytrace=False)
+        pytest.skip(f"{message}; the browser tests are skipped here but required in CI")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
 
 
 def free_port() -> int:

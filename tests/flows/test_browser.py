@@ -16,21 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 from werkzeug.serving import make_server
 
 from demo.ebook.app import PlatformConfig
 from demo.ebook.app import create_app as create_platform
 from idp.demo import ensure_platform
-from tests.conftest import REQUIRE_SERVICES
-from tests.flows.conftest import LiveIdp, free_port
+from tests.flows.conftest import CHROMIUM, CHROMIUM_ARGS, LiveIdp, free_port  # noqa: F401 - as before
 from tests.unit.factories import library, patron
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 PASSWORD = "correct horse battery"
 PIN = "2468"
 NEW_PASSWORD = "a much better passphrase"
@@ -46,19 +42,7 @@ class Platform:
 
 # -- fixtures -----------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing (apt-get install chromium; never `playwright install`)"
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{message}; CI requires it (see .ci/run)", pytrace=False)
-        pytest.skip(f"{message}; the browser tests are skipped here but required in CI")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+# ``browser`` (one Chromium for the run) is in tests/flows/conftest.py, shared with every browser module.
 
 
 def new_context(browser: Browser, locale: str) -> BrowserContext:

@@ -275,8 +275,9 @@ def test_wrong_client_secret_and_a_colon_in_basic_auth(live: LiveIdp) -> None:
         assert response.status_code == 401 and response.json()["error"] == "invalid_client"
 
 
-def test_step_up_beyond_password_fails_with_the_protocol_error(live: LiveIdp, card: str) -> None:
-    client = register(live, min_acr="mfa")
+def test_step_up_beyond_mfa_fails_with_the_protocol_error(live: LiveIdp, card: str) -> None:
+    # mfa is within reach (password + TOTP, tests/flows/test_stepup.py); without ID-porten nothing above it is.
+    client = register(live, min_acr="idporten-loa-substantial")
     url, state, _ = start(live, rp_session(live, client))
     params = callback_params(requests.get(url, allow_redirects=False, timeout=5))
     assert params["error"] == "unmet_authentication_requirements" and params["state"] == state

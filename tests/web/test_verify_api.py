@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import uuid
 from datetime import date, timedelta
 from typing import Any
 
@@ -271,7 +272,7 @@ def test_the_per_partner_limit_is_kept_apart_from_strangers_sending_its_id(servi
     from idp import create_app
 
     settings = services.settings.model_copy(update={"verify_limit_per_client": "3 per minute"})
-    app = create_app(settings, services=services, config={"RATELIMIT_KEY_PREFIX": "idp-test-partner-limit"})
+    app = create_app(settings, services=services, config={"RATELIMIT_KEY_PREFIX": f"idp-test-{uuid.uuid4().hex}"})
     film = _partner(services, FILM_POLICY)
     body = {"card_number": cards["adult"], "password": PASSWORD}
     with app.test_client() as client:

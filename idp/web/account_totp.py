@@ -82,27 +82,45 @@ def _enrolment_page(pid: int, form: ConfirmTotpForm, *, error: str | None = None
                            error=error, window=totp.VALID_WINDOW * totp.INTERVAL), status
 
 
-@bp.get("/setup")
-def setup() -> ResponseReturnValue:
+def _may_start(proof: str, *, enrolled: bool) -> tuple[int | None, ResponseReturnValue | None]:
+    """(patron id, None) when the patron may open this change now; otherwise (None, the page to
+    go to): the login, the status page if TOTP is not in the state the change needs, or the
+    one-time code step."""
     pid = patron_id()
     if pid is None:
-        return login_redirect()
+        return None, login_redirect()
     remember_next()
     with services().registry("web") as reg:
-        if totp.is_enrolled(reg, pid):
-            return redirect(url_for("account_totp.status"), 303)
-    if not has_proof("totp-setup"):
-        return code_step("totp-setup")
+        if totp.is_enrolled(reg, pid) != enrolled:
+            return None, redirect(url_for("account_totp.status"), 303)
+    if not has_proof(proof):
+        return None, code_step(proof)
+    return pid, None
+
+
+def _may_finish(proof: str) -> tuple[int | None, ResponseReturnValue | None]:
+    """Like ``_may_start`` for the form's answer: the one-time code's proof may have expired."""
+    pid = patron_id()
+    if pid is None:
+        return None, login_redirect()
+    if not has_proof(proof):
+        return None, code_step(proof, error=_("Your one-time code has expired. Ask for a new one."), status=403)
+    return pid, None
+
+
+@bp.get("/setup")
+def setup() -> ResponseReturnValue:
+    pid, elsewhere = _may_start("totp-setup", enrolled=False)
+    if pid is None:
+        return elsewhere
     return _enrolment_page(pid, ConfirmTotpForm(formdata=None))
 
 
 @bp.post("/setup")
 def setup_confirm() -> ResponseReturnValue:
-    pid = patron_id()
+    pid, elsewhere = _may_finish("totp-setup")
     if pid is None:
-        return login_redirect()
-    if not has_proof("totp-setup"):
-        return code_step("totp-setup", error=_("Your one-time code has expired. Ask for a new one."), status=403)
+        return elsewhere
     form = ConfirmTotpForm()
     if not form.validate_on_submit():
         return _enrolment_page(pid, form, status=400)
@@ -125,15 +143,9 @@ def setup_confirm() -> ResponseReturnValue:
 
 @bp.route("/recovery-codes", methods=["GET", "POST"])
 def recovery_codes() -> ResponseReturnValue:
-    pid = patron_id()
+    pid, elsewhere = _may_start("recovery-codes", enrolled=True)
     if pid is None:
-        return login_redirect()
-    remember_next()
-    with services().registry("web") as reg:
-        if not totp.is_enrolled(reg, pid):
-            return redirect(url_for("account_totp.status"), 303)
-    if not has_proof("recovery-codes"):
-        return code_step("recovery-codes")
+        return elsewhere
     if request.method == "GET":
         return render_template("totp_recovery_confirm.html")
     with services().registry("web") as reg:
@@ -148,25 +160,17 @@ def _remove_page(form: RemoveTotpForm, *, error: str | None = None, status: int 
 
 @bp.get("/remove")
 def remove() -> ResponseReturnValue:
-    pid = patron_id()
+    pid, elsewhere = _may_start("totp-remove", enrolled=True)
     if pid is None:
-        return login_redirect()
-    remember_next()
-    with services().registry("web") as reg:
-        if not totp.is_enrolled(reg, pid):
-            return redirect(url_for("account_totp.status"), 303)
-    if not has_proof("totp-remove"):
-        return code_step("totp-remove")
+        return elsewhere
     return _remove_page(RemoveTotpForm(formdata=None))
 
 
 @bp.post("/remove")
 def remove_submit() -> ResponseReturnValue:
-    pid = patron_id()
+    pid, elsewhere = _may_finish("totp-remove")
     if pid is None:
-        return login_redirect()
-    if not has_proof("totp-remove"):
-        return code_step("totp-remove", error=_("Your one-time code has expired. Ask for a new one."), status=403)
+        return elsewhere
     form = RemoveTotpForm()
     if not form.validate_on_submit():
         return _remove_page(form, error=_("Enter your password and a code."), status=400)

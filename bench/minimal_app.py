@@ -3,7 +3,7 @@
     .venv/bin/python bench/minimal_app.py --port 5001 [--workers 1]
 
 ``GET /hello`` answers a small JSON document. Everything around it is the IdP's own serving code
-(idp.server.run: gunicorn sync workers, the same access log, timeouts and forwarding rules), so the
+(idp.server.run: gunicorn workers and threads, the same access log, timeouts and forwarding rules), so the
 difference between the two is the IdP's work per request and nothing else.
 """
 
@@ -40,12 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5001)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=server.DEFAULT_THREADS)
     args = parser.parse_args(argv)
     # idp.server.run builds its gunicorn application itself; swapping in ours for the duration keeps
     # every server option identical to the IdP's without restating (and drifting from) them. The
     # settings are only handed through to the application, which ignores them.
     with mock.patch.object(server, "_Gunicorn", _MinimalGunicorn):
-        server.run(Settings(mode=Mode.DEVELOPMENT), host=args.host, port=args.port, workers=args.workers)
+        server.run(Settings(mode=Mode.DEVELOPMENT), host=args.host, port=args.port, workers=args.workers,
+                   threads=args.threads)
     return 0
 
 

@@ -4,7 +4,8 @@ API against bare argon2, the token endpoint against a minimal Flask app served t
     .venv/bin/python bench/oidc.py [--quick] [--database-url URL|sqlite] [--redis-url URL|memory]
                                    [--seconds S] [--patrons N] [--clients C] [--chains K] [--codes M]
 
-The IdP runs as ``idp serve --workers 1`` (one gunicorn sync worker) in a temporary IDP_HOME, in
+The IdP runs as ``idp serve --workers 1`` (one gunicorn worker, with idp serve's default threads
+unless --threads says otherwise) in a temporary IDP_HOME, in
 development mode for its secrets and signing keys but with the production argon2 parameters, on
 a fresh database: with a PostgreSQL URL (the default) the benchmark creates ``idp_bench_oidc_<random>``
 there and drops it at the end; ``sqlite`` gives a new file in the temporary home. Its Redis state
@@ -13,9 +14,9 @@ the app's keys carry no per-instance prefix; ``memory`` keeps the state in the o
 Servers are stopped, the database dropped and the home removed also after a failure, Ctrl-C or
 SIGTERM.
 
-Load comes from threads in this process, each a small HTTP/1.1 client on raw sockets: gunicorn's
-sync worker closes every connection after its response, so there is no keep-alive to reuse and a
-heavier client (requests) would itself be the limit on the minimal app. With ``wrk`` installed the
+Load comes from threads in this process, each a small HTTP/1.1 client on raw sockets sending one
+request per connection (what gunicorn's sync worker allows; the threaded worker is given the
+same), so a heavier client (requests) is not itself the limit on the minimal app. With ``wrk`` installed the
 minimal app is measured with it as well, as a check that the client side is not what limits it.
 """
 
@@ -60,6 +61,7 @@ from idp.registry.libraries import add_library, reserve_series
 from idp.registry.national_id import synthetic_national_ids
 from idp.registry.patrons import NewPatron, register_patron
 from idp.services import build_services
+from idp.server import DEFAULT_THREADS
 from idp.settings import OWASP_ARGON2_MIN_MEMORY_KIB, OWASP_ARGON2_MIN_TIME_COST, Settings, load_settings
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://127.0.0.1:5432/test"
@@ -111,6 +113,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--argon2-seconds", type=_positive_float, help="seconds of bare argon2 verifies (5)")
     parser.add_argument("--patrons", type=positive, help="patrons seeded, each with a password (200)")
     parser.add_argument("--clients", type=positive, default=2, help="client threads per phase (2)")
+    parser.add_argument("--threads", type=positive, default=DEFAULT_THREADS,
+                        help=f"threads of the one gunicorn worker, for both servers ({DEFAULT_THREADS}, as idp serve)")
     parser.add_argument("--chains", type=positive, help="independent refresh-token chains (4)")
     parser.add_argument("--codes", type=positive, help="authorization codes made before the exchange (3000)")
     args = parser.parse_args(argv)
@@ -151,7 +155,7 @@ class Reply:
 
 def http(port: int, method: str, target: str, headers: Mapping[str, str] | None = None,
          body: bytes = b"") -> Reply:
-    """One request on its own connection, as gunicorn's sync worker closes each after answering."""
+    """One request on its own connection (gunicorn's sync worker closes each after answering)."""
     lines = [f"{method} {target} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     if body or method == "POST":
@@ -505,10 +509,12 @@ class Benchmark:
         env = self._environment()
         cards, client, partner = self._seed(env)
         port = free_port()
-        command = [*_idp_command(), "serve", "--workers", "1", "--host", "127.0.0.1", "--port", str(port)]
+        command = [*_idp_command(), "serve", "--workers", "1", "--threads", str(self.args.threads),
+                   "--host", "127.0.0.1", "--port", str(port)]
         idp = start_server("the IdP", command, {**env, "IDP_ISSUER": f"http://127.0.0.1:{port}"}, port,
                            self.home / "idp-server.log", "/healthz", self.cleanup)
-        print(f"IdP: `idp serve --workers 1` (gunicorn {version('gunicorn')}, one sync worker, pid {idp.worker}) "
+        print(f"IdP: `idp serve --workers 1 --threads {self.args.threads}` (gunicorn {version('gunicorn')}, "
+              f"{self._serving()}, pid {idp.worker}) "
               f"on 127.0.0.1:{port}")
         self._logins(idp, cards)
         self._verify(idp, cards, partner)
@@ -528,9 +534,9 @@ class Benchmark:
         print(f"versions: gunicorn {version('gunicorn')}, Flask {version('flask')}, "
               f"argon2-cffi {version('argon2-cffi')}, pyop {version('pyop')}, jwcrypto {version('jwcrypto')}; "
               f"wrk: {wrk or 'not installed'}")
-        print(f"method: each server is one gunicorn sync worker; the load comes from {self.args.clients} client "
+        print(f"method: each server is {self._serving()}; the load comes from {self.args.clients} client "
               "threads in this process on loopback, each a small raw-socket HTTP/1.1 client sending one request per "
-              "connection (the sync worker closes every connection, so there is no keep-alive to use); a phase "
+              "connection (no keep-alive, which the sync worker would not offer); a phase "
               f"runs {self.args.seconds:g} s or until its work runs out, after untimed warm-up requests; only "
               "successful answers count")
 
@@ -695,6 +701,13 @@ class Benchmark:
         print(f"{label}: {tally.rate:.1f}/s per worker ({tally.ok:,} successful in {tally.seconds:.1f} s, "
               f"{tally.failed} failed; {how})")
         print(f"  {short}/argon2 ratio: {ratio:.2f} (target >= {target}: {_met(ratio >= target)})")
+        if tally.ok:
+            # With threads the worker can overlap a request's Python with another's argon2; what
+            # each answer costs in CPU says how much work the IdP adds, whatever the overlap.
+            spent = tally.cpu.get("worker", 0.0) * tally.seconds / tally.ok * 1000
+            alone = 1000 / self.results.argon2
+            print(f"  worker CPU per answer: {spent:.1f} ms, of which one argon2 verify is {alone:.1f} ms when it "
+                  "runs alone")
         print(f"  {limit}")
         print(tally.load_line())
         self._worker_times(idp, since)
@@ -848,7 +861,7 @@ class Benchmark:
     def _minimal(self) -> None:
         port = free_port()
         command = [sys.executable, str(Path(__file__).with_name("minimal_app.py")), "--port", str(port),
-                   "--workers", "1"]
+                   "--workers", "1", "--threads", str(self.args.threads)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
         app = start_server("the minimal app", command, env, port, self.home / "minimal-server.log", "/hello",
                            self.cleanup)
@@ -862,7 +875,7 @@ class Benchmark:
         tally = measure(self.args.clients, self.args.seconds, 10_000_000, hello, self._watch(app))
         self.results.minimal = tally
         print(f"minimal Flask app (bench/minimal_app.py, GET /hello answering a 30-byte JSON, served by "
-              f"idp.server's gunicorn options, one sync worker): {tally.rate:,.0f}/s ({tally.ok:,} in "
+              f"idp.server's gunicorn options, {self._serving()}): {tally.rate:,.0f}/s ({tally.ok:,} in "
               f"{tally.seconds:.1f} s, {tally.failed} failed)")
         print(tally.load_line())
         self._worker_times(app, since)
@@ -874,6 +887,11 @@ class Benchmark:
                 print(f"  cross-check with wrk (1 thread, 2 connections, {self.args.seconds:g} s): "
                       f"{self.results.minimal_wrk:,.0f}/s")
         app.stop()
+
+    def _serving(self) -> str:
+        if self.args.threads == 1:
+            return "one sync worker"
+        return f"one gthread worker with {self.args.threads} threads, argon2 gated to one run at a time"
 
     def _watch(self, server: Server) -> dict[str, list[int]]:
         worker = server.worker
@@ -895,7 +913,7 @@ class Benchmark:
         r = self.results
         assert r.logins and r.verify and r.exchange and r.refresh and r.minimal
         baseline = r.minimal.rate
-        print("summary (per gunicorn sync worker):")
+        print(f"summary (per gunicorn worker: {self._serving()}):")
         if r.minimal_wrk is not None:
             print(f"  (the minimal app's figure is with this benchmark's client; wrk measured {r.minimal_wrk:,.0f}/s)")
         for what, tally, target in (("logins", r.logins, LOGIN_TARGET), ("verify API", r.verify, VERIFY_TARGET)):

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,7 +28,7 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         # writer committed. SQLite is the single-process embedded default; that is fine there.
         engine = create_engine(url, connect_args={"isolation_level": None}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine, "begin", _begin_immediate)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         # Plain postgresql:// means psycopg 3 here, the driver we install.
@@ -67,6 +67,12 @@ def _ping_when_idle(engine: Engine) -> None:
     event.listen(engine, "connect", stamp)
     event.listen(engine, "checkin", stamp)
     event.listen(engine, "checkout", ping_if_idle)
+
+
+def _begin_immediate(connection: Connection) -> None:
+    # Services.read runs single statements in autocommit: those need no transaction, let alone the lock.
+    if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -76,6 +76,9 @@ class Settings(BaseModel):
     argon2_time_cost: int = Field(default=OWASP_ARGON2_MIN_TIME_COST, ge=1)
     argon2_memory_kib: int = Field(default=OWASP_ARGON2_MIN_MEMORY_KIB, ge=8)
     argon2_parallelism: int = Field(default=1, ge=1, le=16)
+    # argon2 runs at once per process (each takes argon2_memory_kib and a core): with N workers
+    # at most N x this many, however many requests arrive together.
+    argon2_concurrency: int = Field(default=1, ge=1, le=64)
     # pysaml2 signs and verifies by running this binary (Debian package xmlsec1); never searched for.
     xmlsec_binary: Path = Path("/usr/bin/xmlsec1")
     # ID-porten (the Norwegian national eID) as an upstream OpenID provider (idp/auth/idporten.py):

@@ -10,6 +10,7 @@ from idp import migrate
 from idp.cli.common import Context, fail, handle_errors, out, pass_ctx
 from idp.keys import KeyRing
 from idp.keys import rotate as rotate_keys
+from idp.server import DEFAULT_THREADS
 from idp.settings import Mode, load_settings, new_secret, requested_mode
 
 
@@ -55,16 +56,19 @@ def _print_kids(ring: KeyRing) -> None:
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Processes; one per core is the usual choice.")
+@click.option("--threads", default=DEFAULT_THREADS, show_default=True, type=click.IntRange(1, 64),
+              help="Threads per worker (1: gunicorn's sync worker).")
 @pass_ctx
 @handle_errors
-def serve(ctx: Context, host: str, port: int, workers: int) -> None:
+def serve(ctx: Context, host: str, port: int, workers: int, threads: int) -> None:
     """Serve the IdP (gunicorn)."""
     from idp.server import run
 
     ctx.services.require_current_schema()
     ctx.services.saml  # noqa: B018 - a missing SAML key or xmlsec1: one error line here, not a crashing worker
-    run(ctx.services.settings, host=host, port=port, workers=workers)
+    run(ctx.services.settings, host=host, port=port, workers=workers, threads=threads)
 
 
 @click.command("demo")

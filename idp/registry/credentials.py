@@ -8,7 +8,10 @@ whether a card exists.
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -18,6 +21,7 @@ from idp.errors import ValidationError
 PASSWORD_MIN = 8
 PASSWORD_MAX = 256  # characters; passphrases welcome, megabytes not
 _PIN = re.compile(r"\d{4,6}")
+_T = TypeVar("_T")
 
 
 def check_password_shape(password: str) -> None:
@@ -39,16 +43,28 @@ class Verification:
 
 
 class SecretHasher:
-    def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int) -> None:
+    """argon2id hashing and verifying, at most ``concurrency`` runs at a time in this process.
+
+    The gate bounds what a burst of logins can take from a worker (memory_kib and one core per
+    run) whatever its thread count; a request waiting for it holds no database connection yet,
+    and the worker's other threads go on with their requests (argon2 runs without the GIL).
+    """
+
+    def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int, concurrency: int = 1) -> None:
         self._ph = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism,
                                   hash_len=32, salt_len=16, type=Type.ID)
+        self._gate = threading.BoundedSemaphore(concurrency)
         self._dummy = self._ph.hash("timing-equaliser")
 
     def __repr__(self) -> str:
         return "<SecretHasher argon2id>"
 
+    def _gated(self, run: Callable[[], _T]) -> _T:
+        with self._gate:
+            return run()
+
     def hash(self, secret: str) -> str:
-        return self._ph.hash(secret)
+        return self._gated(lambda: self._ph.hash(secret))
 
     def verify(self, stored: str | None, secret: str) -> Verification:
         """Constant work whether or not ``stored`` exists; never raises for a wrong secret."""
@@ -59,13 +75,13 @@ class SecretHasher:
             self._burn(secret)
             return Verification(False)
         try:
-            self._ph.verify(stored, secret)
+            self._gated(lambda: self._ph.verify(stored, secret))
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return Verification(False)
-        return Verification(True, self._ph.hash(secret) if self._ph.check_needs_rehash(stored) else None)
+        return Verification(True, self.hash(secret) if self._ph.check_needs_rehash(stored) else None)
 
     def _burn(self, secret: str = "") -> None:
         try:
-            self._ph.verify(self._dummy, secret or "x")
+            self._gated(lambda: self._ph.verify(self._dummy, secret or "x"))
         except VerificationError:
             pass

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import OperationalError
 
 from idp import db
+from idp.services import Services
 
 
 def _kill_pooled_connection(url: str, engine: object) -> None:
@@ -43,3 +46,18 @@ def test_a_connection_in_steady_use_is_not_pinged(postgres_database: str, monkey
             assert connection.execute(text("SELECT 1")).scalar_one() == 1
     finally:
         engine.dispose()
+
+
+def test_a_hot_read_runs_beside_a_writer_without_waiting_for_its_lock(services: Services) -> None:
+    """Services.read (the login page's federations) needs no transaction: on SQLite it must not
+    queue behind a writer's lock, and on either backend it sees only what was committed."""
+    from idp.registry.models import Library
+    from tests.unit.factories import library
+
+    isils = select(Library.isil).order_by(Library.isil)
+    with services.registry("test") as reg:
+        library(reg)  # an open write transaction: SQLite's write lock is taken
+        started = time.monotonic()
+        assert services.read(isils) == []
+        assert time.monotonic() - started < 2  # SQLite's busy timeout is 5 s
+    assert [row.isil for row in services.read(isils)] == ["NO-2030000"]

@@ -123,6 +123,27 @@ def test_demo_then_serve_answers_over_http(tmp_path: Path) -> None:
     assert "one-time-code-4711" not in output
 
 
+def test_a_slow_client_does_not_hold_up_the_worker_for_everyone_else(tmp_path: Path) -> None:
+    """One worker, and a client that sends half its headers and waits: with the default threads the
+    worker still answers others at once (a sync worker would wait out its 30 s timeout)."""
+    env = idp_env(tmp_path)
+    assert run_idp("demo", "--no-serve", env=env).returncode == 0
+    port = free_port()
+    with running(["serve", "--port", str(port), "--workers", "1"], env, tmp_path / "serve.log") as (base, _):
+        with socket.create_connection(("127.0.0.1", port)) as slow:
+            slow.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Language: e")  # headers unfinished
+            time.sleep(0.3)  # the worker has taken the slow connection by now
+            started = time.monotonic()
+            status, _, body = get(f"{base}/healthz")
+            assert status == 200 and json.loads(body)["status"] == "ok"
+            assert time.monotonic() - started < 3
+
+
+def test_serve_refuses_a_thread_count_of_no_use(tmp_path: Path) -> None:
+    result = run_idp("serve", "--threads", "0", env=idp_env(tmp_path), timeout=30)
+    assert result.returncode != 0 and "--threads" in result.stderr and "0" in result.stderr
+
+
 def test_demo_prints_the_demo_patrons_and_serves(tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "demo.log"

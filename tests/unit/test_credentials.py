@@ -1,0 +1,84 @@
+"""The argon2 gate: however many threads a worker runs, at most ``concurrency`` hashes at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from idp.errors import ConfigError
+from idp.registry.credentials import SecretHasher
+from idp.settings import load_settings
+
+
+class Overlap:
+    """Wraps argon2's PasswordHasher and records how many of its runs overlapped."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner, self._lock = inner, threading.Lock()
+        self.running = self.most = 0
+
+    def _timed(self, run: Any, *args: Any) -> Any:
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.02)  # long enough for the other threads to arrive while this one runs
+            return run(*args)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+    def verify(self, *args: Any) -> Any:
+        return self._timed(self._inner.verify, *args)
+
+    def hash(self, *args: Any) -> Any:
+        return self._timed(self._inner.hash, *args)
+
+    def check_needs_rehash(self, stored: str) -> bool:
+        return bool(self._inner.check_needs_rehash(stored))
+
+
+def most_at_once(concurrency: int, threads: int = 6) -> int:
+    hasher = SecretHasher(time_cost=1, memory_kib=64, parallelism=1, concurrency=concurrency)
+    stored = hasher.hash("correct horse battery")
+    spy = Overlap(hasher._ph)
+    hasher._ph = spy  # type: ignore[assignment]
+    start = threading.Barrier(threads)
+    results: list[bool] = []
+
+    def work(n: int) -> None:
+        start.wait()
+        # Right secrets, wrong ones and unknown accounts (the dummy hash) all pass the gate.
+        secret = "correct horse battery" if n % 3 else "wrong horse battery"
+        results.append(hasher.verify(stored if n % 2 else None, secret).ok)
+        hasher.hash("another horse battery")
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(10)
+    assert len(results) == threads and results.count(True) == 2  # n = 1 and 5
+    return spy.most
+
+
+def test_one_hash_at_a_time_by_default_whatever_the_number_of_threads() -> None:
+    assert most_at_once(1) == 1
+
+
+def test_a_larger_gate_lets_that_many_run_together() -> None:
+    assert most_at_once(3) == 3
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "65", "two"])
+def test_a_gate_of_no_use_is_refused_at_start_up(value: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="IDP_ARGON2_CONCURRENCY"):
+        load_settings({"IDP_MODE": "development", "IDP_HOME": str(tmp_path), "IDP_ARGON2_CONCURRENCY": value})
+
+
+def test_the_gate_is_one_by_default(tmp_path: Path) -> None:
+    assert load_settings({"IDP_MODE": "development", "IDP_HOME": str(tmp_path)}).argon2_concurrency == 1

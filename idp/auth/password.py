@@ -45,20 +45,16 @@ def looks_like_pin(secret: str) -> bool:
 def password_login(reg: Registry, username: str, password: str) -> LoginResult:
     if looks_like_pin(password):
         return LoginResult(Outcome.PIN_ON_WEB)
-    try:
-        card, credential = cards.find_card_and_secret(reg, username, "password")
-    except InvalidCardNumber:
-        card, credential = None, None
-    patron = card.patron if card is not None else None
-    check = patrons.check_secret(reg, patron, credential, password)
-    if not check.ok or patron is None:
+    on_file = cards.find_secret_on_file(reg, username, "password")
+    check = patrons.check_secret(reg, on_file, password)
+    if not check.ok or on_file is None:
         return LoginResult(Outcome.FAILED)
     if not check.rehashed:
         # Only bookkeeping is written below; a rehashed credential keeps the full guarantee.
         reg.relax_durability()
-    patrons.record_activity(reg, patron)
-    reg.audit("login.password", patron_id=patron.id)
-    return LoginResult(Outcome.OK, patron.id, check.must_change)
+    patrons.record_activity_on_file(reg, on_file)
+    reg.audit("login.password", patron_id=on_file.patron_id)
+    return LoginResult(Outcome.OK, on_file.patron_id, check.must_change)
 
 
 def patron_key(reg: Registry, username: str) -> str:

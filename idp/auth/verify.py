@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from idp.claims import release
-from idp.errors import InvalidCardNumber, NotAllowed, ValidationError
+from idp.errors import NotAllowed, ValidationError
 from idp.registry import cards, patrons
 from idp.registry.context import Registry
 from idp.registry.credentials import PASSWORD_MAX
@@ -81,20 +81,16 @@ def verify(reg: Registry, relying_party: RelyingParty, request: VerifyRequest) -
     """
     if request.kind == "pin" and not relying_party.pin_allowed:
         raise NotAllowed("This partner may not check PINs; send the patron's password instead.")
-    try:
-        card, credential = cards.find_card_and_secret(reg, request.card_number, request.kind)
-    except InvalidCardNumber:
-        card, credential = None, None
-    patron = card.patron if card is not None else None
-    check = patrons.check_secret(reg, patron, credential, request.secret)
-    if not check.ok or patron is None:
+    on_file = cards.find_secret_on_file(reg, request.card_number, request.kind)
+    check = patrons.check_secret(reg, on_file, request.secret)
+    if not check.ok or on_file is None:
         return {"valid_patron": False}
     if not check.rehashed:
         # Only bookkeeping is written below (the release log, the day's activity).
         reg.relax_durability()
     names = ["valid_patron", *(f"age_over_{n:02d}" for n in request.age_over), "loan_ban"]
-    released = release(reg, patron.id, relying_party, names, protocol="api")
-    patrons.record_activity(reg, patron)
+    released = release(reg, on_file.patron_id, relying_party, names, protocol="api")
+    patrons.record_activity_on_file(reg, on_file)
     # The check itself answers valid_patron, whatever the policy lists: it is what was asked.
     answer = {"valid_patron": bool(released.values.get("valid_patron", True))}
     answer.update((name, bool(value)) for name, value in released.values.items())

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, select, update
+from sqlalchemy import Row, Select, and_, bindparam, select, update
 from sqlalchemy.orm import joinedload
 
 from idp.errors import CardOutsideSeries, Conflict, InvalidCardNumber, NotAllowed, NotFound, ValidationError
@@ -129,32 +132,66 @@ def _rule_sets(reg: Registry) -> list[RuleSet]:
     return [_rules(s) for s in sorted(seen)]
 
 
+@dataclass(frozen=True)
+class SecretOnFile:
+    """A card's patron and one of their secrets, as a login or a verify call needs them: plain
+    columns from one query, no ORM objects to build for a request that mostly just hashes."""
+
+    patron_id: int
+    patron_status: str
+    kind: str
+    secret_hash: str | None  # None: the patron has no secret of this kind
+    must_change: bool
+    last_activity_at: datetime
+    inactivity_warned_at: datetime | None
+
+    def __repr__(self) -> str:
+        return f"<SecretOnFile patron={self.patron_id} {self.kind}>"  # never the hash
+
+
+# Built once: these run on every login and every verify call, and building a statement costs
+# more than running it. The typed number's possible readings arrive as the expanding "numbers".
+_ACTIVE_READING = and_(Card.number.in_(bindparam("numbers", expanding=True)), Card.status == "active")
+_CARD = select(Card).where(_ACTIVE_READING)
+_CARD_WITH_PATRON = select(Card).options(joinedload(Card.patron)).where(_ACTIVE_READING)
+_SECRET_ON_FILE = (select(Card.number, Card.patron_id, Patron.status, Patron.last_activity_at,
+                          Patron.inactivity_warned_at, Credential.hash, Credential.must_change)
+                   .join(Patron, Patron.id == Card.patron_id)
+                   .outerjoin(Credential, and_(Credential.patron_id == Card.patron_id,
+                                               Credential.kind == bindparam("kind")))
+                   .where(_ACTIVE_READING))
+
+
 def find_card(reg: Registry, typed: str, *, with_patron: bool = False) -> Card | None:
     """The active card a typed number stands for, or None (also when the reading is ambiguous).
 
     ``with_patron`` loads the card's patron in the same query.
     """
-    query = select(Card).options(joinedload(Card.patron)) if with_patron else select(Card)
-    found = _one_reading(reg, typed, query)
+    found = _one_reading(reg, typed, _CARD_WITH_PATRON if with_patron else _CARD, lambda row: row[0].number)
     return found[0] if found is not None else None
 
 
-def find_card_and_secret(reg: Registry, typed: str, kind: str) -> tuple[Card | None, Credential | None]:
-    """The active card (with its patron) and that patron's secret of ``kind``, in one query:
-    a login needs all three, and every query is a round trip to the database."""
-    query = (select(Card, Credential).options(joinedload(Card.patron))
-             .outerjoin(Credential, and_(Credential.patron_id == Card.patron_id, Credential.kind == kind)))
-    found = _one_reading(reg, typed, query)
-    return (found[0], found[1]) if found is not None else (None, None)
+def find_secret_on_file(reg: Registry, typed: str, kind: str) -> SecretOnFile | None:
+    """The patron behind an active card and their secret of ``kind``, in one query; None for an
+    unknown or unreadable number. Raises nothing for bad input: a login fails the same way."""
+    try:
+        row = _one_reading(reg, typed, _SECRET_ON_FILE, lambda row: row[0], kind=kind)
+    except InvalidCardNumber:
+        return None
+    if row is None:
+        return None
+    _, patron_id, status, last_activity, warned, secret_hash, must_change = row
+    return SecretOnFile(patron_id, status, kind, secret_hash, bool(must_change), last_activity, warned)
 
 
-def _one_reading(reg: Registry, typed: str, query: Select[Any]) -> Row[Any] | None:
+def _one_reading(reg: Registry, typed: str, query: Select[Any], number_of: Callable[[Row[Any]], str],
+                 **params: Any) -> Row[Any] | None:
     # A national number reads the same under every library's rules: skip loading them.
     candidates = lookup_candidates(typed, [] if national_form(generic(typed)) else _rule_sets(reg))
-    rows = list(reg.session.execute(query.where(Card.number.in_(candidates), Card.status == "active")))
+    rows = list(reg.session.execute(query, {"numbers": candidates, **params}))
     if len(rows) <= 1:
         return rows[0] if rows else None
-    exact = [row for row in rows if row[0].number == candidates[0]]
+    exact = [row for row in rows if number_of(row) == candidates[0]]
     return exact[0] if exact else None
 
 
@@ -214,4 +251,4 @@ def _move_membership(membership: Membership, target: Patron) -> None:
     membership.patron.memberships.remove(membership)  # delete-orphan removes the old row
 
 
-__all__ = ["KINDS", "find_card", "issue_card", "merge_local_card", "require_card"]
+__all__ = ["KINDS", "SecretOnFile", "find_card", "find_secret_on_file", "issue_card", "merge_local_card", "require_card"]

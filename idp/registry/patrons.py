@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select, update
 
 from idp.errors import Conflict, NotAllowed, NotFound, ValidationError
-from idp.registry.cards import issue_card, require_card
+from idp.registry.cards import SecretOnFile, issue_card, require_card
 from idp.registry.context import Registry
-from idp.registry.credentials import check_password_shape, check_pin_shape
+from idp.registry.credentials import Verification, check_password_shape, check_pin_shape
 from idp.registry.dates import oslo_date
 from idp.registry.libraries import get_library
 from idp.registry.models import Card, Credential, Membership, Patron
@@ -230,17 +230,33 @@ class SecretCheck:
 def verify_secret(reg: Registry, patron: Patron | None, kind: str, value: str) -> SecretCheck:
     """Check a password or PIN. Same cost for an unknown patron; upgrades an outdated hash."""
     credential = reg.session.get(Credential, (patron.id, kind)) if patron is not None else None
-    return check_secret(reg, patron, credential, value)
-
-
-def check_secret(reg: Registry, patron: Patron | None, credential: Credential | None, value: str) -> SecretCheck:
-    """``verify_secret`` for a credential already loaded (cards.find_card_and_secret)."""
-    result = reg.hasher.verify(credential.hash if credential else None, value)
-    if not result.ok or credential is None or patron is None or patron.status != "active":
+    verdict = _verdict(reg, credential.hash if credential else None, patron is not None and patron.status == "active",
+                       value)
+    if verdict is None or credential is None:
         return SecretCheck(False)
-    if result.new_hash:
-        credential.hash = result.new_hash
-    return SecretCheck(True, credential.must_change, rehashed=result.new_hash is not None)
+    if verdict.new_hash:
+        credential.hash = verdict.new_hash
+    return SecretCheck(True, credential.must_change, rehashed=verdict.new_hash is not None)
+
+
+def check_secret(reg: Registry, on_file: SecretOnFile | None, value: str) -> SecretCheck:
+    """``verify_secret`` for a secret already read with cards.find_secret_on_file (logins, verify calls)."""
+    verdict = _verdict(reg, on_file.secret_hash if on_file else None,
+                       on_file is not None and on_file.patron_status == "active", value)
+    if verdict is None or on_file is None:
+        return SecretCheck(False)
+    if verdict.new_hash:
+        reg.session.execute(update(Credential).where(Credential.patron_id == on_file.patron_id,
+                                                     Credential.kind == on_file.kind)
+                            .values(hash=verdict.new_hash, updated_at=reg.now()))
+    return SecretCheck(True, on_file.must_change, rehashed=verdict.new_hash is not None)
+
+
+def _verdict(reg: Registry, stored: str | None, active: bool, value: str) -> Verification | None:
+    """The hasher's answer when it says yes and the patron may log in, else None. The hash is
+    checked first whatever the account's state, so the time taken tells nothing."""
+    result = reg.hasher.verify(stored, value)
+    return result if result.ok and stored is not None and active else None
 
 
 def record_activity(reg: Registry, patron: Patron) -> bool:
@@ -250,11 +266,25 @@ def record_activity(reg: Registry, patron: Patron) -> bool:
     rest of the day's logins change nothing and cost no write. True when something changed.
     """
     now = reg.now()
-    if patron.inactivity_warned_at is None and oslo_date(patron.last_activity_at) == oslo_date(now):
+    if not _activity_due(patron.last_activity_at, patron.inactivity_warned_at, now):
         return False
     patron.last_activity_at = now
     patron.inactivity_warned_at = None
     return True
+
+
+def record_activity_on_file(reg: Registry, on_file: SecretOnFile) -> bool:
+    """``record_activity`` after a login checked with check_secret (no Patron object loaded)."""
+    now = reg.now()
+    if not _activity_due(on_file.last_activity_at, on_file.inactivity_warned_at, now):
+        return False
+    reg.session.execute(update(Patron).where(Patron.id == on_file.patron_id)
+                        .values(last_activity_at=now, inactivity_warned_at=None))
+    return True
+
+
+def _activity_due(last_activity_at: datetime, warned_at: datetime | None, now: datetime) -> bool:
+    return warned_at is not None or oslo_date(last_activity_at) != oslo_date(now)
 
 
 def delete_patron(reg: Registry, patron: Patron, *, reason: str = "patron_request") -> list[str]:
@@ -277,5 +307,5 @@ def delete_patron(reg: Registry, patron: Patron, *, reason: str = "patron_reques
 
 
 __all__ = ["Address", "IdKind", "NewPatron", "SecretCheck", "check_secret", "delete_patron", "find_by_national_id",
-           "patron_by_card", "read_full_record", "record_activity", "register_patron", "set_secret", "update_patron",
-           "verify_secret"]
+           "patron_by_card", "read_full_record", "record_activity", "record_activity_on_file", "register_patron",
+           "set_secret", "update_patron", "verify_secret"]

@@ -14,10 +14,11 @@ keyed hash, like the national id's lookup hash. No Flask and no SAML here: the p
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Executable, Row, select
 
 from idp.assurance import LEVELS
 from idp.errors import Conflict, NotAllowed, NotFound, ValidationError
@@ -165,8 +166,31 @@ def remove_federation(reg: Registry, name: str) -> int:
 
 def level_for(federation: Federation, classrefs: list[str]) -> str:
     """The assurance level a login earns: the highest mapped AuthnContext, else ``password``."""
-    levels = [federation.authn_contexts[c] for c in classrefs if federation.authn_contexts.get(c) in FEDERATION_LEVELS]
+    return _highest_level(federation.authn_contexts, classrefs)
+
+
+def _highest_level(authn_contexts: Mapping[str, str], classrefs: Iterable[str]) -> str:
+    levels = [authn_contexts[c] for c in classrefs if authn_contexts.get(c) in FEDERATION_LEVELS]
     return max(levels, key=LEVELS.index) if levels else "password"
+
+
+@dataclass(frozen=True)
+class FederationChoice:
+    name: str
+    display_name: str
+    top_level: str  # the highest level a login there can earn
+
+
+_CHOICES = (select(Federation.name, Federation.display_name, Federation.authn_contexts)
+            .where(Federation.enabled.is_(True)).order_by(Federation.display_name, Federation.name))
+
+
+def federation_choices(read: Callable[[Executable], Sequence[Row[Any]]]) -> list[FederationChoice]:
+    """The enabled federations as the login page offers them. Every login page asks, so this is
+    one statement through ``read`` (Services.read: no transaction) and three columns, not the
+    metadata."""
+    return [FederationChoice(name, display, _highest_level(contexts, contexts))
+            for name, display, contexts in read(_CHOICES)]
 
 
 # -- links ----------------------------------------------------------------------------------------
@@ -272,7 +296,7 @@ def refresh_owned_fields(reg: Registry, identity: UpstreamIdentity, values: Mapp
     return changed
 
 
-__all__ = ["FEDERATION_LEVELS", "FederationSpec", "LINK_ATTRIBUTES", "LINK_METHODS", "NATIONAL_ID_ATTRIBUTES",
-           "OWNABLE_FIELDS", "add_federation", "clean_federation_name", "find_link", "get_federation", "level_for",
-           "link", "link_of", "list_federations", "owned_fields", "refresh_owned_fields", "refuse_owned",
+__all__ = ["FEDERATION_LEVELS", "FederationChoice", "FederationSpec", "LINK_ATTRIBUTES", "LINK_METHODS",
+           "NATIONAL_ID_ATTRIBUTES", "OWNABLE_FIELDS", "add_federation", "clean_federation_name", "federation_choices",
+           "find_link", "get_federation", "level_for", "link", "link_of", "list_federations", "owned_fields", "refresh_owned_fields", "refuse_owned",
            "remove_federation", "unlink", "update_federation"]

@@ -127,12 +127,8 @@ def needed_level() -> str:
 def login_options() -> dict[str, Any]:
     """The ways to log in that can reach the level the waiting service needs (for templates/login.html)."""
     needed = needed_level()
-    federations = []
-    with services().registry("web") as reg:
-        for fed in upstream.list_federations(reg, enabled_only=True):
-            top = upstream.level_for(fed, list(fed.authn_contexts))
-            if rank(needed) <= rank(top):
-                federations.append({"name": fed.name, "display_name": fed.display_name})
+    federations = [{"name": fed.name, "display_name": fed.display_name}
+                   for fed in upstream.federation_choices(services().read) if rank(needed) <= rank(fed.top_level)]
     return {
         "needed": needed,
         "password": rank(needed) <= rank(HIGHEST_AVAILABLE),

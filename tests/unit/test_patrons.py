@@ -326,3 +326,65 @@ def test_activity_is_written_once_per_oslo_day_and_always_clears_a_purge_warning
     person_.inactivity_warned_at = clock()
     clock.advance(minutes=1)
     assert patrons.record_activity(reg, person_) is True and person_.inactivity_warned_at is None
+
+
+# -- the login path: one lean read of the secret on file -----------------------------------------
+
+def test_a_login_reads_the_secret_on_file_and_upgrades_an_outdated_hash(reg: Registry) -> None:
+    from idp.registry.credentials import SecretHasher
+
+    library(reg)
+    p, card = patron(reg)
+    weak = SecretHasher(time_cost=1, memory_kib=256, parallelism=1)
+    reg.session.add(Credential(patron_id=p.id, kind="password", hash=weak.hash("correct horse battery"),
+                               must_change=True, updated_at=reg.now()))
+    reg.session.flush()
+    on_file = cards.find_secret_on_file(reg, card.number, "password")
+    assert on_file is not None and on_file.patron_id == p.id and on_file.must_change
+    assert "argon2" not in repr(on_file)  # the hash never reaches a log line
+    check = patrons.check_secret(reg, on_file, "correct horse battery")
+    assert check.ok and check.must_change and check.rehashed
+    reg.session.expire_all()
+    upgraded = reg.session.get(Credential, (p.id, "password")).hash
+    assert "m=1024" in upgraded and "m=256" not in upgraded
+    again = cards.find_secret_on_file(reg, card.number, "password")
+    assert patrons.check_secret(reg, again, "correct horse battery").ok
+    assert not patrons.check_secret(reg, again, "correct horse batterY").ok
+
+
+def test_a_login_fails_alike_for_unknown_and_unreadable_cards_blocked_patrons_and_missing_secrets(
+        reg: Registry) -> None:
+    library(reg)
+    p, card = patron(reg, password="correct horse battery")
+    unknown = f"N{int(card.number[1:]) + 50:09d}"
+    assert cards.find_secret_on_file(reg, unknown, "password") is None
+    assert cards.find_secret_on_file(reg, "not a card!", "password") is None
+    assert not patrons.check_secret(reg, None, "correct horse battery").ok
+    no_pin = cards.find_secret_on_file(reg, card.number, "pin")
+    assert no_pin is not None and no_pin.secret_hash is None
+    assert not patrons.check_secret(reg, no_pin, "4711").ok
+    patrons.update_patron(reg, p, status="blocked")
+    blocked = cards.find_secret_on_file(reg, card.number, "password")
+    assert not patrons.check_secret(reg, blocked, "correct horse battery").ok
+
+
+def test_a_login_writes_activity_once_per_oslo_day_and_clears_a_purge_warning(reg: Registry, clock: FakeClock) -> None:
+    library(reg)
+    person_, card = patron(reg, password="correct horse battery")
+    registered = person_.last_activity_at
+
+    def login_activity() -> bool:
+        on_file = cards.find_secret_on_file(reg, card.number, "password")
+        assert on_file is not None
+        written = patrons.record_activity_on_file(reg, on_file)
+        reg.session.expire_all()
+        return written
+
+    clock.advance(hours=10, minutes=59)  # still the registration day in Oslo
+    assert login_activity() is False and reg.session.get(Patron, person_.id).last_activity_at == registered
+    clock.advance(minutes=1)  # midnight in Oslo
+    assert login_activity() is True and reg.session.get(Patron, person_.id).last_activity_at == clock()
+    reg.session.get(Patron, person_.id).inactivity_warned_at = clock()
+    reg.session.flush()
+    clock.advance(minutes=1)
+    assert login_activity() is True and reg.session.get(Patron, person_.id).inactivity_warned_at is None

@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from idp.assurance import LEVELS, WEB_MINIMUM
 from idp.errors import Conflict, NotAllowed, NotFound, ValidationError
+from idp.keys import ALGORITHMS, DEFAULT_ALG
 from idp.registry.context import Registry
 from idp.registry.models import RelyingParty
 
@@ -118,6 +119,12 @@ def clean_claims(claims: Iterable[str] | None) -> list[str]:
     return chosen
 
 
+def check_id_token_alg(alg: str) -> str:
+    if alg not in ALGORITHMS:
+        raise ValidationError(f"Unknown id_token signing algorithm {alg!r}; use one of: {', '.join(ALGORITHMS)}.")
+    return alg
+
+
 def check_min_acr(min_acr: str, *, pin_allowed: bool) -> str:
     if min_acr not in LEVELS:
         raise ValidationError(f"Unknown assurance level {min_acr!r}; use one of: {', '.join(LEVELS)}.")
@@ -165,7 +172,8 @@ def _new_secret() -> tuple[str, bytes]:
 
 def add_oidc(reg: Registry, name: str, redirect_uris: Sequence[str], *, public: bool = False,
              min_acr: str = WEB_MINIMUM, claims: Sequence[str] | None = None, dpa_signed: date | None = None,
-             pin_allowed: bool = False, public_sub: bool = False) -> tuple[RelyingParty, str | None]:
+             pin_allowed: bool = False, public_sub: bool = False,
+             id_token_alg: str = DEFAULT_ALG) -> tuple[RelyingParty, str | None]:
     """Register an OIDC client. Returns it with its secret, which exists nowhere else afterwards
     (None for a public client, which cannot keep one)."""
     rp = RelyingParty(
@@ -173,7 +181,8 @@ def add_oidc(reg: Registry, name: str, redirect_uris: Sequence[str], *, public: 
         redirect_uris=clean_redirect_uris(redirect_uris), public=bool(public),
         min_acr=check_min_acr(min_acr, pin_allowed=bool(pin_allowed)), pin_allowed=bool(pin_allowed),
         claims=clean_claims(claims), subject_type=PUBLIC_SUB if public_sub else PAIRWISE,
-        dpa_signed=check_dpa_date(reg, dpa_signed), disabled=False, created_at=reg.now())
+        dpa_signed=check_dpa_date(reg, dpa_signed), disabled=False, created_at=reg.now(),
+        id_token_alg=check_id_token_alg(id_token_alg))
     secret = None
     if not rp.public:
         secret, rp.secret_hash = _new_secret()
@@ -182,7 +191,7 @@ def add_oidc(reg: Registry, name: str, redirect_uris: Sequence[str], *, public: 
     reg.session.flush()
     reg.audit("rp.add", client_id=rp.client_id, protocol=rp.protocol, public=rp.public, min_acr=rp.min_acr,
               pin_allowed=rp.pin_allowed, claims=list(rp.claims), subject_type=rp.subject_type,
-              redirect_uris=list(rp.redirect_uris), dpa_signed=_iso(rp.dpa_signed))
+              redirect_uris=list(rp.redirect_uris), dpa_signed=_iso(rp.dpa_signed), id_token_alg=rp.id_token_alg)
     return rp, secret
 
 

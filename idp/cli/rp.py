@@ -15,6 +15,7 @@ from idp import relying_parties as rps
 from idp.assurance import LEVELS, WEB_MINIMUM
 from idp.cli.common import Context, handle_errors, out, pass_ctx
 from idp.errors import ValidationError
+from idp.keys import ALGORITHMS, DEFAULT_ALG
 from idp.registry.models import RelyingParty
 
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -64,16 +65,19 @@ def rp() -> None:
 @click.option("--claims", metavar="A,B", help="Claims it may receive (default: valid_patron; age_over_NN allowed).")
 @click.option("--public-sub", is_flag=True, help="Send a public sub instead of a pairwise pseudonym.")
 @click.option("--dpa-signed", metavar="YYYY-MM-DD", help="When its data processing agreement was signed.")
+@click.option("--id-token-alg", default=DEFAULT_ALG, show_default=True, metavar="ALG",
+              help=f"How its id_tokens are signed: {', '.join(ALGORITHMS)} (ES256 if the client supports it).")
 @pass_ctx
 @handle_errors
 def rp_add_oidc(ctx: Context, name: str, redirect_uris: tuple[str, ...], public: bool, min_acr: str,
-                pin_allowed: bool, claims: str | None, public_sub: bool, dpa_signed: str | None) -> None:
+                pin_allowed: bool, claims: str | None, public_sub: bool, dpa_signed: str | None,
+                id_token_alg: str = DEFAULT_ALG) -> None:
     """Register an OpenID Connect client; prints its client_id and, once, its client_secret."""
     signed = _date(dpa_signed, "--dpa-signed") if dpa_signed is not None else None
     with ctx.registry() as reg:
         added, secret = rps.add_oidc(reg, name, list(redirect_uris), public=public, min_acr=min_acr,
                                      claims=_claims(claims), dpa_signed=signed, pin_allowed=pin_allowed,
-                                     public_sub=public_sub)
+                                     public_sub=public_sub, id_token_alg=id_token_alg)
         state = rps.status(added, reg.today())
     out(client_id=added.client_id)
     if secret is not None:
@@ -112,6 +116,7 @@ def rp_show(ctx: Context, client_id: str) -> None:
             out(client_type="public" if party.public else "confidential", client_secret=_secret_state(party))
             for uri in party.redirect_uris:
                 out(redirect_uri=uri)
+            out(id_token_alg=party.id_token_alg)
         out(min_acr=party.min_acr, pin_allowed=_yes(party.pin_allowed), claims=", ".join(party.claims) or "-",
             subject_type=party.subject_type,
             dpa_signed=party.dpa_signed.isoformat() if party.dpa_signed else "-",

@@ -242,6 +242,8 @@ class RelyingParty(Base):
     __table_args__ = (
         CheckConstraint("protocol IN ('oidc', 'saml')", name="protocol"),
         CheckConstraint("subject_type IN ('pairwise', 'public')", name="subject_type"),
+        # No HMAC: a client holding the shared secret could forge id_tokens.
+        CheckConstraint("id_token_alg IN ('ES256', 'RS256')", name="id_token_alg"),
         CheckConstraint("min_acr IN ('pin', 'password', 'mfa', 'idporten-loa-substantial', 'idporten-loa-high')",
                         name="min_acr"),
         # A PIN alone is for kiosks and open-library doors, never for a web partner.
@@ -265,6 +267,8 @@ class RelyingParty(Base):
     pin_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
     claims: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["valid_patron"])
     subject_type: Mapped[str] = mapped_column(String(8), default="pairwise")
+    # OIDC: how its id_tokens are signed (id_token_signed_response_alg), one of idp.keys.ALGORITHMS.
+    id_token_alg: Mapped[str] = mapped_column(String(8), default="RS256", server_default="RS256")
     # NULL until the data processing agreement is signed; without it the partner logs nobody in.
     dpa_signed: Mapped[date | None] = mapped_column(Date)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -98,13 +98,14 @@ def test_add_oidc_with_every_option(idp: Idp, services: Services) -> None:
     result = idp("rp", "add-oidc", "Open-library door", "--redirect-uri", "https://door.example/a",
                  "--redirect-uri", "https://door.example/b", "--redirect-uri", "https://door.example/a",
                  "--min-acr", "pin", "--pin-allowed", "--claims", "valid_patron, loan_ban,age_over_15",
-                 "--public-sub", "--dpa-signed", "2026-01-15")
+                 "--public-sub", "--dpa-signed", "2026-01-15", "--id-token-alg", "ES256")
     succeeded(result)
     rp = stored_rp(services, line_value(result.stdout, "client_id"))
     assert rp.redirect_uris == ["https://door.example/a", "https://door.example/b"]
     assert (rp.min_acr, rp.pin_allowed, rp.subject_type, rp.dpa_signed.isoformat() if rp.dpa_signed else None) == (
         "pin", True, "public", "2026-01-15")
     assert rp.claims == ["valid_patron", "loan_ban", "age_over_15"]
+    assert rp.id_token_alg == "ES256"
 
 
 @pytest.mark.parametrize(("args", "says"), [
@@ -130,6 +131,9 @@ def test_add_oidc_with_every_option(idp: Idp, services: Services) -> None:
                  id="dpa-no-such-day"),
     pytest.param(["Film", "--redirect-uri", FILM_CB, "--dpa-signed", "20260115"], "YYYY-MM-DD",
                  id="dpa-basic-format"),
+    # A shared-secret HMAC would let the client forge id_tokens; none is offered.
+    pytest.param(["Film", "--redirect-uri", FILM_CB, "--id-token-alg", "HS256"], "ES256, RS256", id="hmac-alg"),
+    pytest.param(["Film", "--redirect-uri", FILM_CB, "--id-token-alg", "none"], "signing algorithm", id="alg-none"),
 ])
 def test_bad_input_exits_1_with_one_error_line_and_stores_nothing(
         idp: Idp, services: Services, args: list[str], says: str) -> None:
@@ -160,7 +164,8 @@ def test_show_prints_every_field_but_never_the_secret(idp: Idp, services: Servic
     shown = succeeded(result)
     assert shown == {
         "client_id": client_id, "name": "Film platform", "protocol": "oidc", "client_type": "confidential",
-        "client_secret": f"(set, rotated {utc_today()})", "redirect_uri": FILM_CB, "min_acr": "mfa",
+        "client_secret": f"(set, rotated {utc_today()})", "redirect_uri": FILM_CB, "id_token_alg": "RS256",
+        "min_acr": "mfa",
         "pin_allowed": "no", "claims": "valid_patron, age_over_18", "subject_type": "pairwise",
         "dpa_signed": "2025-06-30", "disabled": "no", "status": "active", "created_at": shown["created_at"]}
     assert values(result.stdout, "redirect_uri") == [FILM_CB, "http://localhost:3000/cb"]

@@ -3,9 +3,11 @@ scripted browser (requests), as an e-book platform and its reader would use it."
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import warnings
+from base64 import urlsafe_b64decode
 from dataclasses import dataclass
 from datetime import date
 from urllib.parse import parse_qs, urlsplit
@@ -71,11 +73,11 @@ def card(live: LiveIdp) -> str:
 
 
 def register(live: LiveIdp, *, public: bool = False, dpa: date | None = date(2026, 1, 1), min_acr: str = "password",
-             claims: list[str] | None = None, public_sub: bool = False) -> Client:
+             claims: list[str] | None = None, public_sub: bool = False, id_token_alg: str = "RS256") -> Client:
     with live.services.registry("test") as reg:
         rp, secret = relying_parties.add_oidc(reg, "Demo e-books", [CALLBACK], public=public, dpa_signed=dpa,
                                               min_acr=min_acr, claims=claims or ["valid_patron"],
-                                              public_sub=public_sub)
+                                              public_sub=public_sub, id_token_alg=id_token_alg)
         return Client(rp.client_id, secret)
 
 
@@ -157,6 +159,18 @@ def test_a_patron_logs_in_and_the_platform_gets_verified_tokens(live: LiveIdp, c
     # Neither the card, the name, the birth date nor the national id: timestamps may contain "1985" by chance.
     flat = str(claims)
     assert card not in flat and "Kari" not in flat and "1985-03-12" not in flat and person(ADULT_BORN) not in flat
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+def test_id_tokens_are_signed_as_the_platform_was_registered(live: LiveIdp, card: str, alg: str) -> None:
+    client = register(live, id_token_alg=alg)
+    _, token, _ = full_login(live, client, card)
+    header = json.loads(urlsafe_b64decode(token["id_token"].split(".")[0] + "=="))
+    assert header["alg"] == alg
+    kid = header["kid"]
+    published = {key["kid"]: key for key in requests.get(f"{live.url}/jwks", timeout=5).json()["keys"]}
+    assert published[kid]["alg"] == alg
+    assert verify_id_token(live, token["id_token"], client, "n-0S6")["valid_patron"] is True
 
 
 def test_a_public_client_must_use_pkce_and_gets_in_with_it(live: LiveIdp, card: str) -> None:

@@ -112,6 +112,7 @@ RP_ROW = {"client_id": "c" * 22, "name": "Film", "protocol": "oidc", "secret_has
     pytest.param({"public": True}, id="public-with-secret"),
     pytest.param({"protocol": "ws-fed"}, id="unknown-protocol"),
     pytest.param({"subject_type": "random"}, id="unknown-subject-type"),
+    pytest.param({"id_token_alg": "HS256"}, id="hmac-id-token-alg"),
 ])
 def test_the_database_itself_refuses_an_impossible_relying_party(
         empty_engine: Engine, change: dict[str, Any]) -> None:

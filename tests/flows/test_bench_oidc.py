@@ -31,12 +31,15 @@ FIGURES = (
     r"verify API: [\d.]+/s per worker",
     r"verify/argon2 ratio: [\d.]+ \(target >= 0\.9: (met|NOT met)\)",
     r"per-partner limit \(IDP_VERIFY_LIMIT_PER_CLIENT, default [^)]+\): set to .+ in the IdP's environment",
-    r"token endpoint, code exchange: [\d.]+/s per worker",
+    r"token endpoint, code exchange \(RS256 id_token\): [\d.]+/s per worker",
+    r"token endpoint, code exchange \(ES256 id_token\): [\d.]+/s per worker",
     r"token endpoint, refresh: [\d.]+/s per worker",
     r"minimal Flask app .*: [\d,]+/s",
     r"logins [\d.]+/s vs bare argon2 [\d.]+/s: ratio [\d.]+, target >= 0\.9: (met|NOT met)",
     r"verify API [\d.]+/s vs bare argon2 [\d.]+/s: ratio [\d.]+, target >= 0\.9: (met|NOT met)",
-    r"code exchange [\d.]+/s vs minimal Flask [\d,]+/s: ratio [\d.]+, target >= 0\.5: (met|NOT met)",
+    r"code exchange \(RS256 id_token\) [\d.]+/s vs minimal Flask [\d,]+/s: ratio [\d.]+, target >= 0\.5: (met|NOT met)",
+    r"code exchange \(ES256 id_token\) [\d.]+/s vs minimal Flask [\d,]+/s: ratio [\d.]+, target >= 0\.5: (met|NOT met)",
+    r"worker CPU per answer: [\d.]+ ms, of which one argon2 verify is [\d.]+ ms",
     r"refresh [\d.]+/s vs minimal Flask [\d,]+/s: ratio [\d.]+, target >= 0\.5: (met|NOT met)",
 )
 

@@ -88,6 +88,7 @@ class Services:
 
     def close(self) -> None:
         self.state.close()
+        self.hasher.close()
         self.engine.dispose()
 
 

@@ -82,3 +82,22 @@ def test_a_gate_of_no_use_is_refused_at_start_up(value: str, tmp_path: Path) -> 
 
 def test_the_gate_is_one_by_default(tmp_path: Path) -> None:
     assert load_settings({"IDP_MODE": "development", "IDP_HOME": str(tmp_path)}).argon2_concurrency == 1
+
+
+def test_a_process_forked_after_hashing_hashes_with_threads_of_its_own() -> None:
+    import os
+
+    hasher = SecretHasher(time_cost=1, memory_kib=64, parallelism=1)
+    stored = hasher.hash("correct horse battery")  # the parent's hashing thread now runs
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through its exit status only
+        ok = hasher.verify(stored, "correct horse battery").ok and not hasher.verify(stored, "wrong horse").ok
+        os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 10
+    while (done := os.waitpid(child, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(child, 9)
+        os.waitpid(child, 0)
+        pytest.fail("the forked process hung waiting for a hashing thread that only its parent has")
+    assert os.waitstatus_to_exitcode(done[1]) == 0

@@ -14,10 +14,11 @@ membership the patron has not confirmed is not theirs to tell partners about.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import Select, bindparam, exists, select
 
 from idp.errors import ConfigError
 from idp.registry.context import Registry
@@ -96,6 +97,26 @@ def load_facts(reg: Registry, patron_id: int, fields: Iterable[str]) -> dict[str
     loaded into memory.
     """
     wanted = check_fields(fields, "engine")
+    row = reg.session.execute(_patron_facts(wanted), {"patron_id": patron_id}).one_or_none()
+    if row is None:
+        return None
+    facts = {field: value for field, value in row._mapping.items() if field in wanted}
+    if "card_active" in facts:
+        facts["card_active"] = bool(facts["card_active"])  # SQLite answers EXISTS with 0/1
+    if "libraries" in wanted:
+        facts["libraries"] = tuple(reg.session.scalars(_LIBRARIES, {"patron_id": patron_id}))
+    return facts
+
+
+_LIBRARIES = (select(Library.isil).join(Membership, Membership.library_id == Library.id)
+              .where(Membership.patron_id == bindparam("patron_id"), Membership.rules_accepted_at.is_not(None))
+              .order_by(Library.isil))
+
+
+@lru_cache(maxsize=64)
+def _patron_facts(wanted: frozenset[str]) -> Select[Any]:
+    """The patron query for one set of facts, built once per set: every login and verify call
+    reads facts, and building a statement costs more than running it."""
     columns: list[Any] = [Patron.id]
     for field in ("status", "birth_date", "loan_ban", "name", "email"):
         if field in wanted:
@@ -105,15 +126,4 @@ def load_facts(reg: Registry, patron_id: int, fields: Iterable[str]) -> dict[str
     if "home_library" in wanted:
         columns.append(select(Library.isil).where(Library.id == Patron.home_library_id)
                        .scalar_subquery().label("home_library"))
-    row = reg.session.execute(select(*columns).where(Patron.id == patron_id)).one_or_none()
-    if row is None:
-        return None
-    facts = {field: value for field, value in row._mapping.items() if field in wanted}
-    if "card_active" in facts:
-        facts["card_active"] = bool(facts["card_active"])  # SQLite answers EXISTS with 0/1
-    if "libraries" in wanted:
-        facts["libraries"] = tuple(reg.session.scalars(
-            select(Library.isil).join(Membership, Membership.library_id == Library.id)
-            .where(Membership.patron_id == patron_id, Membership.rules_accepted_at.is_not(None))
-            .order_by(Library.isil)))
-    return facts
+    return select(*columns).where(Patron.id == bindparam("patron_id"))

@@ -908,7 +908,7 @@ class Benchmark:
     def _serving(self) -> str:
         if self.args.threads == 1:
             return "one sync worker"
-        return f"one gthread worker with {self.args.threads} threads, argon2 gated to one run at a time"
+        return f"one gthread worker with {self.args.threads} threads, argon2 on one hashing thread of its own"
 
     def _watch(self, server: Server) -> dict[str, list[int]]:
         worker = server.worker

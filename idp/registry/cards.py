@@ -251,4 +251,5 @@ def _move_membership(membership: Membership, target: Patron) -> None:
     membership.patron.memberships.remove(membership)  # delete-orphan removes the old row
 
 
-__all__ = ["KINDS", "SecretOnFile", "find_card", "find_secret_on_file", "issue_card", "merge_local_card", "require_card"]
+__all__ = ["KINDS", "SecretOnFile", "find_card", "find_secret_on_file", "issue_card", "merge_local_card",
+           "require_card"]

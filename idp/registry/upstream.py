@@ -298,5 +298,5 @@ def refresh_owned_fields(reg: Registry, identity: UpstreamIdentity, values: Mapp
 
 __all__ = ["FEDERATION_LEVELS", "FederationChoice", "FederationSpec", "LINK_ATTRIBUTES", "LINK_METHODS",
            "NATIONAL_ID_ATTRIBUTES", "OWNABLE_FIELDS", "add_federation", "clean_federation_name", "federation_choices",
-           "find_link", "get_federation", "level_for", "link", "link_of", "list_federations", "owned_fields", "refresh_owned_fields", "refuse_owned",
-           "remove_federation", "unlink", "update_federation"]
+           "find_link", "get_federation", "level_for", "link", "link_of", "list_federations", "owned_fields",
+           "refresh_owned_fields", "refuse_owned", "remove_federation", "unlink", "update_federation"]

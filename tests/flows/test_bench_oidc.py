@@ -27,6 +27,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "oidc.py"
 FIGURES = (
     r"bare argon2id verify: [\d.]+/s",
     r"password logins: [\d.]+/s per worker",
+    r"bare argon2 around this phase: [\d.]+/s just before, [\d.]+/s just after",
     r"login/argon2 ratio: [\d.]+ \(target >= 0\.9: (met|NOT met)\)",
     r"verify API: [\d.]+/s per worker",
     r"verify/argon2 ratio: [\d.]+ \(target >= 0\.9: (met|NOT met)\)",

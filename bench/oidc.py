@@ -576,7 +576,7 @@ class Benchmark:
               f"cores share caches and memory bandwidth, so a verify slows down while the other core works")
         # A server never hashes back to back: it waits on its database just before. Some machines
         # (virtual ones especially) run the next stretch of work slower after any wait.
-        count, hashing = _verifies_after_pauses(hasher, stored, self.args.argon2_seconds)
+        count, hashing = _verifies(hasher, stored, self.args.argon2_seconds, pause=IO_PAUSE)
         paused = count / hashing
         print(f"  for context, each verify after a {IO_PAUSE * 1000:g} ms sleep (as a server hashes right after a "
               f"database read): {paused:.1f}/s of hashing ({1000 / paused:.1f} ms a verify, the sleeps not counted)")
@@ -957,19 +957,13 @@ class Benchmark:
                   f"target >= {TOKEN_TARGET}: {_met(ratio >= TOKEN_TARGET)}")
 
 
-def _verifies(hasher: PasswordHasher, stored: str, seconds: float) -> tuple[int, float]:
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds and count < 10_000:
-        hasher.verify(stored, PASSWORD)
-        count += 1
-    return count, time.perf_counter() - started
-
-
-def _verifies_after_pauses(hasher: PasswordHasher, stored: str, seconds: float) -> tuple[int, float]:
-    """Verifies, each after an IO_PAUSE sleep; the seconds spent verifying only."""
+def _verifies(hasher: PasswordHasher, stored: str, seconds: float, pause: float = 0.0) -> tuple[int, float]:
+    """Verifies for about ``seconds``, each after a ``pause`` sleep; how many, and the seconds
+    spent verifying (sleeps not counted)."""
     count, hashing, started = 0, 0.0, time.perf_counter()
     while time.perf_counter() - started < seconds and count < 10_000:
-        time.sleep(IO_PAUSE)
+        if pause:
+            time.sleep(pause)
         before = time.perf_counter()
         hasher.verify(stored, PASSWORD)
         hashing += time.perf_counter() - before

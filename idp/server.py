@@ -27,14 +27,14 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return create_app(self._settings)
 
 
-# Threads per worker: while one request runs argon2 (without the GIL, one at a time per process,
-# see SecretHasher), the others parse, query and render, so a worker keeps its core busy hashing.
+# Threads per worker: while one request waits for argon2 (on SecretHasher's own thread, without
+# the GIL), the others parse, query and render, so a worker keeps a core busy hashing.
 DEFAULT_THREADS = 4
 
 
 # How long a thread may hold the GIL while another waits for it (Python's default: 5 ms). A
 # request coming back from argon2 or the database waits that long for its turn when another
-# thread is busy in Python; a shorter slice keeps the argon2 gate and the round trips flowing.
+# thread is busy in Python; a shorter slice keeps the hashing thread and the round trips flowing.
 SWITCH_INTERVAL = 0.0005
 
 

@@ -69,14 +69,14 @@ class SecretHasher:
     def _new_pool(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="argon2")
 
-    def _gated(self, run: Callable[[], _T]) -> _T:
+    def _on_hashing_thread(self, run: Callable[[], _T]) -> _T:
         if self._pid != os.getpid():
             # Forked after first use: the parent's hashing threads do not exist in this process.
             self._pool, self._pid = self._new_pool(), os.getpid()
         return self._pool.submit(run).result()
 
     def hash(self, secret: str) -> str:
-        return self._gated(lambda: self._ph.hash(secret))
+        return self._on_hashing_thread(lambda: self._ph.hash(secret))
 
     def verify(self, stored: str | None, secret: str) -> Verification:
         """Constant work whether or not ``stored`` exists; never raises for a wrong secret."""
@@ -87,13 +87,13 @@ class SecretHasher:
             self._burn(secret)
             return Verification(False)
         try:
-            self._gated(lambda: self._ph.verify(stored, secret))
+            self._on_hashing_thread(lambda: self._ph.verify(stored, secret))
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return Verification(False)
         return Verification(True, self.hash(secret) if self._ph.check_needs_rehash(stored) else None)
 
     def _burn(self, secret: str = "") -> None:
         try:
-            self._gated(lambda: self._ph.verify(self._dummy, secret or "x"))
+            self._on_hashing_thread(lambda: self._ph.verify(self._dummy, secret or "x"))
         except VerificationError:
             pass

@@ -248,7 +248,7 @@ def check_secret(reg: Registry, on_file: SecretOnFile | None, value: str) -> Sec
     if verdict.new_hash:
         reg.session.execute(update(Credential).where(Credential.patron_id == on_file.patron_id,
                                                      Credential.kind == on_file.kind)
-                            .values(hash=verdict.new_hash, updated_at=reg.now()))
+                            .values(hash=verdict.new_hash))
     return SecretCheck(True, on_file.must_change, rehashed=verdict.new_hash is not None)
 
 

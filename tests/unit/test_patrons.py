@@ -252,15 +252,22 @@ def test_a_blocked_patron_does_not_verify(reg: Registry) -> None:
     assert not patrons.verify_secret(reg, p, "password", "correct horse battery").ok
 
 
-def test_outdated_hash_parameters_are_upgraded_on_successful_login(reg: Registry) -> None:
+def with_outdated_password(reg: Registry) -> tuple[Patron, Card]:
+    """A patron whose password "correct horse battery" is stored with weaker argon2 parameters
+    than today's (m=256 KiB), flagged must-change."""
     from idp.registry.credentials import SecretHasher
 
     library(reg)
-    p, _ = patron(reg)
+    p, card = patron(reg)
     weak = SecretHasher(time_cost=1, memory_kib=256, parallelism=1)
     reg.session.add(Credential(patron_id=p.id, kind="password", hash=weak.hash("correct horse battery"),
                                must_change=True, updated_at=reg.now()))
     reg.session.flush()
+    return p, card
+
+
+def test_outdated_hash_parameters_are_upgraded_on_successful_login(reg: Registry) -> None:
+    p, _ = with_outdated_password(reg)
     check = patrons.verify_secret(reg, p, "password", "correct horse battery")
     assert check.ok and check.must_change
     upgraded = reg.session.get(Credential, (p.id, "password")).hash
@@ -331,14 +338,7 @@ def test_activity_is_written_once_per_oslo_day_and_always_clears_a_purge_warning
 # -- the login path: one lean read of the secret on file -----------------------------------------
 
 def test_a_login_reads_the_secret_on_file_and_upgrades_an_outdated_hash(reg: Registry) -> None:
-    from idp.registry.credentials import SecretHasher
-
-    library(reg)
-    p, card = patron(reg)
-    weak = SecretHasher(time_cost=1, memory_kib=256, parallelism=1)
-    reg.session.add(Credential(patron_id=p.id, kind="password", hash=weak.hash("correct horse battery"),
-                               must_change=True, updated_at=reg.now()))
-    reg.session.flush()
+    p, card = with_outdated_password(reg)
     on_file = cards.find_secret_on_file(reg, card.number, "password")
     assert on_file is not None and on_file.patron_id == p.id and on_file.must_change
     assert "argon2" not in repr(on_file)  # the hash never reaches a log line

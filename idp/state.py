@@ -7,9 +7,10 @@ embedded single-process default and the tests.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from typing import Protocol
@@ -17,14 +18,27 @@ from typing import Protocol
 import redis
 
 
+class Conflict(Exception):
+    """A batch's commit found a key it consumes already gone: another request used it first.
+    Nothing of the batch was written."""
+
+
 class StateStore(Protocol):
     def put(self, key: str, value: bytes, ttl: int) -> None: ...
     def get(self, key: str) -> bytes | None: ...
+    def get_linked(self, key: str, link: tuple[str, str]) -> tuple[bytes | None, bytes | None]:
+        """The JSON entry at ``key`` and the entry it names, key ``link[1]`` followed by the
+        entry's field ``link[0]``: both in one round trip (None for what is absent)."""
     def take(self, key: str) -> bytes | None:
         """Get and delete in one step: what single-use codes need."""
     def delete(self, key: str) -> None: ...
-    def incr(self, key: str, ttl: int) -> int:
-        """Add one; the window (ttl) starts with the first increment."""
+    def consume(self, key: str) -> None:
+        """Inside a batch: delete ``key`` when the batch commits, and commit nothing at all
+        (Conflict) if it is gone by then. What single-use tokens need, without spending one on a
+        request that fails before its commit."""
+    def incr(self, key: str, ttl: int, prefetch: Sequence[str] = ()) -> int:
+        """Add one; the window (ttl) starts with the first increment. Inside a batch, the keys
+        in ``prefetch`` are read in the same round trip and later gets answer from the batch."""
     def ping(self) -> bool: ...
     def batch(self) -> AbstractContextManager[Batch]: ...
 
@@ -35,43 +49,58 @@ _active: ContextVar[Batch | None] = ContextVar("idp_state_batch", default=None)
 class Batch:
     """One request's reads and writes, gathered so that the store sees few round trips.
 
-    Inside ``store.batch()``, a key read twice is fetched once, and puts and deletes wait in a
-    buffer that ``commit()`` sends in one pipeline; leaving the block without ``commit()`` drops
-    them, so a request that fails half-way writes nothing. ``take`` and ``incr`` never wait:
-    they are what make codes and tokens single-use, so they go to the store at once.
+    Inside ``store.batch()``, a key read twice is fetched once, and puts, deletes and consumed
+    keys wait in a buffer that ``commit()`` sends in one atomic round trip; leaving the block
+    without ``commit()`` drops them, so a request that fails half-way writes nothing. ``take``
+    and ``incr`` never wait: they go to the store at once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, apply: Callable[[Batch], bool]) -> None:
         self.memo: dict[str, bytes | None] = {}
         self.puts: dict[str, tuple[bytes, int]] = {}
         self.deletes: set[str] = set()
+        self.consumes: set[str] = set()
         self.committed = False
+        self._apply = apply
 
     def commit(self) -> None:
+        """Write everything now; raises Conflict, having written nothing, if a consumed key is gone."""
+        self.open()
+        if (self.puts or self.deletes or self.consumes) and not self._apply(self):
+            raise Conflict("a key this batch consumes was used by another request")
         self.committed = True
+
+    def open(self) -> Batch:
+        if self.committed:
+            raise RuntimeError("this state batch was committed already")
+        return self
 
 
 class _Batching:
-    """The batch logic both stores share; each supplies the four raw operations."""
+    """The batch logic both stores share; each supplies the raw operations."""
 
     def _raw_get(self, key: str) -> bytes | None: raise NotImplementedError
+    def _raw_get_linked(self, key: str, link: tuple[str, str]) -> tuple[bytes | None, bytes | None]:
+        raise NotImplementedError
     def _raw_take(self, key: str) -> bytes | None: raise NotImplementedError
     def _raw_put(self, key: str, value: bytes, ttl: int) -> None: raise NotImplementedError
     def _raw_delete(self, key: str) -> None: raise NotImplementedError
-    def _apply(self, puts: dict[str, tuple[bytes, int]], deletes: set[str]) -> None: raise NotImplementedError
+    def _raw_incr(self, key: str, ttl: int, reads: list[str]) -> tuple[int, list[bytes | None]]:
+        raise NotImplementedError
+    def _apply(self, unit: Batch) -> bool:
+        """Write a batch atomically: False, writing nothing, if one of its consumed keys is gone."""
+        raise NotImplementedError
 
     @contextmanager
     def batch(self) -> Iterator[Batch]:
         if _active.get() is not None:
             raise RuntimeError("state batches do not nest")
-        unit = Batch()
+        unit = Batch(self._apply)
         token = _active.set(unit)
         try:
             yield unit
         finally:
             _active.reset(token)
-        if unit.committed and (unit.puts or unit.deletes):
-            self._apply(unit.puts, unit.deletes)
 
     def get(self, key: str) -> bytes | None:
         unit = _active.get()
@@ -81,11 +110,21 @@ class _Batching:
             unit.memo[key] = self._raw_get(key)
         return unit.memo[key]
 
+    def get_linked(self, key: str, link: tuple[str, str]) -> tuple[bytes | None, bytes | None]:
+        unit = _active.get()
+        value, linked = self._raw_get_linked(key, link)
+        if unit is not None:
+            unit.memo[key] = value
+            target = _link_target(value, link) if value is not None else None
+            if target is not None:
+                unit.memo[target] = linked
+        return value, linked
+
     def put(self, key: str, value: bytes, ttl: int) -> None:
         unit = _active.get()
         if unit is None:
             return self._raw_put(key, value, ttl)
-        unit.memo[key] = value
+        unit.open().memo[key] = value
         unit.puts[key] = (value, ttl)
         unit.deletes.discard(key)
 
@@ -93,9 +132,18 @@ class _Batching:
         unit = _active.get()
         if unit is None:
             return self._raw_delete(key)
-        unit.memo[key] = None
+        unit.open().memo[key] = None
         unit.puts.pop(key, None)
         unit.deletes.add(key)
+
+    def consume(self, key: str) -> None:
+        unit = _active.get()
+        if unit is None:
+            raise RuntimeError("consume works inside a state batch")
+        # The request goes on reading what it holds (the memo) until the commit deletes it.
+        unit.open().consumes.add(key)
+        unit.puts.pop(key, None)
+        unit.deletes.discard(key)
 
     def take(self, key: str) -> bytes | None:
         unit = _active.get()
@@ -111,11 +159,21 @@ class _Batching:
         unit.memo[key] = None
         return value
 
+    def incr(self, key: str, ttl: int, prefetch: Sequence[str] = ()) -> int:
+        unit = _active.get()
+        reads = [k for k in dict.fromkeys(prefetch) if k not in unit.memo] if unit is not None else []
+        count, values = self._raw_incr(key, ttl, reads)
+        if unit is not None:
+            unit.memo.update(zip(reads, values))
+        return count
+
 
 class RedisState(_Batching):
     def __init__(self, url: str, prefix: str = "idp:") -> None:
         self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._prefix = prefix
+        self._get_linked = self._redis.register_script(_GET_LINKED)
+        self._commit_consuming = self._redis.register_script(_COMMIT_CONSUMING)
 
     def __repr__(self) -> str:
         return "<RedisState>"
@@ -126,26 +184,39 @@ class RedisState(_Batching):
     def _raw_get(self, key: str) -> bytes | None:
         return self._redis.get(self._prefix + key)  # type: ignore[return-value]
 
+    def _raw_get_linked(self, key: str, link: tuple[str, str]) -> tuple[bytes | None, bytes | None]:
+        value, linked = self._get_linked(keys=[self._prefix + key], args=[link[0], self._prefix + link[1]])
+        return value, linked
+
     def _raw_take(self, key: str) -> bytes | None:
         return self._redis.getdel(self._prefix + key)  # type: ignore[return-value]
 
     def _raw_delete(self, key: str) -> None:
         self._redis.delete(self._prefix + key)
 
-    def _apply(self, puts: dict[str, tuple[bytes, int]], deletes: set[str]) -> None:
+    def _apply(self, unit: Batch) -> bool:
+        p = self._prefix
+        if unit.consumes:
+            puts = list(unit.puts.items())
+            keys = [p + k for k in (*unit.consumes, *(k for k, _ in puts), *unit.deletes)]
+            args = [len(unit.consumes), len(puts), *(v for _, (v, _) in puts), *(ttl for _, (_, ttl) in puts)]
+            return bool(self._commit_consuming(keys=keys, args=args))
         pipe = self._redis.pipeline(transaction=True)  # all of a request's writes, or none
-        for key, (value, ttl) in puts.items():
-            pipe.set(self._prefix + key, value, ex=ttl)
-        if deletes:
-            pipe.delete(*(self._prefix + key for key in deletes))
+        for key, (value, ttl) in unit.puts.items():
+            pipe.set(p + key, value, ex=ttl)
+        if unit.deletes:
+            pipe.delete(*(p + key for key in unit.deletes))
         pipe.execute()
+        return True
 
-    def incr(self, key: str, ttl: int) -> int:
+    def _raw_incr(self, key: str, ttl: int, reads: list[str]) -> tuple[int, list[bytes | None]]:
         pipe = self._redis.pipeline()
         pipe.incr(self._prefix + key)
         pipe.expire(self._prefix + key, ttl, nx=True)
-        count, _ = pipe.execute()
-        return int(count)
+        if reads:
+            pipe.mget([self._prefix + k for k in reads])
+        count, _, *fetched = pipe.execute()
+        return int(count), list(fetched[0]) if fetched else []
 
     def ping(self) -> bool:
         try:
@@ -169,43 +240,90 @@ class MemoryState(_Batching):
             return None
         return item
 
+    def _bytes(self, key: str) -> bytes | None:
+        item = self._live(key)
+        return item[0] if item and isinstance(item[0], bytes) else None
+
     def _raw_put(self, key: str, value: bytes, ttl: int) -> None:
-        self._apply({key: (value, ttl)}, set())
+        with self._lock:
+            self._data[key] = (value, time.monotonic() + ttl)
 
     def _raw_get(self, key: str) -> bytes | None:
         with self._lock:
-            item = self._live(key)
-        return item[0] if item and isinstance(item[0], bytes) else None
+            return self._bytes(key)
+
+    def _raw_get_linked(self, key: str, link: tuple[str, str]) -> tuple[bytes | None, bytes | None]:
+        with self._lock:
+            value = self._bytes(key)
+            target = _link_target(value, link) if value is not None else None
+            return value, self._bytes(target) if target is not None else None
 
     def _raw_take(self, key: str) -> bytes | None:
         with self._lock:
-            item = self._live(key)
+            value = self._bytes(key)
             self._data.pop(key, None)
-        return item[0] if item and isinstance(item[0], bytes) else None
+        return value
 
     def _raw_delete(self, key: str) -> None:
-        self._apply({}, {key})
-
-    def _apply(self, puts: dict[str, tuple[bytes, int]], deletes: set[str]) -> None:
         with self._lock:
-            now = time.monotonic()
-            for key, (value, ttl) in puts.items():
-                self._data[key] = (value, now + ttl)
-            for key in deletes:
-                self._data.pop(key, None)
+            self._data.pop(key, None)
 
-    def incr(self, key: str, ttl: int) -> int:
+    def _apply(self, unit: Batch) -> bool:
+        with self._lock:
+            if any(self._live(key) is None for key in unit.consumes):
+                return False
+            now = time.monotonic()
+            for key in unit.consumes | unit.deletes:
+                self._data.pop(key, None)
+            for key, (value, ttl) in unit.puts.items():
+                self._data[key] = (value, now + ttl)
+            return True
+
+    def _raw_incr(self, key: str, ttl: int, reads: list[str]) -> tuple[int, list[bytes | None]]:
         with self._lock:
             item = self._live(key)
             count = (int(item[0]) if item else 0) + 1
             self._data[key] = (count, item[1] if item else time.monotonic() + ttl)
-        return count
+            return count, [self._bytes(k) for k in reads]
 
     def ping(self) -> bool:
         return True
 
     def close(self) -> None:
         pass
+
+
+def _link_target(raw: bytes, link: tuple[str, str]) -> str | None:
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        return None
+    linked = entry.get(link[0]) if isinstance(entry, dict) else None
+    return link[1] + linked if isinstance(linked, str) else None
+
+
+# get_linked in Redis, by the rules of _link_target. The linked key is computed inside the script,
+# which a single Redis server allows (a cluster would not).
+_GET_LINKED = """
+local value = redis.call('GET', KEYS[1])
+if not value then return {false, false} end
+local ok, entry = pcall(cjson.decode, value)
+if not ok or type(entry) ~= 'table' or type(entry[ARGV[1]]) ~= 'string' then return {value, false} end
+return {value, redis.call('GET', ARGV[2] .. entry[ARGV[1]])}
+"""
+
+# A batch that consumes keys: KEYS = consumed keys, then put keys, then deleted keys; ARGV = the
+# number of consumed keys, the number of puts, the put values, then their lifetimes in seconds.
+_COMMIT_CONSUMING = """
+local consumed, puts = tonumber(ARGV[1]), tonumber(ARGV[2])
+for i = 1, consumed do
+  if redis.call('EXISTS', KEYS[i]) == 0 then return 0 end
+end
+for i = 1, consumed do redis.call('DEL', KEYS[i]) end
+for i = 1, puts do redis.call('SET', KEYS[consumed + i], ARGV[2 + i], 'EX', ARGV[2 + puts + i]) end
+for i = consumed + puts + 1, #KEYS do redis.call('DEL', KEYS[i]) end
+return 1
+"""
 
 
 def make_state(redis_url: str | None) -> RedisState | MemoryState:

@@ -7,6 +7,7 @@ single-use under concurrency (a replayed code revokes what it issued), and recor
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,9 +59,12 @@ class Grants:
     def remember(self, code: str, grant: CodeGrant, ttl: int) -> None:
         self._state.put(f"oidc:grant:{code}", json.dumps(grant.__dict__).encode(), ttl)
 
-    def claim(self, code: str) -> bool:
-        """True for the first exchange of ``code`` only, even when two arrive at once."""
-        return self._state.incr(f"oidc:claimed:{code}", GRANT_TTL) == 1
+    def claim(self, code: str, prefetch: Sequence[str] = ()) -> bool:
+        """True for the first exchange of ``code`` only, even when two arrive at once. Inside a
+        state batch, the code's grant and issued tokens and the keys in ``prefetch`` are read in
+        the same round trip."""
+        reads = [f"oidc:grant:{code}", f"oidc:issued:{code}", *prefetch]
+        return self._state.incr(f"oidc:claimed:{code}", GRANT_TTL, prefetch=reads) == 1
 
     def grant(self, code: str) -> CodeGrant | None:
         raw = self._state.get(f"oidc:grant:{code}")

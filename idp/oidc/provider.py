@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from oic.exception import MessageException
+from oic.oic.message import AccessTokenResponse, RefreshAccessTokenRequest
 from pyop.authz_state import AuthorizationState
 from pyop.exceptions import (InvalidAuthenticationRequest, InvalidClientAuthentication, InvalidRefreshToken,
                              InvalidSubjectIdentifier, InvalidTokenRequest)
-from pyop.provider import Provider
 from pyop.message import AuthorizationRequest
+from pyop.provider import Provider
 
 from idp.assurance import LEVELS
 from idp.errors import ConfigError
@@ -91,28 +93,30 @@ class RegisterAuthorizationState(AuthorizationState):
             raise InvalidSubjectIdentifier("unknown subject")
         return str(patron_id)
 
-    def use_refresh_token(self, refresh_token: str, scope: Any = None) -> Any:
-        """pyop's refresh with rotation made safe under concurrency: of two requests presenting
-        the same refresh token at once, exactly one gets new tokens."""
-        info = self.refresh_tokens.get(refresh_token)
-        if info is None:
+    def use_refresh_token(self, refresh_token: str, scope: Any = None, *, client_id: str | None = None) -> Any:
+        """pyop's refresh with rotation, made safe: the token works once, only for the client it
+        was issued to (RFC 6749 section 6), and not after its grant was revoked.
+
+        Runs inside a state batch. The token is consumed by the batch's commit, which writes the
+        new tokens only if it is still there: of two requests presenting it at once exactly one
+        commits (the other gets Conflict), and a request refused before its commit (a scope
+        beyond the grant, say) leaves the token as it was.
+        """
+        if client_id is None:
+            raise InvalidRefreshToken("a refresh must name the client presenting the token")
+        entry, grant = self.refresh_tokens.get_linked(refresh_token, "access_token", self.access_tokens)
+        if entry is None:
             raise InvalidRefreshToken("unknown or already used refresh token")
-        previous_access_token = info["access_token"]
-        if previous_access_token not in self.access_tokens:
+        if grant is None:
             # Revoked (logout or a replayed code) while the refresh token was still out there.
             raise InvalidRefreshToken("the grant behind this refresh token was revoked")
-        access_token, new_refresh_token = super().use_refresh_token(refresh_token, scope)
-        if self.refresh_tokens.take(refresh_token) is None:
-            raise InvalidRefreshToken("this refresh token was used by another request just now")
-        del self.access_tokens[previous_access_token]
-        return access_token, new_refresh_token
-
-    def check_refresh_token_client(self, refresh_token: str, client_id: str) -> None:
-        """A refresh token works only for the client it was issued to (RFC 6749 section 6)."""
-        info = self.refresh_tokens.get(refresh_token) if refresh_token else None
-        access = self.access_tokens.get(info["access_token"]) if info else None
-        if access is not None and access.get("client_id") != client_id:
+        if grant.get("client_id") != client_id:
             raise InvalidRefreshToken("this refresh token was issued to another client")
+        # pyop reads both entries again; the batch answers from what was just read.
+        access_token, new_refresh_token = super().use_refresh_token(refresh_token, scope)
+        self.refresh_tokens.consume(refresh_token)
+        del self.access_tokens[entry["access_token"]]
+        return access_token, new_refresh_token
 
     def revoke(self, access_token: str | None, refresh_token: str | None) -> None:
         for store, value in ((self.access_tokens, access_token), (self.refresh_tokens, refresh_token)):
@@ -282,12 +286,35 @@ class IdpProvider(Provider):
         if grant_type == "authorization_code":
             return self._do_code_exchange(token_request, dict(extra_id_token_claims or {}))
         if grant_type == "refresh_token":
-            self.authz_state.check_refresh_token_client(token_request.get("refresh_token", ""), client_id)
             return self._do_token_refresh(token_request)
         if grant_type is None:
             raise InvalidTokenRequest("grant_type missing", token_request)
         raise InvalidTokenRequest(f"grant_type {grant_type!r} is not supported", token_request,
                                   oauth_error="unsupported_grant_type")
+
+    def _do_token_refresh(self, request: Mapping[str, str]) -> AccessTokenResponse:
+        """pyop's refresh, handing the authenticated client to use_refresh_token (pyop's omits it)."""
+        token_request = RefreshAccessTokenRequest().from_dict(request)
+        try:
+            token_request.verify()
+        except MessageException as exc:
+            raise InvalidTokenRequest(str(exc), token_request) from exc
+        access_token, refresh_token = self.authz_state.use_refresh_token(
+            token_request["refresh_token"], scope=token_request.get("scope"), client_id=request["client_id"])
+        response = AccessTokenResponse()
+        self._add_access_token_to_response(response, access_token)
+        if refresh_token:
+            response["refresh_token"] = refresh_token
+        return response
+
+    def code_state_keys(self, code: str) -> list[str]:
+        """The state keys a code exchange reads, for fetching them in one round trip."""
+        return [self.authz_state.authorization_codes.state_key(code)]
+
+    def index_subject(self, patron_id: int, client_id: str) -> None:
+        """Index the patron's subject at this client now: a code exchange then looks the patron
+        up in its own batch instead of the store (and the index lives on with the new tokens)."""
+        self._create_subject_identifier(str(patron_id), client_id, "")
 
     def _verify_client_authentication(self, request_body: str, http_headers: Mapping[str, str] | None = None
                                       ) -> dict[str, str]:

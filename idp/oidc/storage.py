@@ -29,6 +29,23 @@ class StateMapping(MutableMapping[str, Any]):
         raw = self._state.take(self._prefix + key) if _plausible(key) else None
         return json.loads(raw) if raw is not None else None
 
+    def get_linked(self, key: str, field: str, other: StateMapping) -> tuple[Any, Any]:
+        """The entry and the entry of ``other`` named by its ``field``, in one round trip (None for
+        what is absent)."""
+        if not _plausible(key):
+            return None, None
+        found = self._state.get_linked(self._prefix + key, (field, other._prefix))
+        return tuple(json.loads(raw) if raw is not None else None for raw in found)  # type: ignore[return-value]
+
+    def consume(self, key: str) -> None:
+        """Delete the entry when the state batch commits, which then writes nothing unless the
+        entry is still there (StateStore.consume)."""
+        self._state.consume(self._prefix + key)
+
+    def state_key(self, key: str) -> str:
+        """The state store's key for ``key``: what a prefetch names."""
+        return self._prefix + key
+
     def __setitem__(self, key: str, value: Any) -> None:
         self._state.put(self._prefix + key, json.dumps(value).encode(), self._ttl)
 

@@ -32,6 +32,7 @@ from idp.registry.models import Patron
 from idp.settings import Settings
 from idp.web import services
 from idp.web.forms import PatronForm
+from idp.web.limits import limit_views
 from idp.web.login import safe_next
 
 bp = Blueprint("account_codes", __name__, url_prefix="/account/code")
@@ -223,6 +224,5 @@ def install_limits(app: Flask, settings: Settings) -> None:
                                  deduct_when=_wrong)
     second = limiter.shared_limit(settings.totp_limit_per_account, scope="second-factor", key_func=_account_key,
                                   deduct_when=_wrong)
-    for endpoints, limit in ((CODE_GUESS_ENDPOINTS, codes), (SECOND_FACTOR_ENDPOINTS, second)):
-        for endpoint in endpoints:
-            app.view_functions[endpoint] = limit(app.view_functions[endpoint])
+    limit_views(app, CODE_GUESS_ENDPOINTS, codes)
+    limit_views(app, SECOND_FACTOR_ENDPOINTS, second)

@@ -16,6 +16,8 @@ one address.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from flask import Flask, Response, g, request
 from flask_limiter import Limiter, RequestLimit
@@ -27,6 +29,7 @@ from idp.registry.cards import find_card
 from idp.settings import Settings
 from idp.web import services
 
+_LIMITED = "idp-limited-endpoints"
 FAILURES_PER_DAY = 10
 PER_ACCOUNT = f"{FAILURES_PER_DAY} per day"
 _NOTICE_TTL = 24 * 3600
@@ -94,13 +97,29 @@ def install(app: Flask, settings: Settings) -> Limiter:
     limiter = Limiter(get_remote_address, app=app, storage_uri=storage_uri(settings), strategy="moving-window",
                       headers_enabled=False)
     app.extensions["idp-limiter"] = limiter
-    # Decorated views are checked by the wrapper the decorator returns, so the wrapper must be
-    # what the app calls; limits are applied here because each app has its own limiter.
+    # Only the views wrapped by limit_views carry limits. The limiter's own before-request check
+    # would still work out, on every other request (the token endpoint, JWKS, pages), that none
+    # apply: this filter lets those through at once.
+    limited: set[str] = app.extensions.setdefault(_LIMITED, set())
+    limiter.request_filter(lambda: request.endpoint not in limited)
     per_account = limiter.shared_limit(PER_ACCOUNT, scope="account", key_func=_account_key, deduct_when=_failed,
                                        on_breach=_notify_locked)
-    endpoint = "login.login_submit"
-    app.view_functions[endpoint] = per_account(limiter.limit(settings.login_limit_per_ip)(app.view_functions[endpoint]))
-    endpoint = "api.verify_card"
-    per_client = limiter.limit(settings.verify_limit_per_client, key_func=_client_key)
-    app.view_functions[endpoint] = per_account(per_client(app.view_functions[endpoint]))
+    limit_views(app, ["login.login_submit"], per_account, limiter.limit(settings.login_limit_per_ip))
+    limit_views(app, ["api.verify_card"], per_account,
+                limiter.limit(settings.verify_limit_per_client, key_func=_client_key))
     return limiter
+
+
+def limit_views(app: Flask, endpoints: Iterable[str], *limits: Callable[[Any], Any]) -> None:
+    """Wrap each endpoint's view in ``limits`` (the first outermost) and mark it as limited.
+
+    A decorated view is checked by the wrapper the decorator returns, so the wrapper must be what
+    the app calls; limits are applied here because each app has its own limiter.
+    """
+    limited: set[str] = app.extensions.setdefault(_LIMITED, set())
+    for endpoint in endpoints:
+        view = app.view_functions[endpoint]
+        for limit in reversed(limits):
+            view = limit(view)
+        app.view_functions[endpoint] = view
+        limited.add(endpoint)

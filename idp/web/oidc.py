@@ -22,7 +22,7 @@ from idp.oidc.hints import id_token_audience
 from idp.oidc.provider import CODE_LIFETIME
 from idp.oidc.wiring import OidcParts
 from idp.registry.models import Patron
-from idp.state import Batch
+from idp.state import Batch, Conflict
 from idp.web import services
 from idp.web.errors import error_page
 from idp.web.pending import authenticate_then, consent_page, session_meets
@@ -237,7 +237,7 @@ def _token_response(parts: OidcParts, client_id: str, body: str, batch: Batch) -
     extra: dict[str, Any] | None = None
     code = fields.get("code") if fields.get("grant_type") == "authorization_code" else None
     if code is not None:
-        if not parts.grants.claim(code):
+        if not parts.grants.claim(code, prefetch=parts.provider.code_state_keys(code)):
             # A second use of a code: revoke whatever the first one issued (RFC 6749 section 4.1.2).
             parts.provider.authz_state.revoke(*parts.grants.issued_for(code))
             batch.commit()
@@ -247,6 +247,7 @@ def _token_response(parts: OidcParts, client_id: str, body: str, batch: Batch) -
             return _token_error("invalid_grant", "unknown or expired authorization code")
         # The claim values were settled when the code was issued (idp.oidc.flow.CodeGrant).
         extra = {**describe(grant), **grant.values}
+        parts.provider.index_subject(grant.patron_id, client_id)
     try:
         result = parts.provider.handle_authenticated_token_request(client_id, body, extra)
     except InvalidClientAuthentication as exc:
@@ -257,7 +258,10 @@ def _token_response(parts: OidcParts, client_id: str, body: str, batch: Batch) -
         return _token_error("invalid_grant", "the grant is no longer valid")
     if code is not None:
         parts.grants.record_tokens(code, result.get("access_token"), result.get("refresh_token"))
-    batch.commit()
+    try:
+        batch.commit()
+    except Conflict:
+        return _token_error("invalid_grant", "this refresh token was used by another request just now")
     out = jsonify(result.to_dict())
     out.headers["Cache-Control"] = "no-store"
     out.headers["Pragma"] = "no-cache"

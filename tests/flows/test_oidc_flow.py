@@ -8,6 +8,7 @@ import re
 import time
 import warnings
 from base64 import urlsafe_b64decode
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from urllib.parse import parse_qs, urlsplit
@@ -428,3 +429,46 @@ def test_a_refresh_token_works_only_for_its_own_client(live: LiveIdp, card: str)
                                                       "refresh_token": token["refresh_token"]},
                          auth=(owner.client_id, owner.secret), timeout=5)
     assert mine.status_code == 200 and mine.json()["refresh_token"] != token["refresh_token"]
+
+
+def test_a_refresh_refused_for_its_scope_leaves_the_refresh_token_usable(live: LiveIdp, card: str) -> None:
+    client = register(live)
+    rp, token, _ = full_login(live, client, card)
+    wider = requests.post(f"{live.url}/token", data={"grant_type": "refresh_token", "scope": "openid email",
+                                                       "refresh_token": token["refresh_token"]},
+                          auth=(client.client_id, client.secret), timeout=5)
+    assert wider.status_code == 400 and wider.json()["error"] == "invalid_scope"
+    renewed = rp.refresh_token(f"{live.url}/token", refresh_token=token["refresh_token"])
+    assert renewed["refresh_token"] != token["refresh_token"]
+
+
+class _RoundTrips:
+    """Counts the state store's calls: each raw operation is one round trip to Redis."""
+
+    OPERATIONS = ("_raw_get", "_raw_get_linked", "_raw_take", "_raw_put", "_raw_delete", "_raw_incr", "_apply")
+
+    def __init__(self, state: object, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[str] = []
+        for name in self.OPERATIONS:
+            original = getattr(state, name)
+            monkeypatch.setattr(state, name, self._counted(name, original))
+
+    def _counted(self, name: str, original: Callable[..., object]) -> Callable[..., object]:
+        def counted(*args: object, **kwargs: object) -> object:
+            self.calls.append(name)
+            return original(*args, **kwargs)
+        return counted
+
+
+def test_a_code_exchange_and_a_refresh_each_make_two_round_trips_to_the_state_store(
+        live: LiveIdp, card: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = register(live)
+    rp = rp_session(live, client)
+    url, _, verifier = start(live, rp)
+    code = callback_params(login_and_consent(Browser(requests.Session()), url, card))["code"]
+    trips = _RoundTrips(live.services.state, monkeypatch)
+    token = rp.fetch_token(f"{live.url}/token", code=code, code_verifier=verifier)
+    assert trips.calls == ["_raw_incr", "_apply"]  # claim the code with its reads, then write
+    trips.calls.clear()
+    rp.refresh_token(f"{live.url}/token", refresh_token=token["refresh_token"])
+    assert trips.calls == ["_raw_get_linked", "_apply"]  # the token with its grant, then rotate

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from idp.services import Services
+from idp.state import Conflict, StateStore
 
 
 def test_a_committed_batch_writes_everything_at_the_end(services: Services) -> None:
@@ -69,3 +72,80 @@ def test_counters_are_immediate_inside_a_batch(services: Services) -> None:
 def test_batches_do_not_nest(services: Services) -> None:
     with services.state.batch(), pytest.raises(RuntimeError, match="do not nest"), services.state.batch():
         pass
+
+
+def test_a_counter_fetches_keys_in_its_round_trip_for_the_batch(services: Services) -> None:
+    state = services.state
+    state.put("grant", b"g", 60)
+    with state.batch():
+        assert state.incr("claimed", 60, prefetch=["grant", "absent", "grant"]) == 1
+        state._raw_put("grant", b"changed elsewhere", 60)
+        assert state.get("grant") == b"g" and state.get("absent") is None  # answered from the batch
+    # Outside a batch there is nothing to keep the values in: only the count comes back.
+    assert state.incr("claimed", 60, prefetch=["grant"]) == 2
+
+
+def _entries(state: StateStore) -> None:
+    state.put("rt:one", json.dumps({"access_token": "a1", "exp": 9}).encode(), 60)
+    state.put("at:a1", json.dumps({"client_id": "c"}).encode(), 60)
+
+
+def test_an_entry_and_the_entry_it_names_come_in_one_read(services: Services) -> None:
+    state = services.state
+    _entries(state)
+    state.put("rt:dangling", json.dumps({"access_token": "gone"}).encode(), 60)
+    state.put("rt:no-link", json.dumps({"exp": 9}).encode(), 60)
+    state.put("rt:number", json.dumps({"access_token": 7}).encode(), 60)
+    state.put("rt:not-json", b"\xff{", 60)
+    link = ("access_token", "at:")
+    assert state.get_linked("rt:one", link) == (json.dumps({"access_token": "a1", "exp": 9}).encode(),
+                                                json.dumps({"client_id": "c"}).encode())
+    assert state.get_linked("rt:absent", link) == (None, None)
+    assert state.get_linked("rt:dangling", link)[1] is None
+    for key in ("rt:no-link", "rt:number", "rt:not-json"):
+        value, linked = state.get_linked(key, link)
+        assert value is not None and linked is None
+    with state.batch():
+        state.get_linked("rt:one", link)
+        state._raw_delete("at:a1")
+        assert state.get("at:a1") is not None  # the batch keeps what it read
+
+
+def test_a_consumed_key_is_deleted_by_the_commit_with_the_batch_writes(services: Services) -> None:
+    state = services.state
+    _entries(state)
+    with state.batch() as batch:
+        state.consume("rt:one")
+        assert state.get("rt:one") is not None  # still readable by the request that holds it
+        state.put("rt:two", b"new", 60)
+        state.delete("at:a1")
+        batch.commit()
+    assert state.get("rt:one") is None and state.get("rt:two") == b"new" and state.get("at:a1") is None
+
+
+def test_a_batch_whose_consumed_key_is_gone_writes_nothing(services: Services) -> None:
+    state = services.state
+    _entries(state)
+    with state.batch() as batch:
+        state.get("rt:one")
+        state.consume("rt:one")
+        state.put("rt:two", b"new", 60)
+        state.delete("at:a1")
+        state._raw_delete("rt:one")  # another request consumed it first
+        with pytest.raises(Conflict):
+            batch.commit()
+    assert state.get("rt:two") is None and state.get("at:a1") is not None
+
+
+def test_consume_needs_a_batch_and_a_committed_batch_takes_no_more_writes(services: Services) -> None:
+    state = services.state
+    with pytest.raises(RuntimeError, match="inside a state batch"):
+        state.consume("k")
+    with state.batch() as batch:
+        state.put("k", b"1", 60)
+        batch.commit()
+        with pytest.raises(RuntimeError, match="committed already"):
+            state.put("later", b"2", 60)
+        with pytest.raises(RuntimeError, match="committed already"):
+            batch.commit()
+    assert state.get("k") == b"1" and state.get("later") is None

@@ -173,7 +173,7 @@ class RedisState(_Batching):
         self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._prefix = prefix
         self._get_linked = self._redis.register_script(_GET_LINKED)
-        self._commit_consuming = self._redis.register_script(_COMMIT_CONSUMING)
+        self._commit = self._redis.register_script(_COMMIT)
 
     def __repr__(self) -> str:
         return "<RedisState>"
@@ -195,22 +195,14 @@ class RedisState(_Batching):
         self._redis.delete(self._prefix + key)
 
     def _apply(self, unit: Batch) -> bool:
-        p = self._prefix
-        if unit.consumes:
-            puts = list(unit.puts.items())
-            keys = [p + k for k in (*unit.consumes, *(k for k, _ in puts), *unit.deletes)]
-            args = [len(unit.consumes), len(puts), *(v for _, (v, _) in puts), *(ttl for _, (_, ttl) in puts)]
-            return bool(self._commit_consuming(keys=keys, args=args))
-        pipe = self._redis.pipeline(transaction=True)  # all of a request's writes, or none
-        for key, (value, ttl) in unit.puts.items():
-            pipe.set(p + key, value, ex=ttl)
-        if unit.deletes:
-            pipe.delete(*(p + key for key in unit.deletes))
-        pipe.execute()
-        return True
+        # One script call, atomic like MULTI/EXEC but a single command for redis-py to pack and parse.
+        p, puts = self._prefix, list(unit.puts.items())
+        keys = [p + k for k in (*unit.consumes, *(k for k, _ in puts), *unit.deletes)]
+        args = [len(unit.consumes), len(puts), *(v for _, (v, _) in puts), *(ttl for _, (_, ttl) in puts)]
+        return bool(self._commit(keys=keys, args=args))
 
     def _raw_incr(self, key: str, ttl: int, reads: list[str]) -> tuple[int, list[bytes | None]]:
-        pipe = self._redis.pipeline()
+        pipe = self._redis.pipeline()  # MULTI: a counter never exists without its expiry
         pipe.incr(self._prefix + key)
         pipe.expire(self._prefix + key, ttl, nx=True)
         if reads:
@@ -312,9 +304,9 @@ if not ok or type(entry) ~= 'table' or type(entry[ARGV[1]]) ~= 'string' then ret
 return {value, redis.call('GET', ARGV[2] .. entry[ARGV[1]])}
 """
 
-# A batch that consumes keys: KEYS = consumed keys, then put keys, then deleted keys; ARGV = the
-# number of consumed keys, the number of puts, the put values, then their lifetimes in seconds.
-_COMMIT_CONSUMING = """
+# A batch's commit: KEYS = consumed keys, then put keys, then deleted keys; ARGV = the number of
+# consumed keys, the number of puts, the put values, then their lifetimes in seconds.
+_COMMIT = """
 local consumed, puts = tonumber(ARGV[1]), tonumber(ARGV[2])
 for i = 1, consumed do
   if redis.call('EXISTS', KEYS[i]) == 0 then return 0 end

@@ -7,7 +7,8 @@ What is ours rather than pyop's, and why:
   (pyop compares plain text and crashes on a ':' in a Basic secret);
 - subjects are derived (pairwise per relying party) instead of stored, and found by an index
   instead of a scan over every user;
-- refresh tokens rotate: each refresh returns a new one and the presented one dies;
+- refresh tokens rotate: each refresh returns a new one, and the presented one is consumed by
+  the same atomic write that stores the new ones, so it works once, for its own client only;
 - an http issuer is accepted for loopback hosts only (development, tests), never elsewhere.
 """
 
@@ -278,8 +279,8 @@ class IdpProvider(Provider):
 
     def handle_authenticated_token_request(self, client_id: str, request_body: str,
                                            extra_id_token_claims: Mapping[str, Any] | None = None) -> Any:
-        """pyop's handle_token_request for a client authenticated once already (authentication is
-        a database round trip), and with the refresh token bound to its client, which pyop omits."""
+        """pyop's handle_token_request for a client the view authenticated already (before a code
+        is spent), and with the refresh token bound to its client, which pyop omits."""
         token_request = dict(parse_qsl(request_body))
         token_request["client_id"] = client_id
         grant_type = token_request.get("grant_type")

@@ -38,11 +38,19 @@ def _content_security_policy() -> str:
 
 
 def register(app: Flask) -> None:
+    defaults = dict(HEADERS)
+    if app.config["SESSION_COOKIE_SECURE"]:
+        defaults["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    lowered = [(name.lower(), name, value) for name, value in defaults.items()]
+
     @app.after_request
     def add_headers(response: Response) -> Response:
-        response.headers.setdefault("Content-Security-Policy", _content_security_policy())
-        for name, value in HEADERS.items():
-            response.headers.setdefault(name, value)
-        if app.config["SESSION_COOKIE_SECURE"]:
-            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        # One pass over the response's headers: this runs on every answer, the token endpoint's too.
+        headers = response.headers
+        present = {name.lower() for name in headers.keys()}
+        if "content-security-policy" not in present:
+            headers.add("Content-Security-Policy", _content_security_policy())
+        for low, name, value in lowered:
+            if low not in present:
+                headers.add(name, value)
         return response

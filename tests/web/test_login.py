@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from flask import Flask
+from flask import Flask, Response, request
+from flask.globals import request_ctx
 from flask.testing import FlaskClient
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from idp.registry.models import Notification
 from idp.services import Services
-from idp.web.limits import FAILURES_PER_DAY
+from idp.web.limits import FAILURES_PER_DAY, _only_where_limited
 from tests.unit.factories import library, patron
 from idp import create_app
 from tests.web.conftest import csrf_token
@@ -162,3 +165,26 @@ def test_another_worker_continues_the_session(services: Services, login: Login, 
     page = client.get("/", headers={"Accept-Language": "en"})
     client.post("/logout", data={"csrf_token": csrf_token(page.text)})
     assert "You are logged in." not in other.get("/", headers={"Accept-Language": "en"}).text
+
+
+def test_the_limiter_works_only_on_the_views_that_carry_limits(app: Flask, login: Login, card: str) -> None:
+    # Flask-Limiter keeps its per-request state on the request context once it looks at a request.
+    looked_at: dict[str, bool] = {}
+
+    @app.after_request
+    def note(response: Response) -> Response:
+        looked_at[request.endpoint or "-"] = hasattr(request_ctx._get_current_object(), "_limiter_request_context")
+        return response
+
+    client = app.test_client()
+    client.get("/jwks")
+    client.post("/token", data={"grant_type": "refresh_token", "refresh_token": "x"})
+    login(card, "wrong password")
+    assert looked_at == {"oidc.jwks": False, "oidc.token": False, "login.login_form": False,
+                         "login.login_submit": True}
+
+
+def test_a_limiter_release_that_hooks_requests_differently_stops_the_start() -> None:
+    unhooked = Flask(__name__)
+    with pytest.raises(RuntimeError, match="three request hooks, found 0"):
+        _only_where_limited(unhooked, Limiter(get_remote_address), set())

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from datetime import datetime
@@ -41,6 +41,8 @@ class Services:
     hasher: SecretHasher
     state: RedisState | MemoryState
     clock: Callable[[], datetime] = utcnow
+    # What apps built on these services hold open (a limiter's Redis connections): closed with them.
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     @contextmanager
     def registry(self, actor: str) -> Iterator[Registry]:
@@ -87,6 +89,8 @@ class Services:
         return build_messenger(self.settings)
 
     def close(self) -> None:
+        for close in self.closers:
+            close()
         self.state.close()
         self.hasher.close()
         self.engine.dispose()

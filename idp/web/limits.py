@@ -98,6 +98,9 @@ def install(app: Flask, settings: Settings) -> Limiter:
     limiter = Limiter(get_remote_address, app=app, storage_uri=storage_uri(settings), strategy="moving-window",
                       headers_enabled=False)
     app.extensions["idp-limiter"] = limiter
+    connection = getattr(limiter.storage, "get_connection", None)  # Redis storage (memory has none)
+    if connection is not None:
+        app.extensions["idp"].closers.append(lambda: connection().close())
     _only_where_limited(app, limiter, app.extensions.setdefault(_LIMITED, set()))
     per_account = limiter.shared_limit(PER_ACCOUNT, scope="account", key_func=_account_key, deduct_when=_failed,
                                        on_breach=_notify_locked)

@@ -167,7 +167,8 @@ def test_another_worker_continues_the_session(services: Services, login: Login, 
     assert "You are logged in." not in other.get("/", headers={"Accept-Language": "en"}).text
 
 
-def test_the_limiter_works_only_on_the_views_that_carry_limits(app: Flask, login: Login, card: str) -> None:
+def test_the_limiter_works_only_on_the_views_that_carry_limits(app: Flask, client: FlaskClient, login: Login,
+                                                                card: str) -> None:
     # Flask-Limiter keeps its per-request state on the request context once it looks at a request.
     looked_at: dict[str, bool] = {}
 
@@ -176,7 +177,6 @@ def test_the_limiter_works_only_on_the_views_that_carry_limits(app: Flask, login
         looked_at[request.endpoint or "-"] = hasattr(request_ctx._get_current_object(), "_limiter_request_context")
         return response
 
-    client = app.test_client()
     client.get("/jwks")
     client.post("/token", data={"grant_type": "refresh_token", "refresh_token": "x"})
     login(card, "wrong password")
@@ -188,3 +188,19 @@ def test_a_limiter_release_that_hooks_requests_differently_stops_the_start() -> 
     unhooked = Flask(__name__)
     with pytest.raises(RuntimeError, match="three request hooks, found 0"):
         _only_where_limited(unhooked, Limiter(get_remote_address), set())
+
+
+def test_closing_the_services_closes_the_limiters_redis_connections(app: Flask, services: Services, login: Login,
+                                                                    card: str) -> None:
+    login(card, "wrong password")  # the limiter counts in its storage
+    storage = app.extensions["idp-limiter"].storage
+    if not hasattr(storage, "get_connection"):
+        pytest.skip("the embedded default keeps limits in memory: nothing to close")
+    pool = storage.get_connection().connection_pool
+
+    def open_sockets() -> int:
+        return sum(c._sock is not None for c in [*pool._available_connections, *pool._in_use_connections])
+
+    assert open_sockets() > 0
+    services.close()
+    assert open_sockets() == 0

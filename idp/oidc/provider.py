@@ -272,17 +272,20 @@ class IdpProvider(Provider):
         alg = self.clients[client_id].get("id_token_signed_response_alg", "RS256")
         return self.keyring.sign(claims, alg)
 
-    def authenticate_client(self, request_body: str, http_headers: Mapping[str, str] | None = None) -> str:
-        """The authenticated client's id; raises InvalidClientAuthentication (the token view asks
-        first, so that a code is only spent by the client it was issued to)."""
-        return self._verify_client_authentication(request_body, http_headers)["client_id"]
+    def authenticate_client(self, fields: Mapping[str, str], authorization: str | None) -> str:
+        """The authenticated client's id, from the token request's fields and Authorization
+        header; raises InvalidClientAuthentication (the token view asks first, so that a code is
+        only spent by the client it was issued to)."""
+        client_id, secret = _client_credentials(fields, authorization)
+        if self._authenticate(client_id, secret) is None:
+            raise InvalidClientAuthentication("client authentication failed")
+        return client_id
 
-    def handle_authenticated_token_request(self, client_id: str, request_body: str,
+    def handle_authenticated_token_request(self, client_id: str, fields: Mapping[str, str],
                                            extra_id_token_claims: Mapping[str, Any] | None = None) -> Any:
         """pyop's handle_token_request for a client the view authenticated already (before a code
         is spent), and with the refresh token bound to its client, which pyop omits."""
-        token_request = dict(parse_qsl(request_body))
-        token_request["client_id"] = client_id
+        token_request = {**fields, "client_id": client_id}
         grant_type = token_request.get("grant_type")
         if grant_type == "authorization_code":
             return self._do_code_exchange(token_request, dict(extra_id_token_claims or {}))
@@ -319,13 +322,9 @@ class IdpProvider(Provider):
 
     def _verify_client_authentication(self, request_body: str, http_headers: Mapping[str, str] | None = None
                                       ) -> dict[str, str]:
+        """pyop's hook, for any pyop path that authenticates a client from a raw body."""
         token_request = dict(parse_qsl(request_body))
-        header = (http_headers or {}).get("Authorization")
-        client_id, secret = _client_credentials(token_request, header)
-        client = self._authenticate(client_id, secret)
-        if client is None:
-            raise InvalidClientAuthentication("client authentication failed")
-        token_request["client_id"] = client_id
+        token_request["client_id"] = self.authenticate_client(token_request, (http_headers or {}).get("Authorization"))
         return token_request
 
 

@@ -219,21 +219,19 @@ def _token_error(error: str, description: str, status: int = 400) -> ResponseRet
 def token() -> ResponseReturnValue:
     if request.mimetype != "application/x-www-form-urlencoded":
         return _token_error("invalid_request", "the body must be application/x-www-form-urlencoded")
-    body = request.get_data(as_text=True)
+    fields = dict(parse_qsl(request.get_data(as_text=True)))
     parts = _oidc()
-    headers = {"Authorization": request.headers["Authorization"]} if "Authorization" in request.headers else {}
     try:
-        client_id = parts.provider.authenticate_client(body, headers)
+        client_id = parts.provider.authenticate_client(fields, request.headers.get("Authorization"))
     except InvalidClientAuthentication as exc:
         return _token_error("invalid_client", str(exc), 401)
     # Every store write of this request goes out in one round trip, and only if it succeeds.
     with services().state.batch() as batch:
-        return _token_response(parts, client_id, body, batch)
+        return _token_response(parts, client_id, fields, batch)
 
 
-def _token_response(parts: OidcParts, client_id: str, body: str, batch: Batch) -> ResponseReturnValue:
+def _token_response(parts: OidcParts, client_id: str, fields: dict[str, str], batch: Batch) -> ResponseReturnValue:
     """The token endpoint's answer; ``batch`` is committed for the answers that must change state."""
-    fields = dict(parse_qsl(body))
     extra: dict[str, Any] | None = None
     code = fields.get("code") if fields.get("grant_type") == "authorization_code" else None
     if code is not None:
@@ -249,7 +247,7 @@ def _token_response(parts: OidcParts, client_id: str, body: str, batch: Batch) -
         extra = {**describe(grant), **grant.values}
         parts.provider.index_subject(grant.patron_id, client_id)
     try:
-        result = parts.provider.handle_authenticated_token_request(client_id, body, extra)
+        result = parts.provider.handle_authenticated_token_request(client_id, fields, extra)
     except InvalidClientAuthentication as exc:
         return _token_error("invalid_client", str(exc), 401)
     except OAuthError as exc:

@@ -64,6 +64,12 @@ class _ClaimsAreOurs:
         return {}
 
 
+# Each access token names the code its grant started from, carried over at every refresh, so
+# that a replayed code revokes the tokens its grant has now, not only the first ones
+# (RFC 6749 section 4.1.2); pyop's introspection does not pass the field on.
+_CODE = "idp_code"
+
+
 class _Unused:
     """pyop insists on a subject-identifier factory; ours are derived in RegisterAuthorizationState."""
 
@@ -105,19 +111,37 @@ class RegisterAuthorizationState(AuthorizationState):
         """
         if client_id is None:
             raise InvalidRefreshToken("a refresh must name the client presenting the token")
-        entry, grant = self.refresh_tokens.get_linked(refresh_token, "access_token", self.access_tokens)
+        entry, previous = self.refresh_tokens.get_linked(refresh_token, "access_token", self.access_tokens)
         if entry is None:
             raise InvalidRefreshToken("unknown or already used refresh token")
-        if grant is None:
+        if previous is None:
             # Revoked (logout or a replayed code) while the refresh token was still out there.
             raise InvalidRefreshToken("the grant behind this refresh token was revoked")
-        if grant.get("client_id") != client_id:
+        if previous.get("client_id") != client_id:
             raise InvalidRefreshToken("this refresh token was issued to another client")
         # pyop reads both entries again; the batch answers from what was just read.
         access_token, new_refresh_token = super().use_refresh_token(refresh_token, scope)
         self.refresh_tokens.consume(refresh_token)
         del self.access_tokens[entry["access_token"]]
+        if _CODE in previous:
+            self._mark_code(access_token.value, previous[_CODE])
         return access_token, new_refresh_token
+
+    def exchange_code_for_token(self, authorization_code: str) -> Any:
+        access_token = super().exchange_code_for_token(authorization_code)
+        self._mark_code(access_token.value, authorization_code)
+        return access_token
+
+    def code_of(self, access_token: str) -> str | None:
+        """The authorization code a grant started from, for the tokens it has now (see _CODE)."""
+        entry = self.access_tokens.get(access_token)
+        return entry.get(_CODE) if entry else None
+
+    def _mark_code(self, access_token: str, code: str) -> None:
+        # Written in the same batch as the token itself: no round trip of its own.
+        entry = self.access_tokens[access_token]
+        entry[_CODE] = code
+        self.access_tokens[access_token] = entry
 
     def revoke(self, access_token: str | None, refresh_token: str | None) -> None:
         for store, value in ((self.access_tokens, access_token), (self.refresh_tokens, refresh_token)):

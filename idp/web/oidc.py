@@ -254,8 +254,10 @@ def _token_response(parts: OidcParts, client_id: str, fields: dict[str, str], ba
         return _token_error(exc.oauth_error, str(exc))
     except (KeyError, InvalidSubjectIdentifier):
         return _token_error("invalid_grant", "the grant is no longer valid")
-    if code is not None:
-        parts.grants.record_tokens(code, result.get("access_token"), result.get("refresh_token"))
+    # The grant's current tokens, which a replay of its code revokes: its first ones, then each rotation's.
+    grant_code = code or parts.provider.authz_state.code_of(result.get("access_token"))
+    if grant_code is not None:
+        parts.grants.record_tokens(grant_code, result.get("access_token"), result.get("refresh_token"))
     try:
         batch.commit()
     except Conflict:

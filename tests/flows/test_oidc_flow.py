@@ -472,3 +472,30 @@ def test_a_code_exchange_and_a_refresh_each_make_two_round_trips_to_the_state_st
     trips.calls.clear()
     rp.refresh_token(f"{live.url}/token", refresh_token=token["refresh_token"])
     assert trips.calls == ["_raw_get_linked", "_apply"]  # the token with its grant, then rotate
+
+
+def test_a_replayed_code_revokes_the_tokens_its_grant_has_after_refreshes(live: LiveIdp, card: str) -> None:
+    client = register(live)
+    rp = rp_session(live, client)
+    url, _, verifier = start(live, rp)
+    code = callback_params(login_and_consent(Browser(requests.Session()), url, card))["code"]
+    first = rp.fetch_token(f"{live.url}/token", code=code, code_verifier=verifier)
+    second = rp.refresh_token(f"{live.url}/token", refresh_token=first["refresh_token"])
+    latest = rp.refresh_token(f"{live.url}/token", refresh_token=second["refresh_token"])
+    other = full_login(live, client, card)[1]  # another grant of the same patron and platform
+
+    def userinfo(access_token: str) -> int:
+        return requests.get(f"{live.url}/userinfo", headers={"Authorization": f"Bearer {access_token}"},
+                            timeout=5).status_code
+
+    assert userinfo(latest["access_token"]) == 200
+    replay = requests.post(f"{live.url}/token", data={"grant_type": "authorization_code", "code": code,
+                                                        "redirect_uri": CALLBACK, "code_verifier": verifier},
+                           auth=(client.client_id, client.secret), timeout=5)
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    assert userinfo(latest["access_token"]) == 401
+    refreshed = requests.post(f"{live.url}/token", data={"grant_type": "refresh_token",
+                                                           "refresh_token": latest["refresh_token"]},
+                              auth=(client.client_id, client.secret), timeout=5)
+    assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+    assert userinfo(other["access_token"]) == 200  # only that grant's tokens

@@ -174,6 +174,7 @@ class RedisState(_Batching):
         self._prefix = prefix
         self._get_linked = self._redis.register_script(_GET_LINKED)
         self._commit = self._redis.register_script(_COMMIT)
+        self._incr = self._redis.register_script(_INCR)
 
     def __repr__(self) -> str:
         return "<RedisState>"
@@ -202,13 +203,9 @@ class RedisState(_Batching):
         return bool(self._commit(keys=keys, args=args))
 
     def _raw_incr(self, key: str, ttl: int, reads: list[str]) -> tuple[int, list[bytes | None]]:
-        pipe = self._redis.pipeline()  # MULTI: a counter never exists without its expiry
-        pipe.incr(self._prefix + key)
-        pipe.expire(self._prefix + key, ttl, nx=True)
-        if reads:
-            pipe.mget([self._prefix + k for k in reads])
-        count, _, *fetched = pipe.execute()
-        return int(count), list(fetched[0]) if fetched else []
+        p = self._prefix
+        count, *fetched = self._incr(keys=[p + key, *(p + k for k in reads)], args=[ttl])
+        return int(count), fetched
 
     def ping(self) -> bool:
         try:
@@ -315,6 +312,17 @@ for i = 1, consumed do redis.call('DEL', KEYS[i]) end
 for i = 1, puts do redis.call('SET', KEYS[consumed + i], ARGV[2 + i], 'EX', ARGV[2 + puts + i]) end
 for i = consumed + puts + 1, #KEYS do redis.call('DEL', KEYS[i]) end
 return 1
+"""
+
+
+# incr: KEYS = the counter, then the keys to read; ARGV = the window in seconds. Atomic, so a
+# counter never exists without its expiry; one command for redis-py to pack and parse.
+_INCR = """
+local count = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1], 'NX')
+local out = {count}
+for i = 2, #KEYS do out[i] = redis.call('GET', KEYS[i]) end
+return out
 """
 
 

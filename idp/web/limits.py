@@ -1,16 +1,17 @@
 """Brute-force limits on the login form and the partners' verify API (flask-limiter; Redis
 storage in production).
 
-Per IP: at most ``IDP_LOGIN_LIMIT_PER_IP`` login attempts (default 30 a minute, 300 an hour). Per account: at most ``FAILURES_PER_DAY`` wrong
-guesses in any 24 hours, however many IPs they come from; then the card is locked until the
-oldest failure is a day old, and the patron is notified once. Only failures count (a correct
-login does not use up the allowance), but while locked even the right password is refused:
-otherwise the lock would tell an attacker which guess was right. With a 4-digit PIN's 10,000
-values this caps an attacker at 10 guesses a day: about 3 years on average to find one. The
-login form and POST /api/v1/verify share each card's allowance, so trying both gains nothing.
-The verify API is also limited per partner and sending address (``IDP_VERIFY_LIMIT_PER_CLIENT``),
-higher than a per-IP login limit could be: a door or platform sends every patron's check from
-one address.
+Per IP: at most ``IDP_LOGIN_LIMIT_PER_IP`` login attempts (default 30 a minute, 300 an hour). Per
+account: at most ``FAILURES_PER_DAY`` wrong guesses in any 24 hours, however many IPs they come
+from; then the card is locked until the oldest failure is a day old, and the patron is notified
+once. Only failures count (a correct login does not use up the allowance), but while locked even the
+right password is refused: otherwise the lock would tell an attacker which guess was right. With a
+4-digit PIN's 10,000 values this caps an attacker at 10 guesses a day: about 3 years on average to
+find one. The login form and POST /api/v1/verify share each card's allowance, so trying both gains
+nothing. The verify API is also limited per partner and sending address
+(``IDP_VERIFY_LIMIT_PER_CLIENT``), higher than a per-IP login limit could be: a door or platform
+sends every patron's check from one address. Flask-Limiter looks only at the views limit_views
+marks: every other request passes without its hooks.
 """
 
 from __future__ import annotations

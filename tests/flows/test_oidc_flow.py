@@ -316,7 +316,8 @@ def test_single_sign_on_and_declined_consent(live: LiveIdp, card: str) -> None:
     url, state, _ = start(live, rp_session(live, second))
     consent_page = browser.follow(url)  # no second password: straight to consent
     assert consent_page.status_code == 200 and 'name="decision"' in consent_page.text
-    declined = browser.post(f"{live.url}/authorize/consent", {"decision": "deny", "csrf_token": csrf(consent_page.text)})
+    declined = browser.post(f"{live.url}/authorize/consent",
+                            {"decision": "deny", "csrf_token": csrf(consent_page.text)})
     params = callback_params(declined)
     assert params["error"] == "access_denied" and params["state"] == state
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from idp.services import Services
-from idp.state import Conflict, StateStore
+from idp.state import Conflict, RedisState, StateStore
 
 
 def test_a_committed_batch_writes_everything_at_the_end(services: Services) -> None:
@@ -149,3 +149,20 @@ def test_consume_needs_a_batch_and_a_committed_batch_takes_no_more_writes(servic
         with pytest.raises(RuntimeError, match="committed already"):
             batch.commit()
     assert state.get("k") == b"1" and state.get("later") is None
+
+
+def test_the_scripts_survive_a_redis_that_forgot_them(services: Services) -> None:
+    """A restarted or failed-over Redis has an empty script cache: the next call loads them again."""
+    state = services.state
+    if not isinstance(state, RedisState):
+        pytest.skip("the embedded default runs no scripts")
+    _entries(state)
+    state._redis.script_flush()
+    assert state.get_linked("rt:one", ("access_token", "at:"))[1] is not None
+    state._redis.script_flush()
+    with state.batch() as batch:
+        assert state.incr("n", 60, prefetch=["rt:one"]) == 1
+        state.consume("rt:one")
+        state._redis.script_flush()
+        batch.commit()
+    assert state.get("rt:one") is None

@@ -65,12 +65,13 @@ class Batch:
 
     def commit(self) -> None:
         """Write everything now; raises Conflict, having written nothing, if a consumed key is gone."""
-        self.open()
+        self.writable()
         if (self.puts or self.deletes or self.consumes) and not self._apply(self):
             raise Conflict("a key this batch consumes was used by another request")
         self.committed = True
 
-    def open(self) -> Batch:
+    def writable(self) -> Batch:
+        """This batch, if it still takes writes (it does until its commit)."""
         if self.committed:
             raise RuntimeError("this state batch was committed already")
         return self
@@ -124,7 +125,7 @@ class _Batching:
         unit = _active.get()
         if unit is None:
             return self._raw_put(key, value, ttl)
-        unit.open().memo[key] = value
+        unit.writable().memo[key] = value
         unit.puts[key] = (value, ttl)
         unit.deletes.discard(key)
 
@@ -132,7 +133,7 @@ class _Batching:
         unit = _active.get()
         if unit is None:
             return self._raw_delete(key)
-        unit.open().memo[key] = None
+        unit.writable().memo[key] = None
         unit.puts.pop(key, None)
         unit.deletes.add(key)
 
@@ -141,7 +142,7 @@ class _Batching:
         if unit is None:
             raise RuntimeError("consume works inside a state batch")
         # The request goes on reading what it holds (the memo) until the commit deletes it.
-        unit.open().consumes.add(key)
+        unit.writable().consumes.add(key)
         unit.puts.pop(key, None)
         unit.deletes.discard(key)
 

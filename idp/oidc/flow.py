@@ -57,24 +57,24 @@ class Grants:
         self._state = state
 
     def remember(self, code: str, grant: CodeGrant, ttl: int) -> None:
-        self._state.put(f"oidc:grant:{code}", json.dumps(grant.__dict__).encode(), ttl)
+        self._state.put(_grant_key(code), json.dumps(grant.__dict__).encode(), ttl)
 
     def claim(self, code: str, prefetch: Sequence[str] = ()) -> bool:
         """True for the first exchange of ``code`` only, even when two arrive at once. Inside a
         state batch, the code's grant and issued tokens and the keys in ``prefetch`` are read in
         the same round trip."""
-        reads = [f"oidc:grant:{code}", f"oidc:issued:{code}", *prefetch]
+        reads = [_grant_key(code), _issued_key(code), *prefetch]
         return self._state.incr(f"oidc:claimed:{code}", GRANT_TTL, prefetch=reads) == 1
 
     def grant(self, code: str) -> CodeGrant | None:
-        raw = self._state.get(f"oidc:grant:{code}")
+        raw = self._state.get(_grant_key(code))
         return CodeGrant(**json.loads(raw)) if raw else None
 
     def record_tokens(self, code: str, access_token: str | None, refresh_token: str | None) -> None:
-        self._state.put(f"oidc:issued:{code}", json.dumps([access_token, refresh_token]).encode(), GRANT_TTL)
+        self._state.put(_issued_key(code), json.dumps([access_token, refresh_token]).encode(), GRANT_TTL)
 
     def issued_for(self, code: str) -> tuple[str | None, str | None]:
-        raw = self._state.get(f"oidc:issued:{code}")
+        raw = self._state.get(_issued_key(code))
         access, refresh = json.loads(raw) if raw else (None, None)
         return access, refresh
 
@@ -95,6 +95,14 @@ class Grants:
         current = self.consents(patron_id)
         if current.pop(client_id, None) is not None:
             self._state.put(f"consent:{patron_id}", json.dumps(current).encode(), CONSENT_TTL)
+
+
+def _grant_key(code: str) -> str:
+    return f"oidc:grant:{code}"
+
+
+def _issued_key(code: str) -> str:
+    return f"oidc:issued:{code}"
 
 
 def describe(grant: CodeGrant) -> dict[str, Any]:

@@ -132,6 +132,28 @@ def full_login(live: LiveIdp, client: Client, card: str, **params: str) -> tuple
     return rp, token, params_back["code"]
 
 
+def new_code(live: LiveIdp, client: Client, card: str) -> tuple[OAuth2Session, str, str]:
+    """A patron logs in and consents: the platform's session, the code it got and its PKCE verifier."""
+    rp = rp_session(live, client)
+    url, _, verifier = start(live, rp)
+    return rp, callback_params(login_and_consent(Browser(requests.Session()), url, card))["code"], verifier
+
+
+def token_request(live: LiveIdp, client: Client, **fields: str) -> requests.Response:
+    """A token request the relying party library would not send (a replay, a stolen token), made by hand."""
+    return requests.post(f"{live.url}/token", data=fields, auth=(client.client_id, client.secret), timeout=5)
+
+
+def redeem(live: LiveIdp, client: Client, code: str, verifier: str) -> requests.Response:
+    return token_request(live, client, grant_type="authorization_code", code=code, redirect_uri=CALLBACK,
+                         code_verifier=verifier)
+
+
+def userinfo_status(live: LiveIdp, access_token: str) -> int:
+    return requests.get(f"{live.url}/userinfo", headers={"Authorization": f"Bearer {access_token}"},
+                        timeout=5).status_code
+
+
 # -- the happy paths ------------------------------------------------------------------------
 
 def test_discovery_and_jwks_describe_a_code_flow_provider(live: LiveIdp) -> None:
@@ -198,42 +220,28 @@ def test_refresh_tokens_rotate(live: LiveIdp, card: str) -> None:
     first_refresh = token["refresh_token"]
     renewed = rp.refresh_token(f"{live.url}/token", refresh_token=first_refresh)
     assert renewed["refresh_token"] != first_refresh and renewed["access_token"] != token["access_token"]
-    replay = requests.post(f"{live.url}/token", data={"grant_type": "refresh_token", "refresh_token": first_refresh},
-                           auth=(client.client_id, client.secret), timeout=5)
+    replay = token_request(live, client, grant_type="refresh_token", refresh_token=first_refresh)
     assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
-    assert requests.get(f"{live.url}/userinfo", headers={"Authorization": f"Bearer {token['access_token']}"},
-                        timeout=5).status_code == 401
+    assert userinfo_status(live, token["access_token"]) == 401
 
 
 # -- what must fail, and how -------------------------------------------------------------------
 
 def test_a_wrong_pkce_verifier_is_refused(live: LiveIdp, card: str) -> None:
     client = register(live)
-    rp = rp_session(live, client)
-    url, _, _ = start(live, rp)
-    code = callback_params(login_and_consent(Browser(requests.Session()), url, card))["code"]
-    response = requests.post(f"{live.url}/token", data={"grant_type": "authorization_code", "code": code,
-                                                          "redirect_uri": CALLBACK,
-                                                          "code_verifier": generate_token(48)},
-                             auth=(client.client_id, client.secret), timeout=5)
+    _, code, _ = new_code(live, client, card)
+    response = redeem(live, client, code, generate_token(48))
     assert response.status_code == 400 and response.json()["error"] in {"invalid_grant", "invalid_request"}
 
 
 def test_a_reused_code_is_refused_and_revokes_what_it_issued(live: LiveIdp, card: str) -> None:
     client = register(live)
-    rp = rp_session(live, client)
-    url, _, verifier = start(live, rp)
-    code = callback_params(login_and_consent(Browser(requests.Session()), url, card))["code"]
+    rp, code, verifier = new_code(live, client, card)
     token = rp.fetch_token(f"{live.url}/token", code=code, code_verifier=verifier)
-    again = requests.post(f"{live.url}/token", data={"grant_type": "authorization_code", "code": code,
-                                                       "redirect_uri": CALLBACK, "code_verifier": verifier},
-                          auth=(client.client_id, client.secret), timeout=5)
+    again = redeem(live, client, code, verifier)
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
-    assert requests.get(f"{live.url}/userinfo", headers={"Authorization": f"Bearer {token['access_token']}"},
-                        timeout=5).status_code == 401
-    refreshed = requests.post(f"{live.url}/token", data={"grant_type": "refresh_token",
-                                                           "refresh_token": token["refresh_token"]},
-                              auth=(client.client_id, client.secret), timeout=5)
+    assert userinfo_status(live, token["access_token"]) == 401
+    refreshed = token_request(live, client, grant_type="refresh_token", refresh_token=token["refresh_token"])
     assert refreshed.status_code == 400
 
 
@@ -269,15 +277,11 @@ def test_a_disabled_platform_cannot_exchange_codes(live: LiveIdp, card: str,
     disabled partner is refused once that window has passed, and the codes it holds are useless."""
     monkeypatch.setattr(RegisteredClients, "TTL", 0.5)
     client = register(live)
-    rp = rp_session(live, client)
-    url, _, verifier = start(live, rp)
-    code = callback_params(login_and_consent(Browser(requests.Session()), url, card))["code"]
+    _, code, verifier = new_code(live, client, card)
     with live.services.registry("test") as reg:
         relying_parties.disable(reg, client.client_id)
     time.sleep(RegisteredClients.TTL + 0.1)
-    response = requests.post(f"{live.url}/token", data={"grant_type": "authorization_code", "code": code,
-                                                          "redirect_uri": CALLBACK, "code_verifier": verifier},
-                             auth=(client.client_id, client.secret), timeout=5)
+    response = redeem(live, client, code, verifier)
     assert response.status_code == 401 and response.json()["error"] == "invalid_client"
     assert response.headers["WWW-Authenticate"].startswith("Basic")
 
@@ -422,22 +426,17 @@ def test_forms_may_end_at_the_platform_while_its_login_is_under_way(live: LiveId
 def test_a_refresh_token_works_only_for_its_own_client(live: LiveIdp, card: str) -> None:
     owner, other = register(live), register(live)
     _, token, _ = full_login(live, owner, card)
-    stolen = requests.post(f"{live.url}/token", data={"grant_type": "refresh_token",
-                                                        "refresh_token": token["refresh_token"]},
-                           auth=(other.client_id, other.secret), timeout=5)
+    stolen = token_request(live, other, grant_type="refresh_token", refresh_token=token["refresh_token"])
     assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
-    mine = requests.post(f"{live.url}/token", data={"grant_type": "refresh_token",
-                                                      "refresh_token": token["refresh_token"]},
-                         auth=(owner.client_id, owner.secret), timeout=5)
+    mine = token_request(live, owner, grant_type="refresh_token", refresh_token=token["refresh_token"])
     assert mine.status_code == 200 and mine.json()["refresh_token"] != token["refresh_token"]
 
 
 def test_a_refresh_refused_for_its_scope_leaves_the_refresh_token_usable(live: LiveIdp, card: str) -> None:
     client = register(live)
     rp, token, _ = full_login(live, client, card)
-    wider = requests.post(f"{live.url}/token", data={"grant_type": "refresh_token", "scope": "openid email",
-                                                       "refresh_token": token["refresh_token"]},
-                          auth=(client.client_id, client.secret), timeout=5)
+    wider = token_request(live, client, grant_type="refresh_token", scope="openid email",
+                          refresh_token=token["refresh_token"])
     assert wider.status_code == 400 and wider.json()["error"] == "invalid_scope"
     renewed = rp.refresh_token(f"{live.url}/token", refresh_token=token["refresh_token"])
     assert renewed["refresh_token"] != token["refresh_token"]
@@ -463,10 +462,7 @@ class _RoundTrips:
 
 def test_a_code_exchange_and_a_refresh_each_make_two_round_trips_to_the_state_store(
         live: LiveIdp, card: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    client = register(live)
-    rp = rp_session(live, client)
-    url, _, verifier = start(live, rp)
-    code = callback_params(login_and_consent(Browser(requests.Session()), url, card))["code"]
+    rp, code, verifier = new_code(live, register(live), card)
     trips = _RoundTrips(live.services.state, monkeypatch)
     token = rp.fetch_token(f"{live.url}/token", code=code, code_verifier=verifier)
     assert trips.calls == ["_raw_incr", "_apply"]  # claim the code with its reads, then write
@@ -477,26 +473,15 @@ def test_a_code_exchange_and_a_refresh_each_make_two_round_trips_to_the_state_st
 
 def test_a_replayed_code_revokes_the_tokens_its_grant_has_after_refreshes(live: LiveIdp, card: str) -> None:
     client = register(live)
-    rp = rp_session(live, client)
-    url, _, verifier = start(live, rp)
-    code = callback_params(login_and_consent(Browser(requests.Session()), url, card))["code"]
+    rp, code, verifier = new_code(live, client, card)
     first = rp.fetch_token(f"{live.url}/token", code=code, code_verifier=verifier)
     second = rp.refresh_token(f"{live.url}/token", refresh_token=first["refresh_token"])
     latest = rp.refresh_token(f"{live.url}/token", refresh_token=second["refresh_token"])
     other = full_login(live, client, card)[1]  # another grant of the same patron and platform
-
-    def userinfo(access_token: str) -> int:
-        return requests.get(f"{live.url}/userinfo", headers={"Authorization": f"Bearer {access_token}"},
-                            timeout=5).status_code
-
-    assert userinfo(latest["access_token"]) == 200
-    replay = requests.post(f"{live.url}/token", data={"grant_type": "authorization_code", "code": code,
-                                                        "redirect_uri": CALLBACK, "code_verifier": verifier},
-                           auth=(client.client_id, client.secret), timeout=5)
+    assert userinfo_status(live, latest["access_token"]) == 200
+    replay = redeem(live, client, code, verifier)
     assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
-    assert userinfo(latest["access_token"]) == 401
-    refreshed = requests.post(f"{live.url}/token", data={"grant_type": "refresh_token",
-                                                           "refresh_token": latest["refresh_token"]},
-                              auth=(client.client_id, client.secret), timeout=5)
+    assert userinfo_status(live, latest["access_token"]) == 401
+    refreshed = token_request(live, client, grant_type="refresh_token", refresh_token=latest["refresh_token"])
     assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
-    assert userinfo(other["access_token"]) == 200  # only that grant's tokens
+    assert userinfo_status(live, other["access_token"]) == 200  # only that grant's tokens

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
@@ -30,24 +31,33 @@ def create_app() -> Flask:
     return app
 
 
-class _MinimalGunicorn(server._Gunicorn):  # type: ignore[misc]
-    def load(self) -> Any:
-        return create_app()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def server_arguments(description: str) -> argparse.ArgumentParser:
+    """The options every reference app of the benchmark takes, as ``idp serve`` names them."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5001)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=server.DEFAULT_THREADS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def serve(factory: Callable[[], Flask], args: argparse.Namespace) -> None:
+    """Serve ``factory()``'s app with idp.server.run, the IdP's own serving code."""
+
+    class _Reference(server._Gunicorn):  # type: ignore[misc]
+        def load(self) -> Any:
+            return factory()
+
     # idp.server.run builds its gunicorn application itself; swapping in ours for the duration keeps
     # every server option identical to the IdP's without restating (and drifting from) them. The
     # settings are only handed through to the application, which ignores them.
-    with mock.patch.object(server, "_Gunicorn", _MinimalGunicorn):
+    with mock.patch.object(server, "_Gunicorn", _Reference):
         server.run(Settings(mode=Mode.DEVELOPMENT), host=args.host, port=args.port, workers=args.workers,
                    threads=args.threads)
+
+
+def main(argv: list[str] | None = None) -> int:
+    serve(create_app, server_arguments(__doc__.splitlines()[0]).parse_args(argv))
     return 0
 
 

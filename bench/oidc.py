@@ -1,6 +1,12 @@
 """Benchmark of the OIDC provider on one gunicorn worker: password logins and the partners' verify
 API against bare argon2, the token endpoint against a minimal Flask app served the same way.
 
+The token requests are measured once more against bench/floor_app.py, which makes only the calls
+no token endpoint on this stack can avoid (form, client secret digest, oic's request and response
+classes, one state read and one transactional write, a jwcrypto signature for an exchange). Its
+rate over the minimal app's is the best any code on the chosen stack could reach; the IdP's rate
+over the floor's is the share of the IdP's own logic.
+
     .venv/bin/python bench/oidc.py [--quick] [--database-url URL|sqlite] [--redis-url URL|memory]
                                    [--seconds S] [--patrons N] [--clients C] [--chains K] [--codes M]
 
@@ -53,6 +59,7 @@ from argon2 import PasswordHasher, Type
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+import floor_app
 from benchlib import cores, machine_line, positive, private_database, stop_on_signals
 from idp import migrate, relying_parties
 from idp.oidc.provider import CODE_LIFETIME
@@ -498,6 +505,7 @@ class Results:
     refresh: Tally | None = None
     minimal: Tally | None = None
     minimal_wrk: float | None = None
+    floor: dict[str, Tally] = field(default_factory=dict)  # by token request, as the summary names them
 
 
 class Benchmark:
@@ -536,6 +544,7 @@ class Benchmark:
         self._refresh(idp, clients[ID_TOKEN_ALGS[-1]], tokens)
         idp.stop()
         self._minimal()
+        self._floor()
         self._summary()
 
     # -- set-up -------------------------------------------------------------------------------
@@ -888,12 +897,8 @@ class Benchmark:
 
     # -- the baseline -------------------------------------------------------------------------
     def _minimal(self) -> None:
-        port = free_port()
-        command = [sys.executable, str(Path(__file__).with_name("minimal_app.py")), "--port", str(port),
-                   "--workers", "1", "--threads", str(self.args.threads)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
-        app = start_server("the minimal app", command, env, port, self.home / "minimal-server.log", "/hello",
-                           self.cleanup)
+        app = self._reference("the minimal app", "minimal_app.py")
+        port = app.port
 
         def hello() -> str | None:
             reply = http(port, "GET", "/hello")
@@ -916,6 +921,45 @@ class Benchmark:
                 print(f"  cross-check with wrk (1 thread, 2 connections, {self.args.seconds:g} s): "
                       f"{self.results.minimal_wrk:,.0f}/s")
         app.stop()
+
+    def _floor(self) -> None:
+        """The same token requests against bench/floor_app.py: the chosen libraries' calls alone."""
+        extra = ["--redis-url", self.args.redis_url] if self.args.redis_url != "memory" else []
+        app = self._reference("the stack floor app", "floor_app.py", *extra)
+        basic = "Basic " + base64.b64encode(f"{floor_app.CLIENT_ID}:{floor_app.CLIENT_SECRET}".encode()).decode()
+        exchange = {"grant_type": "authorization_code", "code": secrets.token_urlsafe(32), "redirect_uri": CALLBACK,
+                    "code_verifier": secrets.token_urlsafe(48)}
+        requests = {**{f"code exchange ({alg} id_token)": (f"/token/exchange/{alg}", exchange) for alg in ID_TOKEN_ALGS},
+                    "refresh": ("/token/refresh", {"grant_type": "refresh_token",
+                                                   "refresh_token": secrets.token_urlsafe(32)})}
+        for what, (path, fields) in requests.items():
+            headers, body = _form(fields)
+
+            def call(path: str = path, headers: dict[str, str] = headers, body: bytes = body) -> str | None:
+                reply = http(app.port, "POST", path, {**headers, "Authorization": basic}, body)
+                return None if reply.status == 200 else f"{path}: {reply.describe()}"
+
+            warm_up(50, call)
+            since = app.log.offset()
+            tally = measure(self.args.clients, self.args.seconds, 10_000_000, call, self._watch(app))
+            self.results.floor[what] = tally
+            print(f"stack floor (bench/floor_app.py), {what}: {tally.rate:,.0f}/s ({tally.ok:,} in "
+                  f"{tally.seconds:.1f} s, {tally.failed} failed; form, client secret digest, oic request and "
+                  f"response, one state read and one transactional write of three entries"
+                  f"{', a jwcrypto signature' if 'exchange' in what else ''})")
+            print(tally.load_line())
+            self._worker_times(app, since)
+            self._failures(tally)
+        app.stop()
+
+    def _reference(self, name: str, script: str, *arguments: str) -> Server:
+        """One of the reference apps next to this file, served as the IdP is and ready to measure."""
+        port = free_port()
+        command = [sys.executable, str(Path(__file__).with_name(script)), "--port", str(port),
+                   "--workers", "1", "--threads", str(self.args.threads), *arguments]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+        return start_server(name, command, env, port, self.home / f"{Path(script).stem}-server.log", "/hello",
+                            self.cleanup)
 
     def _serving(self) -> str:
         if self.args.threads == 1:
@@ -941,6 +985,7 @@ class Benchmark:
     def _summary(self) -> None:
         r = self.results
         assert r.logins and r.verify and len(r.exchange) == len(ID_TOKEN_ALGS) and r.refresh and r.minimal
+        assert len(r.floor) == len(ID_TOKEN_ALGS) + 1
         baseline = r.minimal.rate
         print(f"summary (per gunicorn worker: {self._serving()}):")
         if r.minimal_wrk is not None:
@@ -955,6 +1000,9 @@ class Benchmark:
             ratio = tally.rate / baseline
             print(f"  {what} {tally.rate:.1f}/s vs minimal Flask {baseline:,.0f}/s: ratio {ratio:.3f}, "
                   f"target >= {TOKEN_TARGET}: {_met(ratio >= TOKEN_TARGET)}")
+            floor = r.floor[what].rate
+            print(f"    stack floor {floor:,.0f}/s: the IdP does {tally.rate / floor:.2f} of it; the floor itself is "
+                  f"{floor / baseline:.3f} of the minimal app")
 
 
 def _verifies(hasher: PasswordHasher, stored: str, seconds: float, pause: float = 0.0) -> tuple[int, float]:

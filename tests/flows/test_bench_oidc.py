@@ -7,6 +7,8 @@ of the test Redis server, which the benchmark empties with FLUSHDB before and af
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import subprocess
@@ -42,7 +44,12 @@ FIGURES = (
     r"code exchange \(ES256 id_token\) [\d.]+/s vs minimal Flask [\d,]+/s: ratio [\d.]+, target >= 0\.5: (met|NOT met)",
     r"worker CPU per answer: [\d.]+ ms, of which one argon2 verify is [\d.]+ ms",
     r"refresh [\d.]+/s vs minimal Flask [\d,]+/s: ratio [\d.]+, target >= 0\.5: (met|NOT met)",
+    r"stack floor \(bench/floor_app\.py\), code exchange \(RS256 id_token\): [\d,]+/s",
+    r"stack floor \(bench/floor_app\.py\), code exchange \(ES256 id_token\): [\d,]+/s",
+    r"stack floor \(bench/floor_app\.py\), refresh: [\d,]+/s",
 )
+# Each token request's summary line is followed by its comparison with the stack floor.
+FLOOR_SUMMARY = r"stack floor [\d,]+/s: the IdP does [\d.]+ of it; the floor itself is [\d.]+ of the minimal app"
 
 
 def _bench_redis_url() -> str:
@@ -77,6 +84,7 @@ def test_a_quick_run_prints_every_figure_and_cleans_up(backend: str) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for figure in FIGURES:
         assert re.search(figure, result.stdout), f"missing {figure!r} in:\n{result.stdout}"
+    assert len(re.findall(FLOOR_SUMMARY, result.stdout)) == 3, result.stdout
     assert "failure:" not in result.stdout, result.stdout
     if backend != "embedded":
         name = re.search(r"database (idp_bench_oidc_\w+) dropped", result.stdout)
@@ -88,3 +96,24 @@ def test_a_quick_run_prints_every_figure_and_cleans_up(backend: str) -> None:
         engine.dispose()
         with redis.Redis.from_url(_bench_redis_url()) as client:
             assert client.dbsize() == 0
+
+
+def test_the_floor_app_answers_only_its_client_and_signs_only_exchanges() -> None:
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import floor_app
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    client = floor_app.create_app(floor_app.MemoryStore()).test_client()
+    auth = (floor_app.CLIENT_ID, floor_app.CLIENT_SECRET)
+    exchange = {"grant_type": "authorization_code", "code": "c" * 43, "redirect_uri": "http://127.0.0.1:9/callback"}
+    for alg in ("ES256", "RS256"):
+        body = client.post(f"/token/exchange/{alg}", data=exchange, auth=auth).get_json()
+        header = json.loads(base64.urlsafe_b64decode(body["id_token"].split(".")[0] + "=="))
+        assert header["alg"] == alg and body["refresh_token"] and body["access_token"]
+    refreshed = client.post("/token/refresh", data={"grant_type": "refresh_token", "refresh_token": "r" * 43},
+                            auth=auth).get_json()
+    assert "id_token" not in refreshed and refreshed["refresh_token"]
+    assert client.post("/token/refresh", data={"grant_type": "refresh_token", "refresh_token": "r"},
+                       auth=(floor_app.CLIENT_ID, "wrong")).status_code == 401
+    assert client.post("/token/exchange/HS256", data=exchange, auth=auth).status_code == 404

@@ -8,12 +8,14 @@ of the test Redis server, which the benchmark empties with FLUSHDB before and af
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -98,12 +100,17 @@ def test_a_quick_run_prints_every_figure_and_cleans_up(backend: str) -> None:
             assert client.dbsize() == 0
 
 
-def test_the_floor_app_answers_only_its_client_and_signs_only_exchanges() -> None:
+def _floor_app() -> ModuleType:
+    """bench/floor_app.py as a module (the bench directory is not a package)."""
     sys.path.insert(0, str(BENCH.parent))
     try:
-        import floor_app
+        return importlib.import_module("floor_app")
     finally:
         sys.path.remove(str(BENCH.parent))
+
+
+def test_the_floor_app_answers_only_its_client_and_signs_only_exchanges() -> None:
+    floor_app = _floor_app()
     client = floor_app.create_app(floor_app.MemoryStore()).test_client()
     auth = (floor_app.CLIENT_ID, floor_app.CLIENT_SECRET)
     exchange = {"grant_type": "authorization_code", "code": "c" * 43, "redirect_uri": "http://127.0.0.1:9/callback"}
@@ -117,3 +124,14 @@ def test_the_floor_app_answers_only_its_client_and_signs_only_exchanges() -> Non
     assert client.post("/token/refresh", data={"grant_type": "refresh_token", "refresh_token": "r"},
                        auth=(floor_app.CLIENT_ID, "wrong")).status_code == 401
     assert client.post("/token/exchange/HS256", data=exchange, auth=auth).status_code == 404
+
+
+def test_the_floor_app_keeps_its_entry_when_it_drops_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    floor_app = _floor_app()
+    monkeypatch.setattr(floor_app.MemoryStore, "MAX_TOKENS", 5)
+    client = floor_app.create_app(floor_app.MemoryStore()).test_client()
+    refresh = {"grant_type": "refresh_token", "refresh_token": "r" * 43}
+    statuses = {client.post("/token/refresh", data=refresh, auth=(floor_app.CLIENT_ID, floor_app.CLIENT_SECRET)
+                            ).status_code for _ in range(10)}
+    assert statuses == {200}
+    assert client.post("/token/refresh", data=refresh, headers={"Authorization": "Basic %%%"}).status_code == 401

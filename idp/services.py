@@ -83,7 +83,7 @@ class Services:
 
     @cached_property
     def messenger(self) -> Messenger:
-        """E-mail and SMS to patrons (one-time codes, reset links); tests may replace it."""
+        """E-mail and SMS to patrons (one-time codes, reset links, notices); tests may replace it."""
         from idp.delivery import build_messenger
 
         return build_messenger(self.settings)

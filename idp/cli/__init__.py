@@ -37,7 +37,7 @@ def main(ctx: click.Context, config: Path | None) -> None:
 
 
 for command in (register.db, server.keys, register.library, register.series, register.patron, register.card,
-                register.purge_inactive, rp.rp, saml.saml, server.serve, server.demo):
+                register.purge_inactive, register.notifications_group, rp.rp, saml.saml, server.serve, server.demo):
     main.add_command(command)
 main.add_command(federation.federation)
 for command in (saml.rp_add_saml, saml.rp_load_saml_metadata):

@@ -1,4 +1,5 @@
-"""Operator commands for the patron register: db, library, series, patron, card, purge-inactive."""
+"""Operator commands for the patron register: db, library, series, patron, card, purge-inactive,
+notifications."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import click
 
-from idp import migrate
+from idp import migrate, notifications
 from idp.cli.common import Context, fail, handle_errors, out, pass_ctx, read_secret
 from idp.errors import IdpError
 from idp.registry import cards as cards_svc
@@ -410,3 +411,34 @@ def purge_inactive(ctx: Context, dry_run: bool) -> None:
            f"{verb}end_guardianships": len(report.guardianships_ended)})
     for pid in report.deleted:
         click.echo(f"{verb}delete patron id {pid}")
+
+
+# -- notifications ----------------------------------------------------------------------------
+
+@click.group("notifications")
+def notifications_group() -> None:
+    """Notices owed to patrons (locked login, changed account, new library, inactivity)."""
+
+
+@notifications_group.command("deliver")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=500, show_default=True,
+              help="Send at most this many in one run.")
+@pass_ctx
+@handle_errors
+def notifications_deliver(ctx: Context, limit: int) -> None:
+    """Send the waiting notices by e-mail or SMS (run it from cron every minute or so).
+
+    Exits 1 when a send failed (it is tried again by the next run) or a notice was given up."""
+    ctx.services.require_current_schema()
+    messenger = ctx.services.messenger
+    report = notifications.deliver_pending(lambda: ctx.registry(migrated=False), messenger, limit=limit)
+    out(sent_by_email=report.email, sent_by_sms=report.sms, no_address=report.no_address,
+        to_retry=report.retry, given_up=report.failed, expired=report.expired, waiting=report.waiting)
+    if report.waiting:
+        missing = [setting for channel, setting in (("email", "IDP_SMTP_HOST"), ("sms", "IDP_SMS_URL"))
+                   if not messenger.can_send(channel)]
+        click.echo(f"waiting: {report.waiting} notices wait for a delivery channel: set {' or '.join(missing)}",
+                   err=True)
+    if report.retry or report.failed:
+        fail(f"{report.retry + report.failed} notices could not be sent (the log says why); "
+             f"{report.retry} will be tried again")

@@ -1,10 +1,11 @@
 """Delivering messages to patrons: e-mail over SMTP and SMS through an HTTP gateway (no Flask).
 
 One ``Messenger`` is built from the settings (``build_messenger``) and used for everything a
-patron is sent: one-time codes, password reset links. Each channel has three implementations:
-the real one (``SmtpMailer``, ``HttpSmsGateway``), the development outbox (``DevOutbox``: files
-under ``var/outbox/``, clearly marked as not sent) when nothing is configured in development,
-and ``Unconfigured``, which refuses with an error naming the missing setting in production.
+patron is sent: one-time codes, password reset links, notices (idp.notifications). Each
+channel has three implementations: the real one (``SmtpMailer``, ``HttpSmsGateway``), the
+development outbox (``DevOutbox``: files under ``var/outbox/``, clearly marked as not sent) when
+nothing is configured in development, and ``Unconfigured``, which refuses with an error naming
+the missing setting in production.
 
 Failures raise ``DeliveryError`` with a message for the operator that names the setting or the
 answer at fault, never the recipient's address or the message text (which may hold a code).

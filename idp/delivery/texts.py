@@ -66,3 +66,86 @@ def one_time_code_sms(code: str, minutes: int, lang: str | None = "nb") -> Messa
 def reset_link_email(url: str, minutes: int, lang: str | None = "nb") -> Message:
     subject = _subject(_RESET_SUBJECT, lang)
     return Message(subject, _both(_RESET_EMAIL, _lang(lang), url=url, minutes=minutes), kind="reset_link")
+
+
+# -- notices: what happened to the patron's account (idp.notifications delivers them) ----------
+# Placeholders: {failures}, {thing}, {library}, {date}. Each notice says what to do if it was not
+# the patron's doing, and never carries a code, a card number or an address.
+_NOTICE_EMAIL = {
+    "login_locked": {
+        "nb": ("Innloggingen med bibliotekkortet ditt er sperret etter {failures} feil passord eller PIN-koder "
+               "på ett døgn. Sperren oppheves av seg selv innen et døgn; så lenge den varer, virker heller ikke "
+               "riktig passord.\n"
+               "Var det ikke deg som prøvde, kan noen forsøke å gjette passordet ditt: bytt det når sperren er "
+               "over, eller kontakt biblioteket."),
+        "en": ("Logging in with your library card is locked after {failures} wrong passwords or PINs in one "
+               "day. The lock lifts by itself within a day; until then even the right password is refused.\n"
+               "If it was not you, someone may be trying to guess your password: change it once the lock "
+               "has lifted, or contact your library."),
+    },
+    "account_changed": {
+        "nb": ("{thing} for bibliotekinnloggingen din er {done}.\n"
+               "Var det ikke deg, kontakt biblioteket så snart som mulig."),
+        "en": ("The {thing} of your library login has been {done}.\n"
+               "If it was not you, contact your library as soon as possible."),
+    },
+    "library_added": {
+        "nb": ("{library} har lagt deg til som låner. Du kan nå låne der med bibliotekkortet ditt.\n"
+               "Har du ikke bedt om dette, kontakt biblioteket."),
+        "en": ("{library} has added you as a patron. You can now borrow there with your library card.\n"
+               "If you did not ask for this, contact the library."),
+    },
+    "inactivity_warning": {
+        "nb": ("Bibliotekkontoen din har ikke vært brukt på nesten tre år. Den slettes {date} med mindre du "
+               "logger inn eller bruker bibliotekkortet før det."),
+        "en": ("Your library account has not been used for almost three years. It will be deleted on {date} "
+               "unless you log in or use your library card before then."),
+    },
+}
+_NOTICE_SUBJECT = {
+    "login_locked": {"nb": "Innloggingen er sperret", "en": "Login locked"},
+    "account_changed": {"nb": "Kontoen din er endret", "en": "Your account was changed"},
+    "library_added": {"nb": "Nytt bibliotek", "en": "New library"},
+    "inactivity_warning": {"nb": "Kontoen din slettes", "en": "Your account will be deleted"},
+}
+# An SMS is short and in bokmål: a notice knows no request, so no language to choose by.
+_NOTICE_SMS = {
+    "login_locked": "Innloggingen med bibliotekkortet ditt er sperret i inntil ett døgn etter {failures} feil "
+                    "forsøk. Var det ikke deg, bytt passord etterpå eller kontakt biblioteket.",
+    "account_changed": "{thing} for bibliotekinnloggingen din er {done}. Var det ikke deg, kontakt biblioteket.",
+    "library_added": "{library} har lagt deg til som låner. Har du ikke bedt om det, kontakt biblioteket.",
+    "inactivity_warning": "Bibliotekkontoen din slettes {date} med mindre du logger inn eller bruker kortet før det.",
+}
+# What account_changed's "what" names, and what was done to it, as each language's sentence needs it.
+_CHANGED = {"nb": "endret", "en": "changed"}
+_THINGS = {
+    "password": ({"nb": "Passordet", "en": "password"}, _CHANGED),
+    "pin": ({"nb": "PIN-koden", "en": "PIN"}, _CHANGED),
+    "totp": ({"nb": "Autentiseringsappen", "en": "authenticator app"}, _CHANGED),
+    "totp_removed": ({"nb": "Autentiseringsappen", "en": "authenticator app"}, {"nb": "fjernet", "en": "removed"}),
+    "email": ({"nb": "E-postadressen", "en": "e-mail address"}, _CHANGED),
+    "phone": ({"nb": "Telefonnummeret", "en": "phone number"}, _CHANGED),
+}
+_ACCOUNT = ({"nb": "Kontoen", "en": "account"}, _CHANGED)
+NOTICE_KINDS = frozenset(_NOTICE_EMAIL)
+
+
+def _notice_values(data: dict[str, object], lang: str, library: str | None) -> dict[str, object]:
+    thing, done = _THINGS.get(str(data.get("what", "")), _ACCOUNT)
+    day = str(data.get("deletion_on", ""))
+    if lang == "nb" and len(day) == 10:  # ISO date: 2027-01-06 -> 06.01.2027
+        day = f"{day[8:10]}.{day[5:7]}.{day[0:4]}"
+    return {"failures": data.get("failures", ""), "thing": thing[lang], "done": done[lang],
+            "library": library or data.get("library", ""), "date": day}
+
+
+def notice_email(kind: str, data: dict[str, object], library: str | None = None) -> Message:
+    """A notice of ``kind`` (one of NOTICE_KINDS) in both languages, bokmål first.
+
+    ``library`` is the name of the library ``data["library"]`` names, where the kind has one."""
+    texts = {lang: text.format(**_notice_values(data, lang, library)) for lang, text in _NOTICE_EMAIL[kind].items()}
+    return Message(_subject(_NOTICE_SUBJECT[kind], "nb"), texts["nb"] + _SEPARATOR + texts["en"], kind=kind)
+
+
+def notice_sms(kind: str, data: dict[str, object], library: str | None = None) -> Message:
+    return Message("", _NOTICE_SMS[kind].format(**_notice_values(data, "nb", library)), kind=kind)

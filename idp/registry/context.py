@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from idp.registry.credentials import SecretHasher
 from idp.registry.crypto import FieldCipher
 from idp.registry.dates import oslo_date, utcnow
-from idp.registry.models import AuditEvent, Notification
+from idp.registry.models import NOTIFICATION_KINDS, AuditEvent, Notification
 
 
 _AUDIT_INSERT = insert(AuditEvent.__table__)
@@ -55,4 +55,7 @@ class Registry:
             self.session.connection().exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
 
     def notify(self, patron_id: int, kind: str, **data: Any) -> None:
+        """Queue a notice for the patron, sent later by idp.notifications (kind: NOTIFICATION_KINDS)."""
+        if kind not in NOTIFICATION_KINDS:
+            raise ValueError(f"unknown notification kind {kind!r}")
         self.session.add(Notification(patron_id=patron_id, kind=kind, data=data, created_at=self.now()))

@@ -204,10 +204,27 @@ class Credential(Base):
         return f"<Credential patron={self.patron_id} kind={self.kind}>"
 
 
+# What a notification may tell a patron; idp.delivery.texts has the words for each.
+NOTIFICATION_KINDS = frozenset({"login_locked", "account_changed", "library_added", "inactivity_warning"})
+# How a notification ended (NULL while it waits): sent by e-mail or SMS, or given up because the
+# patron has no address, it kept failing, or it waited too long to be worth sending.
+NOTIFICATION_OUTCOMES = ("email", "sms", "no_address", "failed", "expired")
+_PENDING = text("outcome IS NULL")
+
+
 class Notification(Base):
-    """A message owed to a patron. ``data`` holds identifiers (an ISIL, a date), never personal data."""
+    """A message owed to a patron. ``data`` holds identifiers (an ISIL, a date), never personal data.
+
+    Written in the transaction of the change it reports and sent later by idp.notifications, so a
+    slow or failing mail server never holds up a login or loses a notice."""
 
     __tablename__ = "notification"
+    __table_args__ = (
+        # The deliverer's queue: only what still waits, in order.
+        Index("ix_notification_pending", "id", sqlite_where=_PENDING, postgresql_where=_PENDING),
+        CheckConstraint(f"outcome IS NULL OR outcome IN ({', '.join(repr(o) for o in NOTIFICATION_OUTCOMES)})",
+                        name="outcome"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     patron_id: Mapped[int] = mapped_column(ForeignKey("patron.id", ondelete="CASCADE"), index=True)
@@ -215,6 +232,8 @@ class Notification(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(Timestamp())
     delivered_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class AuditEvent(Base):

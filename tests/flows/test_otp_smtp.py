@@ -11,7 +11,9 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from idp import notifications
 from idp.registry.models import Credential
+from idp.web.limits import FAILURES_PER_DAY
 from idp.settings import Settings
 from tests.flows.conftest import LiveIdp
 from tests.unit.factories import library, patron
@@ -86,3 +88,30 @@ def test_a_code_sent_over_smtp_changes_the_pin_once(live: LiveIdp, smtp_sink: Sm
     # The next change needs a new code: the old one opens nothing.
     assert "we first send you a one-time code" in browser.get(f"{live.url}/account/pin").text
     assert len(smtp_sink.received) == 1
+    # The change is reported to the patron by the notice deliverer, through the same mail server.
+    assert deliver_notices(live).email == 1
+    notice = smtp_sink.wait_for("kari@example.org", count=2)
+    assert "PIN-koden for bibliotekinnloggingen din er endret" in notice.text
+    assert "The PIN of your library login has been changed" in notice.text
+
+
+def test_a_locked_card_is_reported_to_its_patron_by_mail(live: LiveIdp, smtp_sink: SmtpSink,  # noqa: F811
+                                                         browser: requests.Session) -> None:
+    with live.services.registry("test") as reg:
+        library(reg)
+        _, card = patron(reg, password=PASSWORD, email="ola@example.org")
+        number = card.number
+    for attempt in range(FAILURES_PER_DAY + 1):
+        page = browser.get(f"{live.url}/login")
+        answer = browser.post(f"{live.url}/login", data={"username": number, "password": f"guess {attempt}",
+                                                         "csrf_token": csrf(page.text)})
+    assert answer.status_code == 429
+    assert smtp_sink.received == []  # the login itself sends nothing: the deliverer does
+    assert deliver_notices(live).email == 1
+    assert deliver_notices(live).email == 0
+    mail = smtp_sink.wait_for("ola@example.org")
+    assert f"locked after {FAILURES_PER_DAY} wrong passwords or PINs" in mail.text
+
+
+def deliver_notices(live: LiveIdp) -> notifications.DeliveryReport:
+    return notifications.deliver_pending(lambda: live.services.registry("notifier"), live.services.messenger)

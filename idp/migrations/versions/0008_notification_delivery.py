@@ -1,0 +1,36 @@
+"""Notifications are delivered: each records how it ended (outcome) and how often sending was
+tried; a partial index keeps the queue of those still waiting cheap to read.
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-12-06
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0008'
+down_revision = '0007'
+branch_labels = None
+depends_on = None
+
+_PENDING = sa.text("outcome IS NULL")
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('notification', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('outcome', sa.String(length=16), nullable=True))
+        batch_op.add_column(sa.Column('attempts', sa.Integer(), server_default='0', nullable=False))
+        batch_op.create_check_constraint(
+            op.f('ck_notification_outcome'),
+            "outcome IS NULL OR outcome IN ('email', 'sms', 'no_address', 'failed', 'expired')")
+        batch_op.create_index('ix_notification_pending', ['id'], unique=False,
+                              sqlite_where=_PENDING, postgresql_where=_PENDING)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('notification', schema=None) as batch_op:
+        batch_op.drop_index('ix_notification_pending', sqlite_where=_PENDING, postgresql_where=_PENDING)
+        batch_op.drop_constraint(op.f('ck_notification_outcome'), type_='check')
+        batch_op.drop_column('attempts')
+        batch_op.drop_column('outcome')

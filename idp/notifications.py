@@ -2,7 +2,8 @@
 password, a new library, an inactivity warning): ``idp notifications deliver`` runs this from cron.
 
 A notice goes by e-mail where the patron has an address, else by SMS, else nowhere (outcome
-``no_address``). Each is sent and marked in a transaction of its own, so a crash repeats at most
+``no_address``); a notice queued with an address of its own (the old address of a changed e-mail
+or phone) goes there instead. Each is sent and marked in a transaction of its own, so a crash repeats at most
 the one notice it was sending, and two deliverers running at once skip each other's rows
 (``SKIP LOCKED`` on PostgreSQL; SQLite serialises writers anyway). A failed send is tried again
 by later runs, up to ``MAX_ATTEMPTS`` times; a notice older than ``MAX_AGE`` is no longer sent,
@@ -68,10 +69,7 @@ def _deliver(reg: Registry, messenger: Messenger, notice: Notification, report: 
     if reg.now() - notice.created_at > MAX_AGE:
         _settle(reg, notice, "expired", report)
         return
-    patron = reg.session.get(Patron, notice.patron_id)
-    addresses = [(channel, address) for channel, address in ((Channel.EMAIL, patron.email if patron else None),
-                                                             (Channel.SMS, patron.phone if patron else None))
-                 if address]
+    addresses = _addresses(reg, notice)
     if not addresses:
         _settle(reg, notice, "no_address", report)
         return
@@ -96,8 +94,22 @@ def _deliver(reg: Registry, messenger: Messenger, notice: Notification, report: 
     _settle(reg, notice, channel.value, report)
 
 
+def _addresses(reg: Registry, notice: Notification) -> list[tuple[Channel, str]]:
+    """Where the notice may go, best first: the address it was queued with, else the patron's
+    e-mail, then phone."""
+    queued = reg.notice_address(notice)
+    if queued is not None:
+        return [(Channel.EMAIL if "@" in queued else Channel.SMS, queued)]
+    patron = reg.session.get(Patron, notice.patron_id)
+    if patron is None:
+        return []
+    return [(channel, address) for channel, address in ((Channel.EMAIL, patron.email), (Channel.SMS, patron.phone))
+            if address]
+
+
 def _settle(reg: Registry, notice: Notification, outcome: str, report: DeliveryReport) -> None:
     notice.outcome = outcome
+    notice.address_cipher = None  # a settled notice keeps no address
     setattr(report, outcome, getattr(report, outcome) + 1)
     reg.audit(f"notification.{outcome}", patron_id=notice.patron_id, kind=notice.kind, notification=notice.id)
 

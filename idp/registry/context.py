@@ -22,6 +22,11 @@ from idp.registry.models import NOTIFICATION_KINDS, AuditEvent, Notification
 _AUDIT_INSERT = insert(AuditEvent.__table__)
 
 
+def notice_address_context(patron_id: int) -> bytes:
+    # Bound to the patron: an address cipher copied to another patron's notice does not decrypt.
+    return f"notification-address:{patron_id}".encode()
+
+
 @dataclass
 class Registry:
     session: Session
@@ -54,8 +59,19 @@ class Registry:
         if self.session.get_bind().dialect.name == "postgresql":
             self.session.connection().exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
 
-    def notify(self, patron_id: int, kind: str, **data: Any) -> None:
-        """Queue a notice for the patron, sent later by idp.notifications (kind: NOTIFICATION_KINDS)."""
+    def notify(self, patron_id: int, kind: str, *, to: str | None = None, **data: Any) -> None:
+        """Queue a notice for the patron, sent later by idp.notifications (kind: NOTIFICATION_KINDS).
+
+        ``to``: an e-mail address or phone number to write to instead of the patron's current one
+        (kept encrypted until the notice is settled)."""
         if kind not in NOTIFICATION_KINDS:
             raise ValueError(f"unknown notification kind {kind!r}")
-        self.session.add(Notification(patron_id=patron_id, kind=kind, data=data, created_at=self.now()))
+        address = self.cipher.encrypt(to, context=notice_address_context(patron_id)) if to else None
+        self.session.add(Notification(patron_id=patron_id, kind=kind, data=data, created_at=self.now(),
+                                      address_cipher=address))
+
+    def notice_address(self, notice: Notification) -> str | None:
+        """The address a notice was queued with (``notify(to=...)``), if any."""
+        if notice.address_cipher is None:
+            return None
+        return self.cipher.decrypt(notice.address_cipher, context=notice_address_context(notice.patron_id))

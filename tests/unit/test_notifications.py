@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from idp import notifications
 from idp.cli import main
 from idp.delivery import HttpSmsGateway, Messenger, SmtpMailer, Unconfigured
+from idp.errors import ConfigError
 from idp.delivery.texts import NOTICE_KINDS, notice_email, notice_sms
 from idp.registry.models import NOTIFICATION_KINDS, AuditEvent, Notification
 from idp.services import Services
@@ -119,6 +120,41 @@ def test_a_patron_without_any_address_is_settled_not_retried(services: Services,
     assert (notice.outcome, notice.attempts, notice.delivered_at) == ("no_address", 0, None)
     assert smtp_sink.received == []
 
+
+
+def test_a_changed_address_is_reported_to_the_old_one_which_is_then_erased(services: Services, deliver: Deliver,
+                                                                            smtp_sink: SmtpSink,  # noqa: F811
+                                                                            gateway: Gateway) -> None:  # noqa: F811
+    with services.registry("test") as reg:
+        kari, _ = patron(reg, nth=next(_patrons), email="new@example.org", phone="+4790000002")
+        reg.notify(kari.id, "account_changed", what="email", to="old@example.org")
+        reg.notify(kari.id, "account_changed", what="phone", to="+4790000001")
+        reg.session.flush()
+        queued = list(reg.session.scalars(select(Notification).order_by(Notification.id)))
+        assert all(n.address_cipher and b"old@" not in n.address_cipher and b"9000000" not in n.address_cipher
+                   for n in queued)
+        assert [n.data for n in queued] == [{"what": "email"}, {"what": "phone"}]  # no address in the data
+    report = deliver()
+    assert (report.email, report.sms) == (1, 1)
+    assert "E-postadressen for bibliotekinnloggingen din er endret" in smtp_sink.wait_for("old@example.org").text
+    assert smtp_sink.to("new@example.org") == []
+    assert [r["json"]["to"] for r in gateway.requests] == ["+4790000001"]
+    with services.registry("test") as reg:
+        assert [n.address_cipher for n in reg.session.scalars(select(Notification))] == [None, None]
+
+
+def test_a_queued_address_does_not_open_for_another_patron(services: Services) -> None:
+    with services.registry("test") as reg:
+        kari, _ = patron(reg, nth=next(_patrons))
+        ola, _ = patron(reg, nth=next(_patrons))
+        reg.notify(kari.id, "account_changed", what="email", to="old@example.org")
+        reg.notify(ola.id, "account_changed", what="email")
+        reg.session.flush()
+        karis, olas = reg.session.scalars(select(Notification).order_by(Notification.id))
+        assert reg.notice_address(karis) == "old@example.org" and reg.notice_address(olas) is None
+        olas.address_cipher = karis.address_cipher  # moved to another patron's notice
+        with pytest.raises(ConfigError):
+            reg.notice_address(olas)
 
 # -- failures lose nothing ---------------------------------------------------------------------
 

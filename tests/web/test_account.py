@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
-from idp import create_app
+from idp import create_app, notifications
 from idp.auth import otp
 from idp.registry.models import AuditEvent, Credential, Notification, Patron
 from idp.services import Services
@@ -196,10 +196,16 @@ def test_change_email_confirms_the_new_address_with_its_own_code(logged_in: Flas
         kinds = [n.data for n in reg.session.scalars(
             select(Notification).where(Notification.kind == "account_changed"))]
         assert kinds == [{"what": "email"}]
+    # The notice goes to the old address: if this was a takeover, that is where the owner reads.
+    assert notifications.deliver_pending(lambda: services.registry("notifier"), services.messenger).email == 1
+    notice = outbox.last()
+    assert notice.to == "kari@example.org" and "E-postadressen for bibliotekinnloggingen din er endret" in notice.text
 
 
 def test_change_phone_by_sms_to_the_new_number(logged_in: FlaskClient, outbox: Recorder, services: Services,
                                                kari: tuple[int, str]) -> None:
+    old_phone = db_patron(services, kari[0]).phone
+    assert old_phone and old_phone != "+4791234567"
     prove(logged_in, outbox, "phone", "/account/phone", channel="sms")
     form = get(logged_in, "/account/phone")
     bad = post(logged_in, "/account/phone", {"value": "12"}, form)
@@ -209,6 +215,10 @@ def test_change_phone_by_sms_to_the_new_number(logged_in: FlaskClient, outbox: R
     page = get(logged_in, "/account/phone")
     assert post(logged_in, "/account/phone/confirm", {"code": outbox.last().code}, page).status_code == 303
     assert db_patron(services, kari[0]).phone == "+4791234567"
+    # The notice goes by SMS to the old number, not the new one.
+    assert notifications.deliver_pending(lambda: services.registry("notifier"), services.messenger).sms == 1
+    assert (outbox.last().channel, outbox.last().to) == ("sms", old_phone)
+    assert "Telefonnummeret for bibliotekinnloggingen din er endret" in outbox.last().text
 
 
 def test_a_patron_without_email_or_phone_is_told_what_to_do(client: FlaskClient, services: Services,

@@ -1,5 +1,6 @@
 """Notifications are delivered: each records how it ended (outcome) and how often sending was
-tried; a partial index keeps the queue of those still waiting cheap to read.
+tried, and may carry an encrypted address to use instead of the patron's current one (the old
+address of a changed e-mail or phone); a partial index keeps the waiting queue cheap to read.
 
 Revision ID: 0008
 Revises: 0007
@@ -21,6 +22,7 @@ def upgrade() -> None:
     with op.batch_alter_table('notification', schema=None) as batch_op:
         batch_op.add_column(sa.Column('outcome', sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column('attempts', sa.Integer(), server_default='0', nullable=False))
+        batch_op.add_column(sa.Column('address_cipher', sa.LargeBinary(), nullable=True))
         batch_op.create_check_constraint(
             op.f('ck_notification_outcome'),
             "outcome IS NULL OR outcome IN ('email', 'sms', 'no_address', 'failed', 'expired')")
@@ -32,5 +34,6 @@ def downgrade() -> None:
     with op.batch_alter_table('notification', schema=None) as batch_op:
         batch_op.drop_index('ix_notification_pending', sqlite_where=_PENDING, postgresql_where=_PENDING)
         batch_op.drop_constraint(op.f('ck_notification_outcome'), type_='check')
+        batch_op.drop_column('address_cipher')
         batch_op.drop_column('attempts')
         batch_op.drop_column('outcome')

@@ -171,7 +171,9 @@ def update_patron(reg: Registry, patron: Patron, *, name: str = _UNSET, email: s
                   phone: str | None = _UNSET, address: Address | None = _UNSET,
                   address_secret: bool | None = None, loan_ban: bool | None = None,
                   status: str | None = None) -> list[str]:
-    """Change what is given, validate all of it first; returns the names of the fields changed."""
+    """Change what is given, validate all of it first; returns the names of the fields changed.
+
+    A changed e-mail address or phone number leaves a notice for the patron (idp.notifications)."""
     changes: dict[str, Any] = {}
     if name is not _UNSET:
         changes["name"] = clean_name(name)
@@ -199,11 +201,17 @@ def update_patron(reg: Registry, patron: Patron, *, name: str = _UNSET, email: s
         from idp.registry.upstream import refuse_owned
 
         refuse_owned(reg, patron, changed)
+    previous = {key: getattr(patron, key) for key in changed}
     for key in changed:
         setattr(patron, key, changes[key])
     if changed:
         reg.session.flush()
         reg.audit("patron.update", patron_id=patron.id, fields=sorted(changed))
+    for key in ("email", "phone"):
+        if key in changed:
+            # Told at the old address (at the new one if there was none): after a takeover, or a
+            # support desk talked into a change, that is where the owner reads.
+            reg.notify(patron.id, "account_changed", what=key, to=previous[key])
     return changed
 
 

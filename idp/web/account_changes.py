@@ -250,10 +250,7 @@ def _contact_confirm(kind: str) -> ResponseReturnValue:
         with services().registry("web") as reg:
             patron = reg.session.get(Patron, pid)
             assert patron is not None
-            previous = getattr(patron, kind)
-            patrons.update_patron(reg, patron, **{kind: pending["value"]})
-            # The old address hears of it: if this is a takeover, the owner is the one to tell.
-            reg.notify(pid, "account_changed", what=kind, to=previous)
+            patrons.update_patron(reg, patron, **{kind: pending["value"]})  # notifies the old address
     except NotAllowed:  # a federation took the field over since the page was shown
         session.pop(CONTACT, None)
         owner = _owner(pid, kind) or "?"

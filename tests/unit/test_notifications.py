@@ -13,6 +13,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
 from idp import notifications
+from idp.registry import patrons
 from idp.cli import main
 from idp.delivery import HttpSmsGateway, Messenger, SmtpMailer, Unconfigured
 from idp.errors import ConfigError
@@ -289,3 +290,15 @@ def test_the_cli_exits_1_when_a_send_failed(settings: Settings, services: Servic
     assert result.exit_code == 1
     assert "to_retry: 1" in result.output
     assert "1 notices could not be sent" in result.output
+
+
+def test_a_contact_change_by_staff_is_reported_to_the_old_address(services: Services, deliver: Deliver,
+                                                                   smtp_sink: SmtpSink) -> None:  # noqa: F811
+    with services.registry("test") as reg:
+        kari, _ = patron(reg, nth=next(_patrons), email="kari@example.org")
+        assert patrons.update_patron(reg, kari, email="thief@example.org", name="Kari N") == ["name", "email"]
+    assert deliver().email == 1
+    assert "E-postadressen for bibliotekinnloggingen din er endret" in smtp_sink.wait_for("kari@example.org").text
+    assert smtp_sink.to("thief@example.org") == []
+    with services.registry("test") as reg:
+        assert [n.data for n in reg.session.scalars(select(Notification))] == [{"what": "email"}]  # not for the name

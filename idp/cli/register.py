@@ -4,7 +4,9 @@ notifications."""
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -423,22 +425,44 @@ def notifications_group() -> None:
 @notifications_group.command("deliver")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=500, show_default=True,
               help="Send at most this many in one run.")
+@click.option("--every", type=click.FloatRange(min=1.0), metavar="SECONDS",
+              help="Keep running, a run every SECONDS, until stopped (where no timer can run it).")
 @pass_ctx
 @handle_errors
-def notifications_deliver(ctx: Context, limit: int) -> None:
-    """Send the waiting notices by e-mail or SMS (run it from cron every minute or so).
+def notifications_deliver(ctx: Context, limit: int, every: float | None) -> None:
+    """Send the waiting notices by e-mail or SMS (from a timer every minute, or with --every).
 
-    Exits 1 when a send failed (it is tried again by the next run) or a notice was given up."""
+    A single run exits 1 when a send failed (it is tried again by the next run) or a notice was
+    given up; with --every each run that did something prints its counts, and a stop ends it."""
     ctx.services.require_current_schema()
     messenger = ctx.services.messenger
-    report = notifications.deliver_pending(lambda: ctx.registry(migrated=False), messenger, limit=limit)
-    out(sent_by_email=report.email, sent_by_sms=report.sms, no_address=report.no_address,
-        to_retry=report.retry, given_up=report.failed, expired=report.expired, waiting=report.waiting)
-    if report.waiting:
-        missing = [setting for channel, setting in (("email", "IDP_SMTP_HOST"), ("sms", "IDP_SMS_URL"))
-                   if not messenger.can_send(channel)]
-        click.echo(f"waiting: {report.waiting} notices wait for a delivery channel: set {' or '.join(missing)}",
-                   err=True)
-    if report.retry or report.failed:
-        fail(f"{report.retry + report.failed} notices could not be sent (the log says why); "
-             f"{report.retry} will be tried again")
+
+    def run() -> notifications.DeliveryReport:
+        report = notifications.deliver_pending(lambda: ctx.registry(migrated=False), messenger, limit=limit)
+        if report.waiting:
+            missing = [setting for channel, setting in (("email", "IDP_SMTP_HOST"), ("sms", "IDP_SMS_URL"))
+                       if not messenger.can_send(channel)]
+            click.echo(f"waiting: {report.waiting} notices wait for a delivery channel: set "
+                       f"{' or '.join(missing)}", err=True)
+        return report
+
+    if every is None:
+        report = run()
+        out(**_report_fields(report))
+        if report.retry or report.failed:
+            fail(f"{report.retry + report.failed} notices could not be sent (the log says why); "
+                 f"{report.retry} will be tried again")
+        return
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.is_set():
+        report = run()
+        if report.sent or report.no_address or report.retry or report.failed or report.expired:
+            click.echo(" ".join(f"{k}={v}" for k, v in _report_fields(report).items()))
+        stop.wait(every)
+
+
+def _report_fields(report: notifications.DeliveryReport) -> dict[str, int]:
+    return {"sent_by_email": report.email, "sent_by_sms": report.sms, "no_address": report.no_address,
+            "to_retry": report.retry, "given_up": report.failed, "expired": report.expired, "waiting": report.waiting}

@@ -133,14 +133,19 @@ def demo(ctx: Context, host: str, port: int, no_serve: bool, no_platform: bool, 
             settings = dev_idporten.settings_for(settings, fake_idporten)
             click.echo(f"fake ID-porten (DEVELOPMENT ONLY): {fake_idporten.issuer}; \"Log in with ID-porten\" on the "
                        "login page lets you pick a made-up person (one with a card, one who registers)")
+    notices = demo_data.start_notice_deliverer()
+    click.echo(f"notices to patrons: delivered every {demo_data.NOTICE_INTERVAL:g} s; without IDP_SMTP_HOST and "
+               f"IDP_SMS_URL they are written to {settings.home / 'var' / 'outbox'}, not sent")
     click.echo(f"serving on http://{host}:{port} (Ctrl-C to stop)")
     starter = os.getpid()
     try:
         run(settings, host=host, port=port, workers=1)
     finally:
         # gunicorn's forked workers unwind through here too: only the process that started the
-        # platform may stop it, or a worker's exit would take it down.
+        # children may stop them, or a worker's exit would take them down.
+        if os.getpid() == starter:
+            demo_data.stop_child(notices)
         if platform is not None and os.getpid() == starter:
-            demo_data.stop_platform(platform)
+            demo_data.stop_child(platform)
         if fake_idporten is not None and os.getpid() == starter:
             dev_idporten.stop(fake_idporten)

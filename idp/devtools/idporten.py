@@ -83,7 +83,7 @@ def start(settings: Settings, port: int = DEFAULT_PORT) -> DevIdPorten:
 
 
 def stop(fake: DevIdPorten) -> None:
-    from idp.demo import stop_platform
+    from idp.demo import stop_child
 
     if fake.process is not None:
-        stop_platform(fake.process)
+        stop_child(fake.process)

@@ -7,6 +7,7 @@ stopping the platform beside the IdP is checked with real processes, as `make de
 from __future__ import annotations
 
 import json
+from email import message_from_bytes, policy
 import socket
 import stat
 import time
@@ -19,11 +20,13 @@ import pytest
 from sqlalchemy import func, select
 
 from idp import relying_parties as rps
-from idp.demo import DEMO_PASSWORD, PLATFORM_NAME, PlatformClient, load_platform_client
+from idp.delivery import DevOutbox
+from idp.demo import DEMO_PASSWORD, PLATFORM_NAME, PlatformClient, demo_card, load_platform_client
+from idp.registry import patrons
 from idp.registry.dates import oslo_date, utcnow
 from idp.registry.models import AuditEvent, RelyingParty
-from idp.services import Services
-from idp.settings import Settings
+from idp.services import Services, build_services
+from idp.settings import Settings, load_settings
 from tests.cli.test_cli import Idp, make_idp, succeeded
 from tests.cli.test_cli import cli_env  # noqa: F401  - a fixture: the environment pointing at this test's register
 from tests.web.test_serve import free_port, get, idp_env, running
@@ -189,3 +192,48 @@ def test_a_busy_platform_port_leaves_the_idp_serving(tmp_path: Path) -> None:
                                              idp_env(tmp_path), log) as (base, _):
         assert answers(f"{base}/healthz")
     assert f"not started: port {busy} is in use" in log.read_text()
+
+
+def deliverers_for(home: Path) -> list[int]:
+    """Processes running `idp notifications deliver --every` for the IdP home ``home``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:  # not a process, or gone meanwhile
+            continue
+        if b"--every" in command and b"deliver" in command and f"IDP_HOME={home}".encode() in environ:
+            found.append(int(proc.name))
+    return found
+
+
+def mail_texts(outbox: DevOutbox) -> list[str]:
+    """The bodies of the e-mails in the outbox, decoded (quoted-printable folds long lines)."""
+    return [message_from_bytes(m.read_bytes(), policy=policy.default).get_body().get_content()  # type: ignore[union-attr]
+            for m in outbox.messages() if m.suffix == ".eml"]
+
+
+@pytest.mark.slow
+def test_demo_writes_patrons_notices_to_the_outbox_and_stops_its_deliverer_with_it(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**idp_env(tmp_path), "IDP_ISSUER": f"http://127.0.0.1:{port}"}
+    log = tmp_path / "demo.log"
+    with running(["demo", "--port", str(port), "--no-platform", "--no-idporten"], env, log):
+        assert "notices to patrons: delivered every 5 s" in log.read_text()
+        assert len(deliverers_for(tmp_path)) == 1
+        services = build_services(load_settings(env))
+        try:
+            with services.registry("test") as reg:
+                card = demo_card(reg)
+                assert card is not None
+                patrons.update_patron(reg, patrons.patron_by_card(reg, card), phone=None,
+                                      email="demo.new@example.org")
+        finally:
+            services.close()
+        outbox, changed = DevOutbox(tmp_path / "var" / "outbox"), "E-postadressen for bibliotekinnloggingen din er endret"
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any(changed in text for text in mail_texts(outbox)):
+            time.sleep(0.2)
+        assert any(changed in text for text in mail_texts(outbox)), [t[:80] for t in mail_texts(outbox)]
+    assert deliverers_for(tmp_path) == [], "the deliverer must stop when the IdP stops"

@@ -6,7 +6,8 @@ A notice goes by e-mail where the patron has an address, else by SMS, else nowhe
 or phone) goes there instead. Each is sent and marked in a transaction of its own, so a crash repeats at most
 the one notice it was sending, and two deliverers running at once skip each other's rows
 (``SKIP LOCKED`` on PostgreSQL; SQLite serialises writers anyway). A failed send is tried again
-by later runs, up to ``MAX_ATTEMPTS`` times; a notice older than ``MAX_AGE`` is no longer sent,
+by later runs, waiting longer after each failure (``BACKOFF``), up to ``MAX_ATTEMPTS`` times,
+so a mail server down for an hour loses nothing; a notice older than ``MAX_AGE`` is no longer sent,
 as a lock notice a week late would only confuse. A channel the deployment has not configured is
 not a failure of the notice: it waits, uncounted, and the run reports it.
 """
@@ -19,7 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from idp.delivery import Channel, DeliveryError, Message, Messenger
 from idp.delivery.texts import notice_email, notice_sms
@@ -28,7 +29,9 @@ from idp.registry.models import Library, Notification, Patron
 
 log = logging.getLogger("idp.notifications")
 
-MAX_ATTEMPTS = 5
+# Waits after the 1st, 2nd... failed send; the last failure gives the notice up (about 2.6 h in all).
+BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2))
+MAX_ATTEMPTS = len(BACKOFF) + 1
 MAX_AGE = timedelta(days=7)
 
 
@@ -55,8 +58,9 @@ def deliver_pending(open_registry: Callable[[], AbstractContextManager[Registry]
     report, after = DeliveryReport(), 0
     for _ in range(limit):
         with open_registry() as reg:
+            due = or_(Notification.retry_after.is_(None), Notification.retry_after <= reg.now())
             notice = reg.session.scalars(
-                select(Notification).where(Notification.outcome.is_(None), Notification.id > after)
+                select(Notification).where(Notification.outcome.is_(None), Notification.id > after, due)
                 .order_by(Notification.id).limit(1).with_for_update(skip_locked=True)).first()
             if notice is None:
                 break
@@ -87,6 +91,7 @@ def _deliver(reg: Registry, messenger: Messenger, notice: Notification, report: 
             _settle(reg, notice, "failed", report)
             log.warning("gave up notification %s after %s attempts", notice.id, notice.attempts)
         else:
+            notice.retry_after = reg.now() + BACKOFF[notice.attempts - 1]
             report.retry += 1
         return
     notice.attempts += 1

@@ -234,6 +234,8 @@ class Notification(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(Timestamp())
     outcome: Mapped[str | None] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # After a failed send: not tried again before this time (the deliverer backs off).
+    retry_after: Mapped[datetime | None] = mapped_column(Timestamp())
     # Where to write instead of the patron's current address: the old address of a changed e-mail
     # or phone, so that a takeover is reported to the owner. Encrypted; erased once settled.
     address_cipher: Mapped[bytes | None] = mapped_column(LargeBinary)

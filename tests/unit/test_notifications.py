@@ -159,26 +159,34 @@ def test_a_queued_address_does_not_open_for_another_patron(services: Services) -
 
 # -- failures lose nothing ---------------------------------------------------------------------
 
-def test_a_failing_mail_server_is_retried_then_given_up(services: Services, deliver: Deliver) -> None:
+def test_a_failing_mail_server_is_retried_later_and_later_then_given_up(services: Services, deliver: Deliver,
+                                                                        clock: FakeClock) -> None:
     notice_id = queue(services)
     down = Messenger(SmtpMailer(host="127.0.0.1", port=free_port(), tls="none", timeout=2),
                      Unconfigured("IDP_SMS_URL", "SMS delivery"), SENDER)
-    for attempt in range(1, notifications.MAX_ATTEMPTS):
+    for attempt, wait in enumerate(notifications.BACKOFF, start=1):
         report = deliver(down)
         assert (report.retry, report.failed) == (1, 0)
         notice = stored(services, notice_id)
-        assert (notice.outcome, notice.attempts) == (None, attempt)
+        assert (notice.outcome, notice.attempts, notice.retry_after) == (None, attempt, clock.now + wait)
+        clock.advance(seconds=wait.total_seconds() - 1)
+        assert deliver(down).retry == 0  # not yet: the next try waits its turn
+        clock.advance(seconds=1)
     assert deliver(down).failed == 1
-    assert stored(services, notice_id).outcome == "failed"
+    notice = stored(services, notice_id)
+    assert (notice.outcome, notice.attempts) == ("failed", notifications.MAX_ATTEMPTS)
+    clock.advance(days=1)
     assert deliver(down).failed == 0  # given up means no more attempts
 
 
-def test_a_failed_send_is_delivered_by_a_later_run(services: Services, deliver: Deliver,
+def test_a_failed_send_is_delivered_by_a_later_run(services: Services, deliver: Deliver, clock: FakeClock,
                                                    smtp_sink: SmtpSink) -> None:  # noqa: F811
     notice_id = queue(services)
     down = Messenger(SmtpMailer(host="127.0.0.1", port=free_port(), tls="none", timeout=2),
                      Unconfigured("IDP_SMS_URL", "SMS delivery"), SENDER)
     assert deliver(down).retry == 1
+    assert deliver().email == 0  # backing off
+    clock.advance(seconds=notifications.BACKOFF[0].total_seconds())
     assert deliver().email == 1
     assert len(smtp_sink.to("kari@example.org")) == 1
     assert stored(services, notice_id).attempts == 2

@@ -1,5 +1,5 @@
-"""Notifications are delivered: each records how it ended (outcome) and how often sending was
-tried, and may carry an encrypted address to use instead of the patron's current one (the old
+"""Notifications are delivered: each records how it ended (outcome), how often sending was
+tried and when it may be tried again, and may carry an encrypted address to use instead of the patron's current one (the old
 address of a changed e-mail or phone); a partial index keeps the waiting queue cheap to read.
 
 Revision ID: 0008
@@ -22,6 +22,7 @@ def upgrade() -> None:
     with op.batch_alter_table('notification', schema=None) as batch_op:
         batch_op.add_column(sa.Column('outcome', sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column('attempts', sa.Integer(), server_default='0', nullable=False))
+        batch_op.add_column(sa.Column('retry_after', sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('address_cipher', sa.LargeBinary(), nullable=True))
         batch_op.create_check_constraint(
             op.f('ck_notification_outcome'),
@@ -35,5 +36,6 @@ def downgrade() -> None:
         batch_op.drop_index('ix_notification_pending', sqlite_where=_PENDING, postgresql_where=_PENDING)
         batch_op.drop_constraint(op.f('ck_notification_outcome'), type_='check')
         batch_op.drop_column('address_cipher')
+        batch_op.drop_column('retry_after')
         batch_op.drop_column('attempts')
         batch_op.drop_column('outcome')

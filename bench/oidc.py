@@ -62,6 +62,7 @@ from sqlalchemy.engine import make_url
 import floor_app
 from benchlib import cores, machine_line, positive, private_database, stop_on_signals
 from idp import migrate, relying_parties
+from idp.cli.common import idp_command
 from idp.oidc.provider import CODE_LIFETIME
 from idp.registry.context import Registry
 from idp.registry.libraries import add_library, reserve_series
@@ -528,7 +529,7 @@ class Benchmark:
         env = self._environment()
         cards, clients, partner = self._seed(env)
         port = free_port()
-        command = [*_idp_command(), "serve", "--workers", "1", "--threads", str(self.args.threads),
+        command = [*idp_command(), "serve", "--workers", "1", "--threads", str(self.args.threads),
                    "--host", "127.0.0.1", "--port", str(port)]
         idp = start_server("the IdP", command, {**env, "IDP_ISSUER": f"http://127.0.0.1:{port}"}, port,
                            self.home / "idp-server.log", "/healthz", self.cleanup)
@@ -745,9 +746,7 @@ class Benchmark:
             print(f"  worker CPU per answer: {spent:.1f} ms, of which one argon2 verify is {alone:.1f} ms when it "
                   "runs alone")
         print(f"  {limit}")
-        print(tally.load_line())
-        self._worker_times(idp, since)
-        self._failures(tally)
+        self._details(tally, idp, since)
         return tally
 
     # -- codes, exchange, refresh -------------------------------------------------------------
@@ -781,8 +780,7 @@ class Benchmark:
               f"{tally.failed} failed) by "
               f"GET /authorize with single sign-on and remembered consent in {browsers.qsize()} browser sessions, "
               f"after one login and consent each; PKCE S256, scope 'openid patron'")
-        self._worker_times(idp, since)
-        self._failures(tally)
+        self._details(tally, idp, since, load=False)
         return codes
 
     def _authorize(self, browser: Browser, client: Client, card: str | None) -> tuple[Code | None, str | None]:
@@ -837,9 +835,7 @@ class Benchmark:
               f"{tally.seconds:.1f} s, "
               f"{tally.failed} failed, {how}; client_secret_basic, PKCE verifier, answer with id_token, access and "
               f"refresh token)")
-        print(tally.load_line())
-        self._worker_times(idp, since)
-        self._failures(tally)
+        self._details(tally, idp, since)
         return refresh_tokens
 
     def _token(self, idp: Server, client: Client, fields: Mapping[str, str]) -> Reply:
@@ -891,9 +887,7 @@ class Benchmark:
         print(f"token endpoint, refresh: {tally.rate:.1f}/s per worker ({tally.ok:,} in {tally.seconds:.1f} s, "
               f"{tally.failed} failed; {self.args.chains} independent rotating chains, each refresh using the "
               f"token the previous one returned)")
-        print(tally.load_line())
-        self._worker_times(idp, since)
-        self._failures(tally)
+        self._details(tally, idp, since)
 
     # -- the baseline -------------------------------------------------------------------------
     def _minimal(self) -> None:
@@ -911,9 +905,7 @@ class Benchmark:
         print(f"minimal Flask app (bench/minimal_app.py, GET /hello answering a 30-byte JSON, served by "
               f"idp.server's gunicorn options, {self._serving()}): {tally.rate:,.0f}/s ({tally.ok:,} in "
               f"{tally.seconds:.1f} s, {tally.failed} failed)")
-        print(tally.load_line())
-        self._worker_times(app, since)
-        self._failures(tally)
+        self._details(tally, app, since)
         wrk = shutil.which("wrk")
         if wrk:
             self.results.minimal_wrk = _wrk(wrk, port, self.args.seconds)
@@ -947,9 +939,7 @@ class Benchmark:
                   f"{tally.seconds:.1f} s, {tally.failed} failed; form, client secret digest, oic request and "
                   f"response, one state read and one transactional write of three entries"
                   f"{', a jwcrypto signature' if 'exchange' in what else ''})")
-            print(tally.load_line())
-            self._worker_times(app, since)
-            self._failures(tally)
+            self._details(tally, app, since)
         app.stop()
 
     def _reference(self, name: str, script: str, *arguments: str) -> Server:
@@ -973,12 +963,13 @@ class Benchmark:
         return watched
 
     # -- output -------------------------------------------------------------------------------
-    def _worker_times(self, server: Server, since: int) -> None:
+    @staticmethod
+    def _details(tally: Tally, server: Server, since: int, *, load: bool = True) -> None:
+        """What follows a phase's headline: where the CPU went, the worker's time per request, failures."""
+        if load:
+            print(tally.load_line())
         for line in server.log.summary(since):
             print(f"  worker time per request (gunicorn access log): {line}")
-
-    @staticmethod
-    def _failures(tally: Tally) -> None:
         for failure in tally.failures:
             print(f"  failure: {failure}")
 
@@ -1033,14 +1024,6 @@ def _confidential_client(reg: Registry, name: str, claims: list[str], id_token_a
                                           dpa_signed=reg.today() - timedelta(days=1), id_token_alg=id_token_alg)
     assert secret is not None
     return Client(rp.client_id, secret)
-
-
-def _idp_command() -> list[str]:
-    """The ``idp`` console script of this interpreter's environment (a checkout without one still works)."""
-    script = Path(sys.executable).with_name("idp")
-    if script.is_file():
-        return [str(script)]
-    return [sys.executable, "-c", "import sys; from idp.cli import main; sys.exit(main())"]
 
 
 def _national_ids() -> Iterator[str]:

@@ -247,8 +247,9 @@ NOTICE_INTERVAL = 5.0  # seconds between the demo's notice runs
 def start_notice_deliverer(interval: float = NOTICE_INTERVAL) -> subprocess.Popen[bytes]:
     """``idp notifications deliver --every`` as a child process, with the IdP's own settings: a
     demo patron's notices (a locked login, a changed PIN) land in var/outbox/ within seconds."""
-    command = [sys.executable, "-c", "import sys; from idp.cli import main; sys.exit(main())",
-               "notifications", "deliver", "--every", str(interval)]
+    from idp.cli.common import idp_command
+
+    command = [*idp_command(), "notifications", "deliver", "--every", str(interval)]
     # preexec_fn is unsafe only with threads, and the CLI has started none at this point.
     return subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                             preexec_fn=_die_with_parent if sys.platform == "linux" else None)  # noqa: PLW1509

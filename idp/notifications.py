@@ -1,15 +1,16 @@
 """Delivering the notices the register queues for patrons (a lock after wrong guesses, a changed
-password, a new library, an inactivity warning): ``idp notifications deliver`` runs this from cron.
+password, a new library, an inactivity warning): ``idp notifications deliver`` runs this, from a
+timer or with ``--every``.
 
 A notice goes by e-mail where the patron has an address, else by SMS, else nowhere (outcome
 ``no_address``); a notice queued with an address of its own (the old address of a changed e-mail
-or phone) goes there instead. Each is sent and marked in a transaction of its own, so a crash repeats at most
-the one notice it was sending, and two deliverers running at once skip each other's rows
-(``SKIP LOCKED`` on PostgreSQL; SQLite serialises writers anyway). A failed send is tried again
-by later runs, waiting longer after each failure (``BACKOFF``), up to ``MAX_ATTEMPTS`` times,
-so a mail server down for an hour loses nothing; a notice older than ``MAX_AGE`` is no longer sent,
-as a lock notice a week late would only confuse. A channel the deployment has not configured is
-not a failure of the notice: it waits, uncounted, and the run reports it.
+or phone) goes there instead. Each is sent and marked in a transaction of its own, so a crash
+repeats at most the one notice it was sending, and two deliverers running at once skip each
+other's rows (``SKIP LOCKED`` on PostgreSQL; with SQLite run one). A failed send is tried again by
+later runs, waiting longer after each failure (``BACKOFF``), up to ``MAX_ATTEMPTS`` times, so a
+mail server down for an hour loses nothing; a notice older than ``MAX_AGE`` is no longer sent, as
+a lock notice a week late would only confuse. A channel the deployment has not configured is not
+a failure of the notice: it waits, uncounted, and the run reports it.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -27,6 +28,15 @@ log = logging.getLogger("idp.cli")
 F = TypeVar("F", bound=Callable[..., Any])
 OPERATOR = "cli"
 
+
+
+def idp_command() -> list[str]:
+    """How to run ``idp`` in a child process: the console script of this interpreter's environment,
+    or the interpreter itself where there is none (a checkout not installed)."""
+    script = Path(sys.executable).with_name("idp")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from idp.cli import main; sys.exit(main())"]
 
 class Context:
     """Settings and services, built on first use so ``idp --help`` needs no configuration."""

@@ -145,7 +145,7 @@ def demo(ctx: Context, host: str, port: int, no_serve: bool, no_platform: bool, 
         # children may stop them, or a worker's exit would take them down.
         if os.getpid() == starter:
             demo_data.stop_child(notices)
-        if platform is not None and os.getpid() == starter:
-            demo_data.stop_child(platform)
-        if fake_idporten is not None and os.getpid() == starter:
-            dev_idporten.stop(fake_idporten)
+            if platform is not None:
+                demo_data.stop_child(platform)
+            if fake_idporten is not None:
+                dev_idporten.stop(fake_idporten)

@@ -23,7 +23,7 @@ from idp.services import Services
 from idp.settings import Settings
 from tests.cli.test_cli import without_outer_idp_vars
 from tests.conftest import FakeClock
-from tests.unit.factories import library, patron
+from tests.unit.factories import detached, library, patron
 from tests.unit.test_otp_delivery import Gateway, SmtpSink, free_port
 from tests.unit.test_otp_delivery import gateway, smtp_sink  # noqa: F401 - fixtures
 
@@ -64,11 +64,7 @@ def queue(services: Services, kind: str = "login_locked", *, email: str | None =
 
 
 def stored(services: Services, notice_id: int) -> Notification:
-    with services.registry("test") as reg:
-        notice = reg.session.get(Notification, notice_id)
-        assert notice is not None
-        reg.session.expunge(notice)
-        return notice
+    return detached(services, Notification, notice_id)
 
 
 # -- what the patron receives ----------------------------------------------------------------

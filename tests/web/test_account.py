@@ -18,7 +18,7 @@ from idp import create_app, notifications
 from idp.auth import otp
 from idp.registry.models import AuditEvent, Credential, Notification, Patron
 from idp.services import Services
-from tests.unit.factories import library, patron
+from tests.unit.factories import detached, library, patron
 from tests.unit.test_otp import Recorder, install_recorder
 from tests.web.conftest import csrf_token
 
@@ -75,11 +75,7 @@ def prove(client: FlaskClient, outbox: Recorder, action: str, page_path: str, ch
 
 
 def db_patron(services: Services, patron_id: int) -> Patron:
-    with services.registry("test") as reg:
-        p = reg.session.get(Patron, patron_id)
-        assert p is not None
-        reg.session.expunge(p)
-        return p
+    return detached(services, Patron, patron_id)
 
 
 # -- the overview -----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Notifications are delivered: each records how it ended (outcome), how often sending was
-tried and when it may be tried again, and may carry an encrypted address to use instead of the patron's current one (the old
-address of a changed e-mail or phone); a partial index keeps the waiting queue cheap to read.
+tried and when it may be tried again, and may carry an encrypted address to use instead of the
+patron's current one (the old address of a changed e-mail or phone); a partial index keeps the
+waiting queue cheap to read.
 
 Revision ID: 0008
 Revises: 0007

@@ -1,11 +1,12 @@
 """A librarian's "reset password": a single-use link by e-mail, or a temporary password (no Flask).
 
-``send_reset_link`` e-mails the patron a link (``/password/reset/<token>``) valid for
-``IDP_RESET_LINK_TTL`` seconds (default an hour). The token has 256 bits from ``secrets``; the
-register keeps only its SHA-256 digest (a token that long needs no slow or keyed hash), in the
-database rather than the state store, so that the CLI that makes the link and the server that
-opens it always share it. Only the newest link of a patron works, and it is used up when the new
-password is saved.
+``send_reset_link`` e-mails the patron a link (``/password/reset#<token>``) valid for
+``IDP_RESET_LINK_TTL`` seconds (default an hour), and the token as a code to paste. The token rides
+in the URL's fragment, which browsers never send, so it stays out of every access log. It has 256
+bits from ``secrets``; the register keeps only its SHA-256 digest (a token that long needs no slow
+or keyed hash), in the database rather than the state store, so that the CLI that makes the link and
+the server that opens it always share it. Only the newest link of a patron works, and it is used up
+when the new password is saved; any other password change voids it too (patrons.set_secret).
 
 ``temporary_password`` sets a random password with the must-change flag, for the librarian to
 hand over in person (the seeds' BiblioMo practice): the patron must choose their own at first use.
@@ -69,25 +70,32 @@ def reset_patron(reg: Registry, token: str) -> int | None:
     return row.patron_id
 
 
-def use_reset_token(reg: Registry, token: str, new_password: str) -> bool:
-    """Set the new password with the token, once. False when the token is unknown, used or expired.
+def use_reset_token(reg: Registry, token: str, new_password: str) -> int | None:
+    """Set the new password with the token, once: the patron's id, or None when the token is unknown,
+    used or expired.
 
     The password's shape is checked first (ValidationError), so a bad one does not use up the link.
     """
     check_password_shape(new_password)
     patron_id = reset_patron(reg, token)
     if patron_id is None:
-        return False
+        return None
     # Conditional: of two requests racing with one link, only one finds it unused.
     result = reg.session.execute(update(PasswordResetToken).where(
         PasswordResetToken.token_hash == _digest(token), PasswordResetToken.used_at.is_(None),
         PasswordResetToken.expires_at > reg.now()).values(used_at=reg.now()))
     patron = reg.session.get(Patron, patron_id)
     if not result.rowcount or patron is None:  # type: ignore[attr-defined]
-        return False
+        return None
     patrons.set_secret(reg, patron, "password", new_password, must_change=False)
     reg.audit("patron.reset_password_done", patron_id=patron_id, method="link")
-    return True
+    return patron_id
+
+
+def void_token(reg: Registry, token: str) -> None:
+    """Use up ``token`` without a new password (it was seen where secrets must not be, e.g. a URL path)."""
+    if isinstance(token, str) and len(token) <= 100:
+        reg.session.execute(delete(PasswordResetToken).where(PasswordResetToken.token_hash == _digest(token)))
 
 
 def send_reset_link(services: Services, reg: Registry, patron: Patron, *, lang: str = "nb") -> ResetLinkSent:
@@ -100,8 +108,8 @@ def send_reset_link(services: Services, reg: Registry, patron: Patron, *, lang: 
                          "use --print-temporary to hand over a temporary password instead.")
     ttl = services.settings.reset_link_ttl
     token = new_reset_token(reg, patron.id, ttl)
-    url = f"{services.settings.issuer}/password/reset/{token}"
-    services.messenger.send(Channel.EMAIL, patron.email, texts.reset_link_email(url, max(1, ttl // 60), lang))
+    page = f"{services.settings.issuer}/password/reset"
+    services.messenger.send(Channel.EMAIL, patron.email, texts.reset_link_email(page, token, max(1, ttl // 60), lang))
     reg.audit("patron.reset_password", patron_id=patron.id, method="link")
     return ResetLinkSent(mask(Channel.EMAIL, patron.email), reg.now() + timedelta(seconds=ttl))
 

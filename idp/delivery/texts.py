@@ -26,11 +26,13 @@ _CODE_SMS = {
 }
 _RESET_EMAIL = {
     "nb": ("Biblioteket har satt i gang en tilbakestilling av passordet ditt for bibliotekinnloggingen.\n\n"
-           "Velg et nytt passord her:\n{url}\n\n"
+           "Velg et nytt passord her:\n{page}#{token}\n\n"
+           "Virker ikke lenken, åpner du {page} og limer inn denne koden:\n{token}\n\n"
            "Lenken gjelder i {minutes} minutter og kan brukes én gang. Har du ikke bedt biblioteket om dette, "
            "kan du se bort fra e-posten; det gamle passordet virker til du velger et nytt."),
     "en": ("Your library has started a reset of your password for the library login.\n\n"
-           "Choose a new password here:\n{url}\n\n"
+           "Choose a new password here:\n{page}#{token}\n\n"
+           "If the link does not work, open {page} and paste this code:\n{token}\n\n"
            "The link is valid for {minutes} minutes and can be used once. If you did not ask your library for "
            "this, you can ignore this e-mail; your old password works until you choose a new one."),
 }
@@ -63,9 +65,11 @@ def one_time_code_sms(code: str, minutes: int, lang: str | None = "nb") -> Messa
     return Message("", _CODE_SMS[_lang(lang)].format(code=code, minutes=minutes), kind="one_time_code")
 
 
-def reset_link_email(url: str, minutes: int, lang: str | None = "nb") -> Message:
+def reset_link_email(page: str, token: str, minutes: int, lang: str | None = "nb") -> Message:
+    """The link is ``page#token``: a fragment, which browsers never send, keeps the token out of access logs."""
     subject = _subject(_RESET_SUBJECT, lang)
-    return Message(subject, _both(_RESET_EMAIL, _lang(lang), url=url, minutes=minutes), kind="reset_link")
+    return Message(subject, _both(_RESET_EMAIL, _lang(lang), page=page, token=token, minutes=minutes),
+                   kind="reset_link")
 
 
 # -- notices: what happened to the patron's account (idp.notifications delivers them) ----------

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from idp.errors import Conflict, NotAllowed, NotFound, ValidationError
 from idp.registry.cards import SecretOnFile, issue_card, require_card
@@ -15,7 +15,7 @@ from idp.registry.context import Registry
 from idp.registry.credentials import Verification, check_password_shape, check_pin_shape
 from idp.registry.dates import oslo_date
 from idp.registry.libraries import get_library
-from idp.registry.models import Card, Credential, Membership, Patron
+from idp.registry.models import Card, Credential, Membership, PasswordResetToken, Patron
 from idp.registry.national_id import IdKind, NationalId, parse_national_id
 from idp.registry.records import PatronRecord, full_record
 
@@ -224,6 +224,8 @@ def set_secret(reg: Registry, patron: Patron, kind: str, value: str, *, must_cha
                                    updated_at=reg.now()))
     else:
         credential.hash, credential.must_change, credential.updated_at = hashed, must_change, reg.now()
+    if kind == "password":  # whoever set it, an outstanding reset link no longer works
+        reg.session.execute(delete(PasswordResetToken).where(PasswordResetToken.patron_id == patron.id))
     reg.session.flush()
     reg.audit(f"patron.set_{kind}", patron_id=patron.id, must_change=must_change)
 

@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 from sqlalchemy import select
 
 from idp import create_app
@@ -46,11 +47,19 @@ def log_in(web: FlaskClient, card: str, password: str) -> str:
     return response.location if response.status_code == 303 else str(response.status_code)
 
 
-def reset_link(sink: SmtpSink, count: int = 1) -> str:
+def reset_link(sink: SmtpSink, count: int = 1) -> tuple[str, str]:
+    """The page and the code of the reset link in the ``count``-th mail: ``page#code``."""
     mail = sink.wait_for("kari@example.org", count)
-    match = re.search(r"(http://\S+/password/reset/(\S+))", mail.text)
+    match = re.search(r"(http://\S+/password/reset)#(\S+)", mail.text)
     assert match, mail.text
-    return match.group(1)
+    return match.group(1), match.group(2)
+
+
+def enter_code(web: FlaskClient, code: str) -> TestResponse:
+    """What a patron without JavaScript does: open /password/reset and paste the code from the e-mail."""
+    page = web.get("/password/reset", headers=EN)
+    assert page.status_code in {200, 400} and 'name="code"' in page.text
+    return web.post("/password/reset", data={"code": code, "csrf_token": csrf_token(page.text)}, headers=EN)
 
 
 def test_a_reset_link_by_email_sets_a_new_password_once(idp: Idp, oslo: object, smtp_sink: SmtpSink,
@@ -59,21 +68,22 @@ def test_a_reset_link_by_email_sets_a_new_password_once(idp: Idp, oslo: object, 
     shown = succeeded(idp("patron", "reset-password", card.lower(), env=smtp_env(smtp_sink)))
     assert shown["card_number"] == card and shown["reset_link_sent_to"] == "k\u2022\u2022\u2022@example.org"
     assert "valid_until" in shown and "temporary_password" not in shown
-    link = reset_link(smtp_sink)
+    page, token = reset_link(smtp_sink)
     mail = smtp_sink.received[0]
     assert mail.mail_from == "noreply@bibliotekkortet.no" and mail.message["Subject"] == "Nytt passord / New password"
     assert "60 minutter" in mail.text and "60 minutes" in mail.text
-    token = link.rsplit("/", 1)[1]
     with services.registry("test") as reg:
         stored = reg.session.scalars(select(PasswordResetToken.token_hash)).all()
         assert len(stored) == 1 and token.encode() not in stored[0]
 
-    # Opening the link moves the token out of the address bar.
-    assert link == f"{services.settings.issuer}/password/reset/{token}"
-    opened = web.get("/password/reset/" + token, headers=EN)
-    assert opened.status_code == 303 and opened.location == "/password/reset"
+    # The token rides in the fragment, which no browser sends; the mail gives it as a code as well.
+    assert page == f"{services.settings.issuer}/password/reset" and len(token) >= 43
+    assert f"open {page} and paste this code:\r\n{token}\r\n" in mail.text
+    assert re.search(r"/password/reset/", mail.text) is None
+    taken = enter_code(web, token)
+    assert taken.status_code == 303 and taken.location == "/password/reset"
     form = web.get("/password/reset", headers=EN)
-    assert form.status_code == 200 and "Choose a new password" in form.text
+    assert form.status_code == 200 and "Choose a new password" in form.text and 'name="new"' in form.text
     short = web.post("/password/reset", data={"new": "short", "confirm": "short", "csrf_token": csrf_token(form.text)},
                      headers=EN)
     assert short.status_code == 400  # a bad password does not use up the link
@@ -84,9 +94,7 @@ def test_a_reset_link_by_email_sets_a_new_password_once(idp: Idp, oslo: object, 
     assert log_in(web, card, NEW_PASSWORD) == "/"
     web.post("/logout", data={"csrf_token": csrf_token(web.get("/", headers=EN).text)})
 
-    again = web.get("/password/reset/" + token, headers=EN)
-    assert again.status_code == 303
-    used = web.get("/password/reset", headers=EN)
+    used = enter_code(web, token)
     assert used.status_code == 400 and "expired or was already used" in used.text
     with services.registry("test") as reg:
         events = [(e.action, e.detail) for e in reg.session.scalars(select(AuditEvent).where(
@@ -99,17 +107,50 @@ def test_only_the_newest_link_works_and_links_expire(idp: Idp, oslo: object, smt
                                                      services: Services, clock: FakeClock) -> None:
     card = add_patron(idp, password=OLD_PASSWORD)
     succeeded(idp("patron", "reset-password", card, env=smtp_env(smtp_sink)))
-    first = reset_link(smtp_sink, 1).rsplit("/", 1)[1]
+    first = reset_link(smtp_sink, 1)[1]
     succeeded(idp("patron", "reset-password", card, env=smtp_env(smtp_sink)))
-    second = reset_link(smtp_sink, 2).rsplit("/", 1)[1]
-    web.get("/password/reset/" + first)
-    assert web.get("/password/reset", headers=EN).status_code == 400
-    web.get("/password/reset/" + second)
+    second = reset_link(smtp_sink, 2)[1]
+    assert enter_code(web, first).status_code == 400
+    assert enter_code(web, second).status_code == 303
     assert web.get("/password/reset", headers=EN).status_code == 200
     with services.registry("test") as reg:  # the web app's clock to the link's end (the CLI used the real one)
         row = reg.session.scalar(select(PasswordResetToken))
         clock.now = row.expires_at  # type: ignore[union-attr]
-    assert web.get("/password/reset", headers=EN).status_code == 400
+    expired = web.get("/password/reset", headers=EN)
+    assert expired.status_code == 400 and "expired or was already used" in expired.text
+
+
+def test_a_link_of_the_old_shape_is_refused_and_its_token_used_up(idp: Idp, oslo: object, smtp_sink: SmtpSink,
+                                                                   web: FlaskClient) -> None:
+    """/password/reset/<token> put the token in every access log on the way: it no longer opens the form."""
+    card = add_patron(idp, password=OLD_PASSWORD)
+    succeeded(idp("patron", "reset-password", card, env=smtp_env(smtp_sink)))
+    token = reset_link(smtp_sink)[1]
+    old = web.get(f"/password/reset/{token}", headers=EN)
+    assert old.status_code == 404 and "This link no longer works. Ask your library for a new one." in old.text
+    assert enter_code(web, token).status_code == 400  # whoever reads the log cannot use it
+    assert log_in(web, card, OLD_PASSWORD) == "/"
+
+
+@pytest.mark.parametrize("change", ["idp patron set-password", "a temporary password", "/password/change"])
+def test_any_password_change_voids_an_outstanding_link(idp: Idp, oslo: object, smtp_sink: SmtpSink,
+                                                       web: FlaskClient, change: str) -> None:
+    card = add_patron(idp, password=OLD_PASSWORD)
+    succeeded(idp("patron", "reset-password", card, env=smtp_env(smtp_sink)))
+    token = reset_link(smtp_sink)[1]
+    if change == "idp patron set-password":
+        succeeded(idp("patron", "set-password", card, input=NEW_PASSWORD + "\n"))
+    elif change == "a temporary password":
+        succeeded(idp("patron", "reset-password", card, "--print-temporary"))
+    else:
+        assert log_in(web, card, OLD_PASSWORD) == "/"
+        form = web.get("/password/change", headers=EN)
+        changed = web.post("/password/change", data={"current": OLD_PASSWORD, "new": NEW_PASSWORD,
+                                                     "confirm": NEW_PASSWORD, "csrf_token": csrf_token(form.text)})
+        assert changed.status_code == 303
+        web.post("/logout", data={"csrf_token": csrf_token(form.text)})
+    refused = enter_code(web, token)
+    assert refused.status_code == 400 and "expired or was already used" in refused.text
 
 
 def test_print_temporary_prints_a_password_that_must_be_changed(idp: Idp, oslo: object, web: FlaskClient,

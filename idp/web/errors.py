@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import Any
 
 from flask import Flask, current_app, jsonify, make_response, render_template, request
+from flask.json.provider import DefaultJSONProvider
 from flask_babel import gettext as _
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
@@ -21,6 +23,17 @@ log = logging.getLogger("idp.web")
 JSON_PREFIXES = ("/api/", "/healthz", "/.well-known/", "/jwks", "/token", "/userinfo")
 # A browser brings SAML messages: under /saml/ errors are pages, whatever a JSON prefix might match.
 PAGE_PREFIXES = ("/saml/",)
+
+
+class BoundedJSONProvider(DefaultJSONProvider):
+    """JSON too deeply nested for the parser is malformed input like any other: a ValueError, so
+    ``request.get_json(silent=True)`` yields None and the caller answers 400 (not a RecursionError's 500)."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
 
 def _wants_json() -> bool:
@@ -51,6 +64,7 @@ def _too_many_requests() -> ResponseReturnValue:
 
 
 def register(app: Flask) -> None:
+    app.json = BoundedJSONProvider(app)
     app.register_error_handler(429, lambda _exc: _too_many_requests())
 
     @app.errorhandler(IdpError)

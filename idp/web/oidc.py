@@ -24,6 +24,7 @@ from idp.oidc.wiring import OidcParts
 from idp.registry.models import Patron
 from idp.state import Batch, Conflict
 from idp.web import services
+from idp.web.authorize_checks import UNPARSEABLE, request_problem, unambiguous_target
 from idp.web.errors import error_page
 from idp.web.pending import authenticate_then, consent_page, session_meets
 from idp.web.security import allow_form_target
@@ -61,6 +62,16 @@ def _error_page(message: str, status: int = 400) -> ResponseReturnValue:
     return error_page(message, status)
 
 
+def _refuse(params: dict[str, Any], error: str, description: str) -> ResponseReturnValue:
+    """An invalid authentication request: the error goes to a registered redirect URI, else to the patron.
+
+    pyop checks the message before the client, so the redirect URI is checked here.
+    """
+    if unambiguous_target(request.values) and _registered_redirect(params):
+        return _error_redirect(params, error, description)
+    return _error_page(_("The service that sent you here made an invalid login request."))
+
+
 def _claims_decision(rp: relying_parties.RelyingParty, parsed: Any) -> Any:
     """What this request asks for (scopes and the claims parameter) against the client's policy."""
     claims = parsed.get("claims")
@@ -89,6 +100,9 @@ def jwks() -> ResponseReturnValue:
 @bp.route("/authorize", methods=["GET", "POST"])
 def authorize() -> ResponseReturnValue:
     params = dict(request.values.items())
+    problem = request_problem(request.values)
+    if problem is not None:
+        return _refuse(params, *problem)
     try:
         parsed = _oidc().provider.parse_authentication_request(urlencode(params))
     except (UnknownClientId, InvalidRedirectURI):
@@ -96,10 +110,11 @@ def authorize() -> ResponseReturnValue:
         return _error_page(_("The service that sent you here is not registered with us, or sent you from an "
                              "address it has not registered. Go back to the service and try again."))
     except InvalidAuthenticationRequest as exc:
-        # pyop checks the message before the client: only a registered redirect URI gets the error.
-        if exc.to_error_url() is None or not _registered_redirect(params):
+        if exc.to_error_url() is None:
             return _error_page(_("The service that sent you here made an invalid login request."))
-        return _error_redirect(params, exc.oauth_error or "invalid_request", str(exc))
+        return _refuse(params, exc.oauth_error or "invalid_request", str(exc))
+    except UNPARSEABLE as exc:
+        return _refuse(params, "invalid_request", f"the request could not be read ({type(exc).__name__})")
     with services().registry("oidc") as reg:
         rp = relying_parties.get(reg, parsed["client_id"])
         refusal = relying_parties.refusal_reason(rp, reg.today())

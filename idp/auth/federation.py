@@ -3,10 +3,11 @@
 One SP entity (``{issuer}/federation/sp``, assertion consumer service ``{issuer}/federation/acs``,
 HTTP-POST) for every configured federation; each federation is an upstream identity provider
 whose metadata the operator loaded (``idp federation add``). AuthnRequests are signed (SHA-256)
-and sent with the HTTP-Redirect binding; answers must be signed, must answer a request we sent
-(``InResponseTo``, single-use, kept in the state store) and must come from the identity provider
-that request went to. pysaml2 checks the signature against the metadata, the destination, the
-audience and the time conditions.
+and sent with the HTTP-Redirect binding; answers must be signed with SHA-256 or stronger, must
+answer a request we sent (``InResponseTo``, single-use, kept in the state store), must come from
+the identity provider that request went to, and must be confirmed for our ACS (the bearer
+``Recipient``). pysaml2 checks the signature against the metadata, the destination, the audience
+and the time conditions; the algorithms and the Recipient are checked here, pysaml2 lets both pass.
 
 pysaml2 keeps every person it has seen in an in-memory identity cache; a fresh ``Saml2Client``
 is built per request from a cached configuration, so nothing about a person outlives the request.
@@ -19,7 +20,6 @@ import base64
 import datetime as dt
 import logging
 import os
-import shutil
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +31,7 @@ from idp.registry import patrons, upstream
 from idp.registry.context import Registry
 from idp.registry.models import Federation, Patron, UpstreamIdentity
 from idp.registry.national_id import NationalId, parse_national_id
+from idp.settings import Settings
 
 log = logging.getLogger("idp.auth.federation")
 
@@ -40,6 +41,12 @@ REQUEST_TTL = 900  # seconds a member may spend at their university's login page
 MAX_RESPONSE = 256 * 1024  # a SAMLResponse (base64) of a few kB; refuse megabytes before parsing
 SIGALG = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 DIGEST = "http://www.w3.org/2001/04/xmlenc#sha256"
+# What we accept in a university's signature and advertise in our metadata: SHA-256 and stronger.
+# MD5 and SHA-1 (and anything unknown) are refused: a collision could carry a forged assertion.
+STRONG_DIGESTS = frozenset({DIGEST, "http://www.w3.org/2001/04/xmldsig-more#sha384",
+                            "http://www.w3.org/2001/04/xmlenc#sha512"})
+STRONG_SIGNATURES = frozenset({SIGALG, *(f"http://www.w3.org/2001/04/xmldsig-more#{alg}-sha{bits}"
+                                         for alg in ("rsa", "ecdsa") for bits in (256, 384, 512))})
 
 
 class _WithholdValues(logging.Filter):
@@ -127,18 +134,26 @@ class ServiceProvider:
     xmlsec_binary: str
 
     @classmethod
-    def for_issuer(cls, issuer: str, keys_dir: Path, *, create_keys: bool) -> ServiceProvider:
+    def for_settings(cls, settings: Settings) -> ServiceProvider:
+        """Ours under IDP_ISSUER, with the xmlsec1 IDP_XMLSEC_BINARY names (never searched for on PATH,
+        as for our IdP). Only development creates a missing key."""
+        from idp.saml import xmlsec_program
+
+        try:
+            xmlsec = xmlsec_program(settings.xmlsec_binary)
+        except ConfigError as exc:
+            raise FederationError("config", str(exc)) from None
+        issuer, keys_dir = settings.issuer, settings.keys_dir
         key_file, cert_file = sp_key_paths(keys_dir)
         if not key_file.is_file() or not cert_file.is_file():
-            if not create_keys:
+            if not settings.is_development:
                 raise FederationError("config", f"the federation service provider has no key in {keys_dir}; "
                                                 "create one with: idp federation sp-key")
             from urllib.parse import urlsplit
 
             create_sp_keys(keys_dir, urlsplit(issuer).hostname or "patron-idp")
-        xmlsec = shutil.which("xmlsec1") or "/usr/bin/xmlsec1"
         return cls(entity_id=f"{issuer}/federation/sp", acs_url=f"{issuer}/federation/acs", key_file=key_file,
-                   cert_file=cert_file, xmlsec_binary=xmlsec)
+                   cert_file=cert_file, xmlsec_binary=str(xmlsec))
 
 
 # -- metadata ---------------------------------------------------------------------------------------
@@ -405,6 +420,15 @@ class FederationSp:
             raise FederationError("invalid", "the federation's answer could not be verified") from None
         if response is None or response.assertion is None:
             raise FederationError("invalid", "the federation's answer holds no assertion")
+        weak = weak_algorithms(response)
+        if weak:
+            log.warning("federation %s: answer refused (signed with %s; SHA-256 or stronger is required)",
+                        federation.name, ", ".join(weak))
+            raise FederationError("invalid", "the federation's answer is signed with a weak algorithm")
+        if not confirmed_for(response, self.sp.acs_url):
+            log.warning("federation %s: answer refused (its bearer SubjectConfirmation is for another Recipient "
+                        "than our ACS)", federation.name)
+            raise FederationError("invalid", "the federation's answer is meant for another recipient")
         if response.in_response_to != request_id:
             raise FederationError("state", "the answer is not for the request we sent")
         if response.issuer() != federation.entity_id:
@@ -414,12 +438,71 @@ class FederationSp:
                           authn[0][2] if authn else None)
 
     def metadata_xml(self) -> str:
-        """Our service provider's metadata (no federation's metadata is needed for it)."""
-        from saml2.metadata import create_metadata_string
+        """Our service provider's metadata (no federation's metadata is needed for it), advertising
+        only the strong algorithms (pysaml2 lists every one xmlsec1 knows, MD5 and SHA-1 too)."""
+        from saml2.metadata import entity_descriptor, metadata_tostring_fix
+        from saml2.validate import valid_instance
 
-        return create_metadata_string(None, config=self._config(None), valid=24 * 365).decode()
+        descriptor = entity_descriptor(self._config(None))
+        if descriptor.extensions is not None:
+            descriptor.extensions.extension_elements = [
+                element for element in descriptor.extensions.extension_elements if _advertised(element)]
+        valid_instance(descriptor)
+        xml = metadata_tostring_fix(descriptor, {"xs": "http://www.w3.org/2001/XMLSchema"})
+        return xml.decode() if isinstance(xml, bytes) else xml
+
+
+_ALGSUPPORT = "urn:oasis:names:tc:SAML:metadata:algsupport"
+
+
+def _advertised(element: Any) -> bool:
+    """Keep every extension but the algorithm-support lists' weak entries."""
+    if element.namespace != _ALGSUPPORT:
+        return True
+    algorithm = element.attributes.get("Algorithm")
+    return algorithm in (STRONG_DIGESTS if element.tag == "DigestMethod" else STRONG_SIGNATURES)
+
+
+def _short(algorithm: Any) -> str:
+    """An algorithm URI's name for the log (``rsa-sha1``), bounded: the sender chose it."""
+    return str(algorithm).rpartition("#")[2][:40] if algorithm else "none"
+
+
+def weak_algorithms(response: Any) -> list[str]:
+    """The signature and digest algorithms weaker than SHA-256 in the signatures on a verified
+    Response and on its assertions (decrypted ones included); an empty list when all are strong."""
+    weak: list[str] = []
+    for signed in (response.response, *response.assertions):
+        signature = getattr(signed, "signature", None)
+        info = getattr(signature, "signed_info", None)
+        if info is None:
+            continue
+        method = getattr(info.signature_method, "algorithm", None)
+        if method not in STRONG_SIGNATURES:
+            weak.append(_short(method))
+        for reference in info.reference or []:
+            digest = getattr(reference.digest_method, "algorithm", None)
+            if digest not in STRONG_DIGESTS:
+                weak.append(_short(digest))
+    return sorted(set(weak))
+
+
+def confirmed_for(response: Any, acs_url: str) -> bool:
+    """Every assertion is confirmed by a bearer SubjectConfirmation whose Recipient is our ACS, and
+    none names another (pysaml2 checks the Recipient only against a conversation we do not give it)."""
+    from saml2.saml import SCM_BEARER
+
+    if not response.assertions:
+        return False
+    for assertion in response.assertions:
+        subject = assertion.subject
+        bearers = [c for c in (subject.subject_confirmation if subject is not None else []) if c.method == SCM_BEARER]
+        if not bearers or any(getattr(c.subject_confirmation_data, "recipient", None) != acs_url for c in bearers):
+            return False
+    return True
 
 
 __all__ = ["FederationError", "FederationLogin", "FederationSp", "REQUEST_TTL", "ServiceProvider",
-           "choose_entity_id", "create_sp_keys", "identity_providers_in", "in_response_to", "national_id_from",
-           "finish_login", "read_login", "resolve_login", "sp_key_paths", "withhold_pysaml2_values"]
+           "choose_entity_id", "confirmed_for", "create_sp_keys", "identity_providers_in", "in_response_to",
+           "national_id_from", "finish_login", "read_login", "resolve_login", "sp_key_paths", "weak_algorithms",
+           "withhold_pysaml2_values"]

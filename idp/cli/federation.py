@@ -177,6 +177,5 @@ def federation_sp_metadata(ctx: Context) -> None:
     key, _cert = sp_key_paths(settings.keys_dir)
     if not key.is_file() and not settings.is_development:
         fail("no service-provider key yet: create it with `idp federation sp-key`")
-    sp = FederationSp(ServiceProvider.for_issuer(settings.issuer, settings.keys_dir,
-                                                 create_keys=settings.is_development))
+    sp = FederationSp(ServiceProvider.for_settings(settings))
     click.echo(sp.metadata_xml())

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AUTHN_REQUEST", "BINDING_HTTP_POST", "BINDING_HTTP_REDIRECT", "LOGOUT_REQUEST", "Endpoints", "InboundMessage", "LogoutRequestInfo", "PostForm",
            "Reason", "RedirectTo", "Rejected", "SamlParts", "SigningCredentials", "SsoRequest", "StatusError",
-           "build_saml", "create_signing_key", "decode", "signing_credentials"]
+           "build_saml", "create_signing_key", "decode", "signing_credentials", "xmlsec_program"]
 
 
 @dataclass
@@ -81,12 +81,18 @@ def create_signing_key(keys_dir: Path, issuer: str, *, replace: bool = False) ->
     return create_credentials(keys_dir, urlsplit(issuer).hostname or "patron-idp", replace=replace)
 
 
-def build_saml(services: Services) -> SamlParts:
-    settings = services.settings
-    xmlsec = Path(settings.xmlsec_binary)
+def xmlsec_program(configured: Path | str) -> Path:
+    """The xmlsec1 that IDP_XMLSEC_BINARY names (never searched for on PATH), or a ConfigError naming the setting."""
+    xmlsec = Path(configured)
     if not (xmlsec.is_file() and os.access(xmlsec, os.X_OK)):
         raise ConfigError(f"xmlsec1 not found at {xmlsec}: install it (Debian: apt-get install xmlsec1) or set "
                           "IDP_XMLSEC_BINARY")
+    return xmlsec
+
+
+def build_saml(services: Services) -> SamlParts:
+    settings = services.settings
+    xmlsec = xmlsec_program(settings.xmlsec_binary)
     endpoints = Endpoints.under(settings.issuer)
     credentials = signing_credentials(settings.keys_dir, settings.issuer, development=settings.is_development)
     servers = ServerFactory(endpoints, credentials, str(xmlsec))

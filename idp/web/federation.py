@@ -41,7 +41,7 @@ from idp.web import services
 from idp.web.forms import PatronForm
 from idp.web.idporten import waiting_requests
 from idp.web.login import CARRIED_OVER_LOGIN, safe_next
-from idp.web.sessions import regenerate
+from idp.web.sessions import join_patron_sessions, regenerate
 
 log = logging.getLogger("idp.web.federation")
 bp = Blueprint("federation", __name__, url_prefix="/federation")
@@ -64,9 +64,7 @@ def _sp() -> FederationSp:
     """Built on first use: a server with no federations needs no service-provider key."""
     sp = current_app.extensions.get(EXTENSION)
     if sp is None:
-        settings = services().settings
-        sp = FederationSp(ServiceProvider.for_issuer(settings.issuer, settings.keys_dir,
-                                                     create_keys=settings.is_development))
+        sp = FederationSp(ServiceProvider.for_settings(services().settings))
         current_app.extensions[EXTENSION] = sp
     return sp
 
@@ -220,6 +218,7 @@ def _log_in(patron_id: int, login: FederationLogin, started: dict[str, Any]) -> 
     # A university password is a password: acr "password" unless its AuthnContext says more.
     session.update(patron_id=patron_id, acr=login.level, amr=list(login.amr), auth_time=auth_time,
                    must_change=False, federation=login.federation)
+    join_patron_sessions(session, patron_id)
 
 
 # -- linking a first login to a card -------------------------------------------------------------------

@@ -3,6 +3,8 @@ fields a federation owns are read-only for staff (`idp patron update`), shown as
 
 from __future__ import annotations
 
+import re
+import shutil
 import stat
 from pathlib import Path
 
@@ -145,3 +147,29 @@ def test_our_service_provider_key_and_metadata(idp: Idp, settings: Settings, tmp
     assert metadata.exit_code == 0
     assert 'entityID="https://login.example.no/federation/sp"' in metadata.stdout
     assert "https://login.example.no/federation/acs" in metadata.stdout and "PRIVATE" not in metadata.stdout
+
+
+def advertised_algorithms(metadata: str) -> list[str]:
+    return re.findall(r'<[\w:]*(?:DigestMethod|SigningMethod) Algorithm="([^"]+)"', metadata)
+
+
+def test_our_service_provider_metadata_advertises_sha256_and_stronger_only(idp: Idp) -> None:
+    metadata = idp("federation", "sp-metadata")
+    assert metadata.exit_code == 0
+    algorithms = advertised_algorithms(metadata.stdout)
+    assert "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256" in algorithms
+    assert "http://www.w3.org/2001/04/xmlenc#sha256" in algorithms
+    assert [a for a in algorithms if "md5" in a or "sha1" in a or "ripemd" in a or "sha224" in a] == []
+
+
+def test_the_service_provider_runs_the_xmlsec1_the_setting_names(idp: Idp, tmp_path: Path) -> None:
+    assert Path("/usr/bin/xmlsec1").is_file() and shutil.which("xmlsec1")  # a working one is on PATH
+    missing = failed(idp("federation", "sp-metadata", env={"IDP_XMLSEC_BINARY": str(tmp_path / "no-xmlsec1")}))
+    assert "IDP_XMLSEC_BINARY" in missing and str(tmp_path / "no-xmlsec1") in missing
+    calls = tmp_path / "calls.txt"
+    wrapper = tmp_path / "xmlsec1-wrapper"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexec /usr/bin/xmlsec1 "$@"\n')
+    wrapper.chmod(0o755)
+    metadata = idp("federation", "sp-metadata", env={"IDP_XMLSEC_BINARY": str(wrapper)})
+    assert metadata.exit_code == 0 and "federation/sp" in metadata.stdout
+    assert "--list-transforms" in calls.read_text()  # the algorithms it lists come from the configured program

@@ -7,7 +7,10 @@ against our SP metadata (``trust_sp``), and answers with a signed assertion carr
 returns is the HTTP-POST binding's form; ``form_fields`` reads it as a browser would).
 
 Misbehaviour: ``sign=False`` (an unsigned assertion), ``deny=True`` (the member cancels: a
-non-success status), ``other_issuer`` (another identity provider claims to answer).
+non-success status), ``other_issuer`` (another identity provider claims to answer),
+``sign_alg``/``digest_alg`` (sign with e.g. ``SIG_RSA_SHA1``/``DIGEST_SHA1`` instead of SHA-256),
+``sign_response`` (sign the Response too), ``recipient`` (the bearer SubjectConfirmationData's
+Recipient, instead of the ACS URL the answer is posted to).
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from flask import Flask, request
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.config import IdPConfig
 from saml2.metadata import create_metadata_string
-from saml2.saml import NAME_FORMAT_URI, NAMEID_FORMAT_TRANSIENT, NameID
+from saml2.saml import NAME_FORMAT_URI, NAMEID_FORMAT_TRANSIENT, SCM_BEARER, NameID
 from saml2.samlp import STATUS_AUTHN_FAILED
 from saml2.server import Server
+from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 from werkzeug.serving import make_server
 
 from idp.auth.federation import create_sp_keys
@@ -46,6 +50,10 @@ class FakeUniversity:
     sign: bool = True
     deny: bool = False
     other_issuer: bool = False
+    sign_alg: str = SIG_RSA_SHA256
+    digest_alg: str = DIGEST_SHA256
+    sign_response: bool = False
+    recipient: str | None = None
     sp_metadata: str | None = None
     requests_seen: list[dict[str, str]] = field(default_factory=list)
     _server: Server | None = None
@@ -113,12 +121,21 @@ class FakeUniversity:
                     sp_entity_id=authn_request.issuer.text,
                     name_id=NameID(format=NAMEID_FORMAT_TRANSIENT, text="transient-" + authn_request.id[-12:]),
                     authn={"class_ref": self.authn_class, "authn_auth": self.entity_id},
-                    sign_assertion=self.sign, sign_response=False)
+                    sign_assertion=self.sign, sign_response=self.sign_response, sign_alg=self.sign_alg,
+                    digest_alg=self.digest_alg, **self._confirmation(authn_request.id))
             info = server.apply_binding(binding, str(response), destination, args.get("RelayState", ""),
                                         response=True)
             return info["data"]
 
         return app
+
+    def _confirmation(self, request_id: str) -> dict[str, Any]:
+        """pysaml2's assertion arguments for a bearer confirmation to ``recipient`` (default: the ACS URL)."""
+        if self.recipient is None:
+            return {}
+        data = {"in_response_to": request_id, "recipient": self.recipient}
+        return {"farg": {"assertion": {"subject": {"subject_confirmation": {
+            "method": SCM_BEARER, "subject_confirmation_data": data}}}}}
 
 
 def form_fields(page: str) -> tuple[str, dict[str, str]]:

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import requests
+from saml2.xmldsig import DIGEST_SHA1, DIGEST_SHA256, SIG_RSA_SHA1, SIG_RSA_SHA256
 from sqlalchemy import func, select
 
 from idp.errors import NotAllowed
@@ -311,6 +312,61 @@ def test_a_tampered_answer_is_refused_and_nothing_of_it_is_logged(live: LiveIdp,
     assert stored(live, giulia).name == "G. Rossi"
     for secret in ("Mallory", "Giulia Rossi", EPPN, person(ADULT_BORN)):
         assert secret not in caplog.text
+
+
+@pytest.mark.parametrize(("sign_alg", "digest_alg", "sign_response"), [
+    (SIG_RSA_SHA1, DIGEST_SHA256, False),   # an assertion signed with rsa-sha1
+    (SIG_RSA_SHA256, DIGEST_SHA1, False),   # an assertion whose reference is digested with sha1
+    (SIG_RSA_SHA1, DIGEST_SHA1, True),      # the Response signed so too
+], ids=["rsa-sha1", "sha1-digest", "response-too"])
+def test_an_answer_signed_with_sha1_is_refused(live: LiveIdp, university: FakeUniversity, giulia: int,
+                                               caplog: pytest.LogCaptureFixture, sign_alg: str, digest_alg: str,
+                                               sign_response: bool) -> None:
+    caplog.set_level(logging.INFO)
+    university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
+    university.sign_alg, university.digest_alg, university.sign_response = sign_alg, digest_alg, sign_response
+    b = browser()
+    action, fields = at_the_university(b, live)
+    xml = base64.b64decode(fields["SAMLResponse"]).decode()
+    assert f'Algorithm="{sign_alg}"' in xml and f'Algorithm="{digest_alg}"' in xml  # really signed so
+    assert xml.count("SignatureValue>") == (4 if sign_response else 2)
+    page = post_answer(b, action, fields)
+    assert page.status_code == 400 and "could not be verified" in page.text and not logged_in(b, live)
+    refusals = [r.getMessage() for r in caplog.records if "answer refused" in r.getMessage()]
+    assert len(refusals) == 1 and "sha1" in refusals[0]
+    for secret in ("Giulia", EPPN, person(ADULT_BORN)):
+        assert secret not in caplog.text
+    with live.services.registry("test") as reg:
+        assert reg.session.scalar(select(func.count()).select_from(UpstreamIdentity)) == 0
+
+
+@pytest.mark.parametrize("recipient", ["https://elsewhere.example/federation/acs", "{live}/federation/sp",
+                                       "{live}/federation/acs/"], ids=["elsewhere", "our-entity-id", "acs-slash"])
+def test_an_assertion_for_another_recipient_is_refused(live: LiveIdp, university: FakeUniversity, giulia: int,
+                                                       caplog: pytest.LogCaptureFixture, recipient: str) -> None:
+    university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
+    university.recipient = recipient.format(live=live.url)
+    b = browser()
+    action, fields = at_the_university(b, live)
+    assert action == f"{live.url}/federation/acs"  # posted to us, the assertion signed for another place
+    assert f'Recipient="{university.recipient}"' in base64.b64decode(fields["SAMLResponse"]).decode()
+    page = post_answer(b, action, fields)
+    assert page.status_code == 400 and "could not be verified" in page.text and not logged_in(b, live)
+    assert "Recipient" in caplog.text
+
+
+def test_an_assertion_for_our_acs_is_accepted(live: LiveIdp, university: FakeUniversity, giulia: int) -> None:
+    university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
+    university.recipient = f"{live.url}/federation/acs"
+    b = browser()
+    assert university_login(b, live).status_code == 200 and logged_in(b, live)
+
+
+def test_our_metadata_advertises_sha256_and_stronger_only(live: LiveIdp) -> None:
+    metadata = requests.get(f"{live.url}/federation/metadata.xml", timeout=10).text
+    algorithms = re.findall(r'<[\w:]*(?:DigestMethod|SigningMethod) Algorithm="([^"]+)"', metadata)
+    assert SIG_RSA_SHA256 in algorithms and DIGEST_SHA256 in algorithms
+    assert [a for a in algorithms if "md5" in a or "sha1" in a] == []
 
 
 def test_a_denied_login_says_so(live: LiveIdp, university: FakeUniversity, giulia: int) -> None:

@@ -39,6 +39,11 @@ class StateStore(Protocol):
     def incr(self, key: str, ttl: int, prefetch: Sequence[str] = ()) -> int:
         """Add one; the window (ttl) starts with the first increment. Inside a batch, the keys
         in ``prefetch`` are read in the same round trip and later gets answer from the batch."""
+    def index_add(self, key: str, member: str, ttl: int) -> None:
+        """Add ``member`` to the set at ``key`` for ``ttl`` seconds, each member with its own
+        lifetime (so a set that keeps growing never keeps its old members). At once, even in a batch."""
+    def index_members(self, key: str) -> list[str]:
+        """The members of the set at ``key`` that have not expired (read at once, even in a batch)."""
     def ping(self) -> bool: ...
     def batch(self) -> AbstractContextManager[Batch]: ...
 
@@ -176,6 +181,7 @@ class RedisState(_Batching):
         self._get_linked = self._redis.register_script(_GET_LINKED)
         self._commit = self._redis.register_script(_COMMIT)
         self._incr = self._redis.register_script(_INCR)
+        self._index_add = self._redis.register_script(_INDEX_ADD)
 
     def __repr__(self) -> str:
         return "<RedisState>"
@@ -208,6 +214,13 @@ class RedisState(_Batching):
         count, *fetched = self._incr(keys=[p + key, *(p + k for k in reads)], args=[ttl])
         return int(count), fetched
 
+    def index_add(self, key: str, member: str, ttl: int) -> None:
+        self._index_add(keys=[self._prefix + key], args=[member, ttl, time.time()])
+
+    def index_members(self, key: str) -> list[str]:
+        found = self._redis.zrangebyscore(self._prefix + key, time.time(), "+inf")
+        return [m.decode() for m in found]  # type: ignore[union-attr]
+
     def ping(self) -> bool:
         try:
             return bool(self._redis.ping())
@@ -220,10 +233,11 @@ class RedisState(_Batching):
 
 class MemoryState(_Batching):
     def __init__(self) -> None:
-        self._data: dict[str, tuple[bytes | int, float]] = {}
+        # Values: bytes, a counter, or an index (member -> when it expires, time.monotonic()).
+        self._data: dict[str, tuple[bytes | int | dict[str, float], float]] = {}
         self._lock = threading.Lock()
 
-    def _live(self, key: str) -> tuple[bytes | int, float] | None:
+    def _live(self, key: str) -> tuple[bytes | int | dict[str, float], float] | None:
         item = self._data.get(key)
         if item is not None and item[1] <= time.monotonic():
             del self._data[key]
@@ -276,6 +290,21 @@ class MemoryState(_Batching):
             self._data[key] = (count, item[1] if item else time.monotonic() + ttl)
             return count, [self._bytes(k) for k in reads]
 
+    def index_add(self, key: str, member: str, ttl: int) -> None:
+        with self._lock:
+            item = self._live(key)
+            now = time.monotonic()
+            members = {m: until for m, until in item[0].items() if until > now} \
+                if item and isinstance(item[0], dict) else {}
+            members[member] = now + ttl
+            self._data[key] = (members, max(members.values()))
+
+    def index_members(self, key: str) -> list[str]:
+        with self._lock:
+            item = self._live(key)
+            now = time.monotonic()
+            return [m for m, until in item[0].items() if until > now] if item and isinstance(item[0], dict) else []
+
     def ping(self) -> bool:
         return True
 
@@ -324,6 +353,16 @@ redis.call('EXPIRE', KEYS[1], ARGV[1], 'NX')
 local out = {count}
 for i = 2, #KEYS do out[i] = redis.call('GET', KEYS[i]) end
 return out
+"""
+
+# index_add: KEYS = the index (a sorted set scored by expiry); ARGV = the member, its lifetime in
+# seconds, the time now. Expired members go; the set lives as long as its longest-lived member.
+_INDEX_ADD = """
+local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+if redis.call('TTL', KEYS[1]) < ttl then redis.call('EXPIRE', KEYS[1], ttl) end
+return 1
 """
 
 

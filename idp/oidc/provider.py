@@ -8,7 +8,11 @@ What is ours rather than pyop's, and why:
 - subjects are derived (pairwise per relying party) instead of stored, and found by an index
   instead of a scan over every user;
 - refresh tokens rotate: each refresh returns a new one, and the presented one is consumed by
-  the same atomic write that stores the new ones, so it works once, for its own client only;
+  the same atomic write that stores the new ones, so it works once, for its own client only, and
+  no longer than REFRESH_TOKEN_LIFETIME after the login it started from (idp.oidc.flow keeps the
+  grants' families and revokes them);
+- a code exchange answers invalid_grant for a code of another client, a wrong redirect URI or a
+  wrong PKCE verifier (RFC 6749 section 5.2, RFC 7636 section 4.6), and never logs the code;
 - an http issuer is accepted for loopback hosts only (development, tests), never elsewhere.
 """
 
@@ -27,7 +31,7 @@ from oic.oic.message import AccessTokenResponse, RefreshAccessTokenRequest
 from pyop.authz_state import AuthorizationState
 from pyop.exceptions import (InvalidAuthenticationRequest, InvalidClientAuthentication, InvalidRefreshToken,
                              InvalidSubjectIdentifier, InvalidTokenRequest)
-from pyop.message import AuthorizationRequest
+from pyop.message import AccessTokenRequest, AuthorizationRequest
 from pyop.provider import Provider
 
 from idp.assurance import LEVELS
@@ -68,6 +72,14 @@ class _ClaimsAreOurs:
 # that a replayed code revokes the tokens its grant has now, not only the first ones
 # (RFC 6749 section 4.1.2); pyop's introspection does not pass the field on.
 _CODE = "idp_code"
+# ... and when that grant's family ends (epoch seconds): a refresh never carries it beyond
+# REFRESH_TOKEN_LIFETIME after the code exchange, so the family indexes (idp.oidc.flow) outlive it.
+_UNTIL = "idp_until"
+
+
+class UnknownRefreshToken(InvalidRefreshToken):
+    """Not a live refresh token: never issued, revoked, or spent by a rotation (a replay, which
+    the token endpoint answers by revoking the token's family, RFC 9700 section 4.14.2)."""
 
 
 class _Unused:
@@ -113,23 +125,29 @@ class RegisterAuthorizationState(AuthorizationState):
             raise InvalidRefreshToken("a refresh must name the client presenting the token")
         entry, previous = self.refresh_tokens.get_linked(refresh_token, "access_token", self.access_tokens)
         if entry is None:
-            raise InvalidRefreshToken("unknown or already used refresh token")
+            raise UnknownRefreshToken("unknown or already used refresh token")
         if previous is None:
             # Revoked (logout or a replayed code) while the refresh token was still out there.
             raise InvalidRefreshToken("the grant behind this refresh token was revoked")
         if previous.get("client_id") != client_id:
             raise InvalidRefreshToken("this refresh token was issued to another client")
+        now = int(time.time())
+        if previous.get(_UNTIL, now) < now:
+            raise InvalidRefreshToken("the login behind this refresh token is too old: log in again")
         # pyop reads both entries again; the batch answers from what was just read.
         access_token, new_refresh_token = super().use_refresh_token(refresh_token, scope)
         self.refresh_tokens.consume(refresh_token)
         del self.access_tokens[entry["access_token"]]
         if _CODE in previous:
-            self._mark_code(access_token.value, previous[_CODE])
+            self._mark_code(access_token.value, previous[_CODE], previous.get(_UNTIL))
         return access_token, new_refresh_token
 
     def exchange_code_for_token(self, authorization_code: str) -> Any:
         access_token = super().exchange_code_for_token(authorization_code)
-        self._mark_code(access_token.value, authorization_code)
+        # pyop marks the code used; ours goes with the batch's commit, which writes nothing if the
+        # code is gone by then (its family revoked meanwhile, idp.oidc.flow.Grants.revoke_family).
+        self.authorization_codes.consume(authorization_code)
+        self._mark_code(access_token.value, authorization_code, int(time.time()) + REFRESH_TOKEN_LIFETIME)
         return access_token
 
     def code_of(self, access_token: str) -> str | None:
@@ -137,16 +155,22 @@ class RegisterAuthorizationState(AuthorizationState):
         entry = self.access_tokens.get(access_token)
         return entry.get(_CODE) if entry else None
 
-    def _mark_code(self, access_token: str, code: str) -> None:
+    def _mark_code(self, access_token: str, code: str, until: int | None) -> None:
         # Written in the same batch as the token itself: no round trip of its own.
         entry = self.access_tokens[access_token]
         entry[_CODE] = code
+        if until is not None:
+            entry[_UNTIL] = until
         self.access_tokens[access_token] = entry
 
     def revoke(self, access_token: str | None, refresh_token: str | None) -> None:
         for store, value in ((self.access_tokens, access_token), (self.refresh_tokens, refresh_token)):
             if value:
                 store.pop(value, None)
+
+    def forget_code(self, code: str) -> None:
+        """Delete a code not yet exchanged: its exchange then fails, or conflicts if under way."""
+        del self.authorization_codes[code]  # one delete, present or not
 
 
 def _at_hash(access_token: str) -> str:
@@ -319,6 +343,21 @@ class IdpProvider(Provider):
             raise InvalidTokenRequest("grant_type missing", token_request)
         raise InvalidTokenRequest(f"grant_type {grant_type!r} is not supported", token_request,
                                   oauth_error="unsupported_grant_type")
+
+    def _verify_code_exchange_req(self, token_request: AccessTokenRequest,
+                                  authentication_request: AuthorizationRequest) -> None:
+        """pyop's checks, each answering invalid_grant (RFC 6749 section 5.2, RFC 7636 section 4.6),
+        where pyop answers invalid_request for a wrong verifier and logs the code of a wrong client."""
+        if token_request["client_id"] != authentication_request["client_id"]:
+            raise InvalidTokenRequest("unknown or expired authorization code", token_request,
+                                      oauth_error="invalid_grant")
+        if token_request.get("redirect_uri") != authentication_request["redirect_uri"]:
+            raise InvalidTokenRequest("redirect_uri differs from the authorization request's", token_request,
+                                      oauth_error="invalid_grant")
+        if "code_challenge" in authentication_request and not self._PKCE_verify(token_request,
+                                                                                authentication_request):
+            raise InvalidTokenRequest("the code_verifier does not match the code_challenge", token_request,
+                                      oauth_error="invalid_grant")
 
     def _do_token_refresh(self, request: Mapping[str, str]) -> AccessTokenResponse:
         """pyop's refresh, handing the authenticated client to use_refresh_token (pyop's omits it)."""

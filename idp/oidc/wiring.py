@@ -63,4 +63,5 @@ def build_oidc(services: Services) -> OidcParts:
     provider = IdpProvider(issuer=services.settings.issuer, keyring=services.keyring, clients=clients,
                            authz_state=RegisterAuthorizationState(services.state, subjects),
                            authenticate=lambda *presented: getattr(authenticate(*presented), "metadata", None))
-    return OidcParts(provider=provider, grants=Grants(services.state), subjects=subjects, authenticate=authenticate)
+    return OidcParts(provider=provider, grants=Grants(services.state, provider.authz_state), subjects=subjects,
+                     authenticate=authenticate)

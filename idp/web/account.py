@@ -79,7 +79,9 @@ def revoke(client_id: str) -> ResponseReturnValue:
     patron_id = _patron_id()
     if patron_id is None:
         return redirect(url_for("login.login_form"), 303)
-    services().oidc.grants.revoke_consent(patron_id, client_id)
+    grants = services().oidc.grants
+    grants.revoke_consent(patron_id, client_id)
+    grants.revoke_client(patron_id, client_id)  # what the service holds stops working now, not at expiry
     with services().registry("web") as reg:
         reg.audit("consent.revoke", patron_id=patron_id, client_id=client_id[:64])
     return redirect(url_for("account.shared"), 303)

@@ -13,6 +13,7 @@ from idp.auth.password import Outcome, change_password, password_login
 from idp.errors import ValidationError
 from idp.web import services
 from idp.web.forms import ChangePasswordForm, LoginForm
+from idp.web.login_session import end_login_session
 from idp.web.sessions import regenerate
 
 bp = Blueprint("login", __name__)
@@ -94,6 +95,7 @@ def logout() -> Response:
 
     # A login through ID-porten is ended there too (read before the session is cleared).
     upstream = upstream_logout(url_for("pages.landing"))
+    end_login_session()  # the tokens issued in this login end with it
     session.clear()
     return upstream or redirect(url_for("pages.landing"), 303)
 

@@ -19,13 +19,14 @@ from idp import relying_parties
 from idp.claims import claims_for_scopes, decide_for, parse_claims_parameter, release
 from idp.oidc.flow import CodeGrant, can_meet, describe, required_level
 from idp.oidc.hints import id_token_audience
-from idp.oidc.provider import CODE_LIFETIME
+from idp.oidc.provider import CODE_LIFETIME, UnknownRefreshToken
 from idp.oidc.wiring import OidcParts
 from idp.registry.models import Patron
 from idp.state import Batch, Conflict
 from idp.web import services
 from idp.web.authorize_checks import UNPARSEABLE, request_problem, unambiguous_target
 from idp.web.errors import error_page
+from idp.web.login_session import end_login_session, login_session_id
 from idp.web.pending import authenticate_then, consent_page, session_meets
 from idp.web.security import allow_form_target
 
@@ -212,7 +213,7 @@ def _issue_code(parsed: Any, params: dict[str, Any], patron_id: int, released: l
     parts.grants.remember(response["code"], CodeGrant(
         patron_id=patron_id, client_id=parsed["client_id"], acr=session.get("acr", "password"),
         amr=list(session.get("amr", [])), auth_time=int(session.get("auth_time", 0)), claims=released,
-        values=values), CODE_LIFETIME + 60)
+        values=values, sid=login_session_id()), CODE_LIFETIME + 60)
     response["iss"] = _issuer()
     session.pop(PENDING, None)
     allow_form_target(parsed["redirect_uri"])
@@ -240,9 +241,23 @@ def token() -> ResponseReturnValue:
         client_id = parts.provider.authenticate_client(fields, request.headers.get("Authorization"))
     except InvalidClientAuthentication as exc:
         return _token_error("invalid_client", str(exc), 401)
-    # Every store write of this request goes out in one round trip, and only if it succeeds.
-    with services().state.batch() as batch:
-        return _token_response(parts, client_id, fields, batch)
+    try:
+        # Every store write of this request goes out in one round trip, and only if it succeeds.
+        with services().state.batch() as batch:
+            return _token_response(parts, client_id, fields, batch)
+    except _Replay as replay:
+        # Revoked outside the batch: each step at once, in the order Grants.revoke_family needs.
+        parts.grants.revoke_family(replay.family)
+        return _token_error("invalid_grant", replay.description)
+
+
+class _Replay(Exception):
+    """A used code or a spent refresh token presented again: its family is revoked (RFC 6749
+    section 4.1.2, RFC 9700 section 4.14.2)."""
+
+    def __init__(self, family: str, description: str) -> None:
+        super().__init__(description)
+        self.family, self.description = family, description
 
 
 def _token_response(parts: OidcParts, client_id: str, fields: dict[str, str], batch: Batch) -> ResponseReturnValue:
@@ -250,13 +265,15 @@ def _token_response(parts: OidcParts, client_id: str, fields: dict[str, str], ba
     extra: dict[str, Any] | None = None
     code = fields.get("code") if fields.get("grant_type") == "authorization_code" else None
     if code is not None:
-        if not parts.grants.claim(code, prefetch=parts.provider.code_state_keys(code)):
-            # A second use of a code: revoke whatever the first one issued (RFC 6749 section 4.1.2).
-            parts.provider.authz_state.revoke(*parts.grants.issued_for(code))
-            batch.commit()
-            return _token_error("invalid_grant", "this authorization code was already used")
+        first = parts.grants.claim(code, client_id, prefetch=parts.provider.code_state_keys(code))
+        family = parts.grants.family(code)
+        # Another client's code (or none): refused before it counts as a use, so nothing is spent or revoked.
+        if family is None or family.client_id != client_id:
+            return _token_error("invalid_grant", "unknown or expired authorization code")
+        if not first:
+            raise _Replay(code, "this authorization code was already used")
         grant = parts.grants.grant(code)
-        if grant is None or grant.client_id != client_id:
+        if grant is None:
             return _token_error("invalid_grant", "unknown or expired authorization code")
         # The claim values were settled when the code was issued (idp.oidc.flow.CodeGrant).
         extra = {**describe(grant), **grant.values}
@@ -265,6 +282,9 @@ def _token_response(parts: OidcParts, client_id: str, fields: dict[str, str], ba
         result = parts.provider.handle_authenticated_token_request(client_id, fields, extra)
     except InvalidClientAuthentication as exc:
         return _token_error("invalid_client", str(exc), 401)
+    except UnknownRefreshToken as exc:
+        _refuse_spent(parts, fields)
+        return _token_error("invalid_grant", str(exc))
     except OAuthError as exc:
         return _token_error(exc.oauth_error, str(exc))
     except (KeyError, InvalidSubjectIdentifier):
@@ -272,15 +292,29 @@ def _token_response(parts: OidcParts, client_id: str, fields: dict[str, str], ba
     # The grant's current tokens, which a replay of its code revokes: its first ones, then each rotation's.
     grant_code = code or parts.provider.authz_state.code_of(result.get("access_token"))
     if grant_code is not None:
-        parts.grants.record_tokens(grant_code, result.get("access_token"), result.get("refresh_token"))
+        parts.grants.record_tokens(grant_code, result.get("access_token"), result.get("refresh_token"),
+                                   replacing=None if code else fields["refresh_token"])
     try:
         batch.commit()
     except Conflict:
-        return _token_error("invalid_grant", "this refresh token was used by another request just now")
+        if code is None and grant_code is not None:
+            # The loser of two refreshes with one token at once presented a token spent by then: a
+            # replay like any other, since nothing tells a client's double submit from a thief's.
+            raise _Replay(grant_code, "this refresh token was used by another request just now: its grant "
+                          "is revoked") from None
+        return _token_error("invalid_grant", "the grant was revoked by another request just now")
     out = jsonify(result.to_dict())
     out.headers["Cache-Control"] = "no-store"
     out.headers["Pragma"] = "no-cache"
     return out
+
+
+def _refuse_spent(parts: OidcParts, fields: dict[str, str]) -> None:
+    """A refresh token a rotation already spent: raises _Replay for its family (else returns)."""
+    presented = fields.get("refresh_token") if fields.get("grant_type") == "refresh_token" else None
+    family = parts.grants.spent_family(presented) if presented else None
+    if family is not None:
+        raise _Replay(family, "this refresh token was already used: its grant is revoked")
 
 
 # -- userinfo ---------------------------------------------------------------------------------
@@ -350,6 +384,7 @@ def end_session() -> ResponseReturnValue:
 
     # A login through ID-porten is ended there too, which then sends the browser on to ``target``.
     upstream = upstream_logout(target)
+    end_login_session()
     session.clear()
     if upstream is not None:
         return upstream

@@ -63,7 +63,7 @@ def test_a_refresh_token_presented_by_another_client_is_refused_and_stays_with_i
     assert _refresh(services, refresh_token, client_id="client-b") == \
         "InvalidRefreshToken: this refresh token was issued to another client"
     assert _refresh(services, refresh_token) == "refreshed"
-    assert _refresh(services, refresh_token) == "InvalidRefreshToken: unknown or already used refresh token"
+    assert _refresh(services, refresh_token) == "UnknownRefreshToken: unknown or already used refresh token"
 
 
 def test_a_refresh_token_whose_access_token_was_revoked_no_longer_works(services: Services) -> None:

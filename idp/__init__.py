@@ -10,6 +10,7 @@ from flask import Flask
 from flask_wtf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from idp import logsafe
 from idp.claims import installed_claims
 from idp.services import Services, build_services
 from idp.settings import Settings, load_settings
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.config.update(config or {})
     app.extensions["idp"] = services
+    logsafe.install()  # request values reach log messages: none may start a line of its own
     logging.getLogger("idp").setLevel(settings.log_level.upper())
     # pyop and oic log tokens and user claims at DEBUG: never let personal data reach the logs.
     # pysaml2 logs whole assertions (names, identifiers) at DEBUG and INFO: the same holds for it.

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from idp import logsafe
 from idp.cli import federation, register, rp, saml, server
 from idp.cli.common import Context
 
@@ -32,6 +33,7 @@ def main(ctx: click.Context, config: Path | None) -> None:
         os.environ["IDP_CONFIG"] = str(config.resolve())
     logging.basicConfig(level=os.environ.get("IDP_LOG_LEVEL", "WARNING").upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsafe.install()
     ctx.obj = Context()
     ctx.call_on_close(ctx.obj.close)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from idp.errors import ConfigError
 from idp.settings import Settings
 
 
@@ -30,6 +31,21 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 # Threads per worker: while one request waits for argon2 (on SecretHasher's own thread, without
 # the GIL), the others parse, query and render, so a worker keeps a core busy hashing.
 DEFAULT_THREADS = 4
+
+
+# Workers when --workers is not given: two with Redis; without it, the one that can serve a login.
+DEFAULT_WORKERS_WITH_REDIS = 2
+
+
+def worker_count(requested: int | None, settings: Settings) -> int:
+    """The gunicorn workers to run. Without IDP_REDIS_URL sessions, codes and tokens live in one
+    process's memory, so a second worker would not know the codes the first one handed out."""
+    if requested is None:
+        return DEFAULT_WORKERS_WITH_REDIS if settings.redis_url else 1
+    if requested > 1 and not settings.redis_url:
+        raise ConfigError(f"--workers {requested} needs IDP_REDIS_URL: without Redis each worker keeps its own "
+                          "sessions and authorization codes, so run one worker (its threads serve requests in parallel)")
+    return requested
 
 
 # How long a thread may hold the GIL while another waits for it (Python's default: 5 ms). A

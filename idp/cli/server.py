@@ -56,16 +56,18 @@ def _print_kids(ring: KeyRing) -> None:
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
-              help="Processes; one per core is the usual choice.")
+@click.option("--workers", type=click.IntRange(1, 64), show_default="2 with IDP_REDIS_URL, else 1",
+              help="Processes; one per core is the usual choice. More than 1 needs IDP_REDIS_URL "
+                   "(without Redis, sessions and codes live in one process).")
 @click.option("--threads", default=DEFAULT_THREADS, show_default=True, type=click.IntRange(1, 64),
               help="Threads per worker (1: gunicorn's sync worker).")
 @pass_ctx
 @handle_errors
-def serve(ctx: Context, host: str, port: int, workers: int, threads: int) -> None:
+def serve(ctx: Context, host: str, port: int, workers: int | None, threads: int) -> None:
     """Serve the IdP (gunicorn)."""
-    from idp.server import run
+    from idp.server import run, worker_count
 
+    workers = worker_count(workers, ctx.services.settings)
     ctx.services.require_current_schema()
     ctx.services.saml  # noqa: B018 - a missing SAML key or xmlsec1: one error line here, not a crashing worker
     run(ctx.services.settings, host=host, port=port, workers=workers, threads=threads)

@@ -29,7 +29,7 @@ from idp.services import Services, build_services
 from idp.settings import Settings, load_settings
 from tests.cli.test_cli import Idp, make_idp, succeeded
 from tests.cli.test_cli import cli_env  # noqa: F401  - a fixture: the environment pointing at this test's register
-from tests.web.test_serve import free_port, get, idp_env, running
+from tests.serving import free_port, get, idp_env, running
 
 PLATFORM = "http://127.0.0.1:5001"
 

@@ -7,94 +7,17 @@ and always stops what it started.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-IDP = str(Path(sys.executable).parent / "idp")
-STARTUP_SECONDS = 15
+from tests.cli.test_cli import error_line
+from tests.serving import free_port, get, idp_env, run_idp, running
 
 pytestmark = pytest.mark.slow
-
-
-def idp_env(home: Path, *, mode: str = "development") -> dict[str, str]:
-    # IDP_* from the outer shell would silently change what is tested; the rest (PATH...) is kept.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
-    env.update(IDP_MODE=mode, IDP_HOME=str(home), PYTHONUNBUFFERED="1")
-    if mode == "development":
-        env.update(IDP_ARGON2_TIME_COST="1", IDP_ARGON2_MEMORY_KIB="1024")
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def run_idp(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([IDP, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def get(url: str) -> tuple[int, dict[str, str], str]:
-    try:
-        # English pages, as a browser set to English would get them (the default is bokmål).
-        request = urllib.request.Request(url, headers={"Accept-Language": "en"})
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, dict(response.headers), response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read().decode()
-
-
-@contextmanager
-def running(args: list[str], env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Start ``idp ARGS`` (which must serve on ``--port``), wait for /healthz, stop it afterwards."""
-    port = args[args.index("--port") + 1]
-    base = f"http://127.0.0.1:{port}"
-    with log.open("wb") as out:
-        # A session of its own so that gunicorn's workers go down with it, never left behind.
-        process = subprocess.Popen([IDP, *args], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        try:
-            wait_until_healthy(base, process, log)
-            yield base, process
-        finally:
-            stop(process)
-
-
-def wait_until_healthy(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the server exited with {process.returncode} before answering:\n{log.read_text()}")
-        try:
-            if get(f"{base}/healthz")[0] == 200:
-                return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"/healthz did not answer 200 within {STARTUP_SECONDS} s:\n{log.read_text()}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
 
 
 def test_demo_then_serve_answers_over_http(tmp_path: Path) -> None:
@@ -172,3 +95,11 @@ def test_serve_on_an_unmigrated_database_says_to_upgrade(tmp_path: Path) -> None
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "idp db upgrade" in lines[0], result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_serve_without_redis_refuses_a_second_worker_in_one_line(tmp_path: Path) -> None:
+    """Without IDP_REDIS_URL each worker would keep its own sessions and codes: a login started in
+    one would fail in the other, so more than one worker is refused before anything starts."""
+    result = run_idp("serve", "--port", str(free_port()), "--workers", "2", env=idp_env(tmp_path), timeout=20)
+    line = error_line(result.returncode, result.stdout, result.stderr)
+    assert "IDP_REDIS_URL" in line and "--workers" in line

@@ -54,6 +54,12 @@ def worker_count(requested: int | None, settings: Settings) -> int:
 SWITCH_INTERVAL = 0.0005
 
 
+# gunicorn trusts no peer: no forwarded scheme (secure_scheme_headers), no SCRIPT_NAME/PATH_INFO
+# from headers (forwarder_headers); both are emptied too, as a UNIX-socket peer is trusted whatever
+# forwarded_allow_ips says.
+NO_FORWARDED_TRUST: dict[str, Any] = {"forwarded_allow_ips": "", "secure_scheme_headers": {}, "forwarder_headers": ""}
+
+
 def _tune_worker(worker: Any) -> None:
     if worker.cfg.threads > 1:
         sys.setswitchinterval(SWITCH_INTERVAL)
@@ -71,7 +77,10 @@ def run(settings: Settings, *, host: str, port: int, workers: int, threads: int 
         "accesslog": "-",
         # The default access log format includes the query string, which can carry codes and tokens.
         "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss',
-        "forwarded_allow_ips": "127.0.0.1",
+        # IDP_PROXY_HOPS alone decides which proxy headers count, and ProxyFix (create_app) is the one
+        # place that reads them: gunicorn would otherwise take X-Forwarded-Proto from any peer in
+        # forwarded_allow_ips (127.0.0.1 by default) even with no proxy configured.
+        **NO_FORWARDED_TRUST,
         "timeout": 30,
         # gunicorn 27's control socket sits at one fixed path per user: two servers would clash.
         "control_socket_disable": True,

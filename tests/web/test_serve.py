@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.cli.test_cli import error_line
 from tests.serving import free_port, get, idp_env, run_idp, running
@@ -103,3 +104,27 @@ def test_serve_without_redis_refuses_a_second_worker_in_one_line(tmp_path: Path)
     result = run_idp("serve", "--port", str(free_port()), "--workers", "2", env=idp_env(tmp_path), timeout=20)
     line = error_line(result.returncode, result.stdout, result.stderr)
     assert "IDP_REDIS_URL" in line and "--workers" in line
+
+
+FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "idp.example", "X-Forwarded-For": "192.0.2.7"}
+
+
+@pytest.mark.parametrize(("hops", "scheme_and_host", "client"), [(0, "http://127.0.0.1:{port}", "127.0.0.1"),
+                                                                  (1, "https://idp.example", "192.0.2.7")])
+def test_idp_proxy_hops_alone_decides_whether_forwarded_headers_count(
+        tmp_path: Path, hops: int, scheme_and_host: str, client: str) -> None:
+    """A request from 127.0.0.1 (where a proxy would be) claiming https, another host and another
+    client: with no proxy configured nothing of it counts, with one proxy all of it does."""
+    env = {**idp_env(tmp_path), "IDP_PROXY_HOPS": str(hops)}
+    assert run_idp("db", "upgrade", env=env).returncode == 0
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with running(["serve", "--port", str(port)], env, log) as (base, _):
+        # A doubled slash is answered with a redirect to the canonical URL, which Werkzeug builds from
+        # the scheme and host the app sees.
+        response = requests.get(f"{base}/.well-known//openid-configuration", headers=FORWARDED,
+                                allow_redirects=False, timeout=5)
+    expected = scheme_and_host.format(port=port) + "/.well-known/openid-configuration"
+    assert response.status_code == 308 and response.headers["Location"] == expected
+    logged = [line for line in log.read_text().splitlines() if "/.well-known//openid-configuration" in line]
+    assert len(logged) == 1 and logged[0].startswith(f'{client} "GET '), logged

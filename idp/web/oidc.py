@@ -6,7 +6,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from flask import Blueprint, Response, jsonify, redirect, render_template, request, session
+from flask import Blueprint, Response, jsonify, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from oic.oic.message import AuthorizationErrorResponse
@@ -27,11 +27,13 @@ from idp.web import services
 from idp.web.authorize_checks import UNPARSEABLE, request_problem, unambiguous_target
 from idp.web.errors import error_page
 from idp.web.login_session import end_login_session, login_session_id
+from idp.web.logout_hint import hint_names_patron
 from idp.web.pending import authenticate_then, consent_page, session_meets
 from idp.web.security import allow_form_target
 
 bp = Blueprint("oidc", __name__)
 PENDING = "oidc_pending"
+LOGOUT_PENDING = "oidc_logout_pending"
 
 
 def _oidc() -> OidcParts:
@@ -364,7 +366,11 @@ def userinfo() -> ResponseReturnValue:
 
 @bp.route("/logout/oidc", methods=["GET", "POST"])
 def end_session() -> ResponseReturnValue:
-    """RP-initiated logout: end our session; go back only to a URI the client registered."""
+    """RP-initiated logout: end our session; go back only to a URI the client registered.
+
+    Any site can send a browser here: only an id_token_hint for the patron logged in here ends the
+    session at once, any other request asks the patron first (RP-Initiated Logout 1.0, section 2).
+    """
     params = dict(request.values.items())
     target = None
     hint = params.get("id_token_hint")
@@ -380,6 +386,24 @@ def end_session() -> ResponseReturnValue:
             if post_logout in rp.redirect_uris:
                 query = urlencode({"state": params["state"]}) if params.get("state") else ""
                 target = post_logout + (("&" if "?" in post_logout else "?") + query if query else "")
+    if not (client_id and hint and hint_names_patron(hint, session.get("patron_id"), _oidc().subjects)):
+        session[LOGOUT_PENDING] = {"target": target}
+        if target:
+            allow_form_target(target)
+        return render_template("logout_confirm.html")
+    return _log_out(target)
+
+
+@bp.post("/logout/oidc/confirm")
+def confirm_logout() -> ResponseReturnValue:
+    """The patron's answer to a logout request we could not tie to them (a CSRF-checked form)."""
+    pending = session.pop(LOGOUT_PENDING, None)
+    if request.form.get("decision") != "logout":
+        return redirect(url_for("pages.landing"), 303)
+    return _log_out(pending.get("target") if isinstance(pending, dict) else None)
+
+
+def _log_out(target: str | None) -> ResponseReturnValue:
     from idp.web.idporten import upstream_logout
 
     # A login through ID-porten is ended there too, which then sends the browser on to ``target``.

@@ -42,7 +42,7 @@ from idp.web import services
 from idp.web.forms import PatronForm
 from idp.web.login import CARRIED_OVER_LOGIN, safe_next
 from idp.web.security import allow_form_target
-from idp.web.sessions import SESSION_TTL, regenerate
+from idp.web.sessions import SESSION_TTL, join_patron_sessions, regenerate
 
 log = logging.getLogger("idp.web.idporten")
 bp = Blueprint("idporten", __name__)
@@ -202,6 +202,7 @@ def _log_in(patron_id: int, acr: str, amr: list[str], auth_time: int, sid: str |
     regenerate(session)
     session.update(kept)
     session.update(patron_id=patron_id, acr=acr, amr=list(amr), auth_time=int(auth_time), must_change=False)
+    join_patron_sessions(session, patron_id)
     upstream_state: dict[str, Any] = {"sid": sid_key(sid) if sid else None}
     idporten = client()
     if id_token and idporten is not None:

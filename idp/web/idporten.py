@@ -33,7 +33,7 @@ from idp.auth.idporten import (HIGH, IdPortenClient, IdPortenError, IdPortenIden
                                is_idporten_level, level_for_need, sid_key)
 from idp.errors import Conflict, IdpError, InvalidNationalId, NotAllowed
 from idp.i18n import DEFAULT
-from idp.oidc.flow import HIGHEST_AVAILABLE
+from idp.oidc.flow import FAMILY_TTL, HIGHEST_AVAILABLE
 from idp.registry import guardians, libraries, patrons, upstream
 from idp.registry.models import Patron
 from idp.registry.national_id import parse_national_id
@@ -41,8 +41,9 @@ from idp.settings import Settings
 from idp.web import services
 from idp.web.forms import PatronForm
 from idp.web.login import CARRIED_OVER_LOGIN, safe_next
+from idp.web.login_session import end_login_session, login_session_id
 from idp.web.security import allow_form_target
-from idp.web.sessions import SESSION_TTL, join_patron_sessions, regenerate
+from idp.web.sessions import SESSION_TTL, regenerate
 
 log = logging.getLogger("idp.web.idporten")
 bp = Blueprint("idporten", __name__)
@@ -202,8 +203,9 @@ def _log_in(patron_id: int, acr: str, amr: list[str], auth_time: int, sid: str |
     regenerate(session)
     session.update(kept)
     session.update(patron_id=patron_id, acr=acr, amr=list(amr), auth_time=int(auth_time), must_change=False)
-    join_patron_sessions(session, patron_id)
     upstream_state: dict[str, Any] = {"sid": sid_key(sid) if sid else None}
+    if sid:  # ID-porten's front-channel logout, which carries no cookie, finds this login's tokens by it
+        services().state.put(_login_of(sid), login_session_id().encode(), FAMILY_TTL)
     idporten = client()
     if id_token and idporten is not None:
         upstream_state["hint"] = _seal(id_token, _SEAL_HINT)
@@ -428,11 +430,19 @@ def frontchannel_logout() -> ResponseReturnValue:
     if sid is None:
         return Response("", status=400)
     services().state.put(sid_key(sid), b"1", SESSION_TTL)
+    login = services().state.take(_login_of(sid))
+    if login is not None:
+        services().oidc.grants.revoke_session(login.decode())  # the tokens issued in that login end now
     session.clear()  # a cookie, should the browser have sent one
     response = Response("", status=200)
     ancestors = " ".join(idporten.allowed_frame_ancestors())
     response.headers["Content-Security-Policy"] = f"default-src 'none'; frame-ancestors {ancestors}"
     return response
+
+
+def _login_of(sid: str) -> str:
+    """Where our login session id for ID-porten session ``sid`` is kept (idp.web.login_session)."""
+    return "idporten:login-of:" + sid_key(sid)
 
 
 def _upstream_session_ended() -> ResponseReturnValue | None:
@@ -442,6 +452,7 @@ def _upstream_session_ended() -> ResponseReturnValue | None:
         return None
     sid = upstream_state.get("sid")
     if sid and services().state.get(sid) is not None:
+        end_login_session()
         session.clear()
         return None
     if upstream_state.get("logout_origin"):

@@ -33,6 +33,7 @@ from idp.saml import errors as status
 from idp.saml.sso import claims_asked
 from idp.web import services
 from idp.web.errors import error_page
+from idp.web.login_session import end_login_session
 from idp.web.pending import authenticate_then, consent_page, consent_store, session_meets
 from idp.web.security import allow_form_target
 
@@ -266,6 +267,7 @@ def slo_continue(token: str) -> ResponseReturnValue:
 
 
 def _logout(info: LogoutRequestInfo) -> ResponseReturnValue:
+    end_login_session()  # and the OIDC tokens issued in it end
     session.clear()  # the one session: OIDC clients need a new login too
     sp = _sp(info.client_id)
     answer = _saml().slo.respond(info, sp)

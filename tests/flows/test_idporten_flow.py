@@ -475,3 +475,23 @@ def test_the_started_login_is_in_the_session_not_in_the_url(live: LiveIdp, idpor
     query = parse_qs(urlsplit(to_idporten.headers["Location"]).query)
     assert to_idporten.status_code == 303 and "code_verifier" not in query and query["code_challenge_method"] == ["S256"]
     assert len(query["state"][0]) >= 43 and len(query["nonce"][0]) >= 43
+
+
+def test_idportens_front_channel_logout_ends_the_tokens_issued_in_that_login(live: LiveIdp, idporten: FakeIdPorten,
+                                                                             kari: int) -> None:
+    idporten.person = person(ADULT_BORN)
+    client = register(live, min_acr=SUBSTANTIAL)
+    b, page, rp, verifier = rp_login_with_idporten(live, client)
+    back = callback_params(consent_if_asked(b, live, page))
+    tokens = rp.fetch_token(f"{live.url}/token", code=back["code"], code_verifier=verifier)
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert requests.get(f"{live.url}/userinfo", headers=bearer, timeout=5).status_code == 200
+    # The iframe on ID-porten's logout page: no cookie, and the browser need never come back.
+    framed = requests.get(f"{live.url}/idporten/logout/frontchannel",
+                          params={"iss": idporten.url, "sid": idporten.sessions[-1]}, timeout=5)
+    assert framed.status_code == 200
+    assert requests.get(f"{live.url}/userinfo", headers=bearer, timeout=5).status_code == 401
+    refreshed = requests.post(f"{live.url}/token", data={"grant_type": "refresh_token",
+                                                         "refresh_token": tokens["refresh_token"]},
+                              auth=(client.client_id, client.secret), timeout=5)
+    assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"

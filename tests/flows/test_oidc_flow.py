@@ -231,7 +231,7 @@ def test_a_wrong_pkce_verifier_is_refused(live: LiveIdp, card: str) -> None:
     client = register(live)
     _, code, _ = new_code(live, client, card)
     response = redeem(live, client, code, generate_token(48))
-    assert response.status_code == 400 and response.json()["error"] in {"invalid_grant", "invalid_request"}
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"  # RFC 7636 section 4.6
 
 
 def test_a_reused_code_is_refused_and_revokes_what_it_issued(live: LiveIdp, card: str) -> None:

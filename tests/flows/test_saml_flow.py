@@ -273,3 +273,25 @@ def test_single_logout_over_post_ends_the_shared_session(live: LiveIdp, card: st
     answer = sp.slo(form)
     assert answer.status_ok()
     assert oidc_asks_for_login(live, browser)
+
+
+def test_single_logout_ends_the_oidc_tokens_issued_in_that_login(live: LiveIdp, card: str) -> None:
+    from tests.flows.test_oidc_flow import Browser as OidcBrowser, callback_params, login_and_consent
+
+    client = register_oidc(live)
+    oidc_browser = OidcBrowser(requests.Session())
+    rp = rp_session(live, client)
+    url, _, verifier = start(live, rp)
+    code = callback_params(login_and_consent(oidc_browser, url, card))["code"]
+    tokens = rp.fetch_token(f"{live.url}/token", code=code, code_verifier=verifier)
+    sp = OneLoginSp(live.url, "film.example")
+    register(live, sp, FILM)
+    browser = Browser(live.url, http=oidc_browser.http)
+    auth = onelogin_sso(sp, browser, card)
+    browser.go(sp.logout_url(auth.get_nameid(), auth.get_nameid_format(), auth.get_session_index()))
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert requests.get(f"{live.url}/userinfo", headers=bearer, timeout=5).status_code == 401
+    refreshed = requests.post(f"{live.url}/token", data={"grant_type": "refresh_token",
+                                                         "refresh_token": tokens["refresh_token"]},
+                              auth=(client.client_id, client.secret), timeout=5)
+    assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"

@@ -4,11 +4,14 @@ client, logouts and withdrawn consent, seen by independent clients (authlib, req
 from __future__ import annotations
 
 import threading
+import time
+from types import SimpleNamespace
 
 import pytest
 import requests
 from authlib.common.security import generate_token
 
+from idp.oidc import provider
 from idp.state import Batch
 from tests.flows.conftest import LiveIdp
 from tests.flows.test_oidc_flow import (CALLBACK, Browser, Client, callback_params, card, csrf,  # noqa: F401 (fixture)
@@ -109,6 +112,18 @@ def test_of_two_refreshes_with_one_token_at_once_the_loser_revokes_the_family(
     won = next(a.json() for a in answers if a.status_code == 200)
     assert next(a.json() for a in answers if a.status_code == 400)["error"] == "invalid_grant"
     assert dead(live, client, won)
+
+
+def test_a_family_ends_thirty_days_after_its_login_however_often_it_was_refreshed(
+        live: LiveIdp, card: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """So that a login's tokens never outlive what indexes them for a logout or a password change."""
+    client = register(live)
+    tokens = refresh(live, client, tokens_in(new_browser(), live, client, card)["refresh_token"]).json()
+    thirty_days_on = time.time() + 30 * 24 * 3600 + 60
+    # The provider's clock only: pyop's own would find the refresh token itself expired.
+    monkeypatch.setattr(provider, "time", SimpleNamespace(monotonic=time.monotonic, time=lambda: thirty_days_on))
+    refused = refresh(live, client, tokens["refresh_token"])
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
 
 
 def test_a_code_presented_by_another_client_is_refused_and_not_spent(live: LiveIdp, card: str) -> None:

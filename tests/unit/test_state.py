@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -166,3 +167,39 @@ def test_the_scripts_survive_a_redis_that_forgot_them(services: Services) -> Non
         state._redis.script_flush()
         batch.commit()
     assert state.get("rt:one") is None
+
+
+def test_an_index_keeps_each_member_for_its_own_lifetime(services: Services) -> None:
+    """What the OIDC grant families are indexed by (login session, patron): a member added a second
+    ago for one second is gone, one added for a minute stays, and the set outlives its oldest member."""
+    state = services.state
+    state.index_add("families", "old", 1)
+    state.index_add("families", "kept", 60)
+    state.index_add("families", "kept", 60)  # added twice, listed once
+    assert sorted(state.index_members("families")) == ["kept", "old"]
+    time.sleep(1.2)
+    assert state.index_members("families") == ["kept"]
+    state.index_add("families", "new", 1)
+    assert sorted(state.index_members("families")) == ["kept", "new"]
+    assert state.index_members("none") == []
+
+
+def test_an_index_is_written_at_once_even_in_a_batch_and_deleted_like_any_key(services: Services) -> None:
+    state = services.state
+    with state.batch():
+        state.index_add("families", "a", 60)  # the batch is never committed: the index is written anyway
+        assert state.index_members("families") == ["a"]
+    assert state.index_members("families") == ["a"]
+    state.delete("families")
+    assert state.index_members("families") == []
+
+
+def test_an_index_expires_with_its_last_member(services: Services) -> None:
+    state = services.state
+    state.index_add("short", "a", 1)
+    time.sleep(1.2)
+    state.index_add("short", "b", 1)
+    time.sleep(1.2)
+    assert state.index_members("short") == []
+    if isinstance(state, RedisState):
+        assert state._redis.exists(state._prefix + "short") == 0

@@ -29,6 +29,7 @@ from idp.web import services
 from idp.web.account_codes import (code_step, done_target, has_proof, login_redirect, patron_id, remember_next,
                                    use_proof)
 from idp.web.forms import PatronForm
+from idp.web.sessions import password_changed
 
 bp = Blueprint("account_changes", __name__, url_prefix="/account")
 CONTACT = "account_contact"  # the new address waiting for its own code: {kind, value, challenge, masked}
@@ -101,6 +102,7 @@ def password_submit() -> ResponseReturnValue:
                                error=_("The current password is wrong.")), 401
     use_proof("password")
     session["must_change"] = False
+    password_changed(session, pid)
     return _done("password")
 
 

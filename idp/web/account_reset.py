@@ -21,6 +21,7 @@ from idp.errors import ValidationError
 from idp.registry.credentials import PASSWORD_MAX, PASSWORD_MIN
 from idp.web import services
 from idp.web.forms import PatronForm
+from idp.web.sessions import password_changed
 
 bp = Blueprint("account_reset", __name__)
 TOKEN = "reset_token"
@@ -85,6 +86,7 @@ def reset_submit() -> ResponseReturnValue:
     if patron_id is None:
         return _expired()
     session.pop(TOKEN, None)
+    password_changed(session, patron_id)
     return render_template("account_reset_done.html")
 
 

@@ -14,7 +14,7 @@ from idp.errors import ValidationError
 from idp.web import services
 from idp.web.forms import ChangePasswordForm, LoginForm
 from idp.web.login_session import end_login_session
-from idp.web.sessions import regenerate
+from idp.web.sessions import join_patron_sessions, password_changed, regenerate
 
 bp = Blueprint("login", __name__)
 CARRIED_OVER_LOGIN = ("lang", "oidc_pending", "saml_pending")
@@ -61,6 +61,7 @@ def login_submit() -> ResponseReturnValue:
     session.update(kept)
     session.update(patron_id=result.patron_id, acr="password", amr=["pwd"], auth_time=int(time.time()),
                    must_change=result.must_change)
+    join_patron_sessions(session, result.patron_id)
     target = safe_next(form.next.data)
     if result.must_change:
         return redirect(url_for("login.change_password_form", next=target), 303)
@@ -86,6 +87,7 @@ def change_password_form() -> ResponseReturnValue:
         return render_template("change_password.html", form=form, error=_("The current password is wrong."),
                                forced=session.get("must_change")), 401
     session["must_change"] = False
+    password_changed(session, patron_id)
     return redirect(safe_next(form.next.data), 303)
 
 

@@ -3,6 +3,11 @@
 The cookie carries only a random session id; the data lives in the store under a hash of that
 id, so a copy of the store does not yield cookies that work. Any worker or host reads the same
 session, and ``regenerate`` gives a new id at login (no session fixation).
+
+A password change or reset ends the patron's other sessions: every login is tied to the patron's
+*session generation* (``join_patron_sessions``), a random value under ``patron-sessions:<id>``
+that the change replaces (``end_patron_sessions``). A session read with an older generation is
+empty from then on, and the same round trip that reads the session reads the generation.
 """
 
 from __future__ import annotations
@@ -12,14 +17,19 @@ import json
 import secrets
 from typing import Any
 
-from flask import Flask, Request, Response
+from flask import Flask, Request, Response, current_app, flash
 from flask.sessions import SessionInterface, SessionMixin
+from flask_babel import gettext as _
 from werkzeug.datastructures import CallbackDict
 
 from idp.state import StateStore
+from idp.web import services
 
 SESSION_TTL = 8 * 3600  # seconds of idle time before a login is forgotten
 _PREFIX = "session:"
+_GENERATIONS = "patron-sessions:"
+OF_PATRON = "sessions_of"  # the patron whose session generation this login belongs to (str: a state key's end)
+GENERATION = "session_generation"  # that generation when it logged in; None while the patron had none
 
 
 class ServerSession(CallbackDict[str, Any], SessionMixin):
@@ -48,6 +58,40 @@ def _key(sid: str) -> str:
     return _PREFIX + hashlib.sha256(sid.encode()).hexdigest()
 
 
+def join_patron_sessions(session: SessionMixin, patron_id: int) -> None:
+    """Call where a login completes: a later password change or reset of the patron ends this session."""
+    state: StateStore = current_app.session_interface.state  # type: ignore[attr-defined]
+    current = state.get(_GENERATIONS + str(patron_id))
+    session[OF_PATRON] = str(patron_id)
+    session[GENERATION] = current.decode() if current is not None else None
+
+
+def end_patron_sessions(state: StateStore, patron_id: int) -> str:
+    """End every session of ``patron_id`` (no Flask needed); returns the new generation, for a session to keep.
+
+    The generation lives as long as an idle session: a session older than it either makes a request
+    in that time (and finds itself ended) or expires by itself.
+    """
+    generation = secrets.token_urlsafe(16)
+    state.put(_GENERATIONS + str(patron_id), generation.encode(), SESSION_TTL)
+    return generation
+
+
+def password_changed(session: SessionMixin, patron_id: int) -> None:
+    """After a password change or reset of ``patron_id``: end the patron's other sessions and the refresh
+    tokens issued in them, keep this session if it is the patron's, and tell the patron (a flashed message)."""
+    generation = end_patron_sessions(services().state, patron_id)
+    mine = session.get("patron_id") == patron_id
+    if mine:
+        session[OF_PATRON], session[GENERATION] = str(patron_id), generation
+    services().oidc.grants.revoke_patron(patron_id, keep_sid=session.get("sid") if mine else None)
+    flash(_("You have been logged out everywhere else; services you logged in to must ask you to log in again."))
+
+
+def _ended(data: dict[str, Any], generation: bytes | None) -> bool:
+    return generation is not None and data.get(OF_PATRON) is not None and generation.decode() != data.get(GENERATION)
+
+
 class StateSessionInterface(SessionInterface):
     def __init__(self, state: StateStore, ttl: int = SESSION_TTL) -> None:
         self.state = state
@@ -56,9 +100,14 @@ class StateSessionInterface(SessionInterface):
     def open_session(self, app: Flask, request: Request) -> ServerSession:
         sid = request.cookies.get(self.get_cookie_name(app))
         if sid and len(sid) <= 128:
-            raw = self.state.get(_key(sid))
+            raw, generation = self.state.get_linked(_key(sid), (OF_PATRON, _GENERATIONS))
             if raw is not None:
-                return ServerSession(json.loads(raw), sid=sid)
+                data = json.loads(raw)
+                if not _ended(data, generation):
+                    return ServerSession(data, sid=sid)
+                ended = ServerSession(sid=sid)  # saved empty: the store forgets it, the cookie goes
+                ended.modified = True
+                return ended
         return ServerSession(new=True)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:

@@ -51,8 +51,9 @@ def test_the_reset_link_works_in_a_browser_and_its_token_reaches_no_access_log(
     finally:
         context.close()
 
-    request_lines = [re.sub(r"\x1b\[[0-9;]*m", "", r.getMessage()) for r in caplog.records if r.name == "werkzeug"]
-    assert any('"POST /password/reset HTTP/1.1" 303' in line for line in request_lines), request_lines
+    request_lines = [r.getMessage() for r in caplog.records if r.name == "werkzeug"]
+    # The log is really captured: the code's POST is in it (werkzeug may colour the line).
+    assert any(re.search(r'POST /password/reset HTTP/1\.1\S*" 303', line) for line in request_lines), request_lines
     assert not [line for line in request_lines if token in line]
     with live.services.registry("test") as reg:
         on_file = cards.find_secret_on_file(reg, card, "password")

@@ -9,8 +9,11 @@ top-level GET that does carry the cookie, and that only the session that started
 can finish (no one can push their university login into another person's browser).
 
 A first login links the account to a patron: automatically when the university sends a
-national identity number that a national account holds, otherwise by a one-time code sent to
-the e-mail address or phone registered for the card the member names (idp.auth.otp).
+national identity number that a national account holds, otherwise the member names their card
+and proves it with the card's password, and then a one-time code goes to the e-mail address or
+phone registered for it (idp.auth.otp). The password comes first so that typing someone else's
+card number sends them nothing; an unknown card gets the same page after the same work, and
+wrong passwords count towards the card's 10 a day, shared with the login page (idp.web.limits).
 """
 
 from __future__ import annotations
@@ -31,14 +34,15 @@ from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
 from idp.auth.federation import (REQUEST_TTL, FederationError, FederationLogin, FederationSp, ServiceProvider,
-                                 finish_login, in_response_to, resolve_login, withhold_pysaml2_values)
-from idp.errors import Conflict, IdpError, InvalidCardNumber, NotAllowed, NotFound
-from idp.registry import cards, upstream
+                                 card_owner, finish_login, in_response_to, resolve_login, withhold_pysaml2_values)
+from idp.auth.password import looks_like_pin
+from idp.errors import Conflict, IdpError, NotAllowed, NotFound
+from idp.registry import upstream
 from idp.registry.models import Patron
 from idp.registry.national_id import parse_national_id
 from idp.settings import Settings
 from idp.web import services
-from idp.web.forms import PatronForm
+from idp.web.forms import LoginForm, PatronForm
 from idp.web.idporten import waiting_requests
 from idp.web.login import CARRIED_OVER_LOGIN, safe_next
 from idp.web.sessions import join_patron_sessions, regenerate
@@ -223,10 +227,6 @@ def _log_in(patron_id: int, login: FederationLogin, started: dict[str, Any]) -> 
 
 # -- linking a first login to a card -------------------------------------------------------------------
 
-class CardForm(PatronForm):
-    card = StringField(_l("Card number"), validators=[DataRequired(), Length(max=64)])
-
-
 class CodeForm(PatronForm):
     code = StringField(_l("One-time code"), validators=[DataRequired(message=_l("Enter the code we sent you.")),
                                                          Length(max=16)])
@@ -253,46 +253,62 @@ def _purpose(federation: str) -> str:
     return f"link:{federation}"
 
 
-@bp.route("/link", methods=["GET", "POST"])
+def _link_page(form: LoginForm, login: FederationLogin, status: int = 200, **extra: Any) -> ResponseReturnValue:
+    return render_template("federation_link.html", form=form, federation=_display_name(login.federation),
+                           **extra), status
+
+
+@bp.get("/link")
 def link() -> ResponseReturnValue:
-    """The first login with this account: which library card is yours? A code goes to its e-mail or phone."""
+    """The first login with this account: which library card is yours? Its number and password."""
+    found = _linking()
+    if found is None:
+        return _failure(FederationError("state", "no account waits to be linked"))
+    return _link_page(LoginForm(), found[1])
+
+
+@bp.post("/link")
+def link_submit() -> ResponseReturnValue:
+    """The card and its password; then a code goes to the card's e-mail address or phone."""
     found = _linking()
     if found is None:
         return _failure(FederationError("state", "no account waits to be linked"))
     pending, login = found
-    display_name = _display_name(login.federation)
-    form = CardForm()
-    if request.method == "GET" or not form.validate_on_submit():
-        return render_template("federation_link.html", form=form, federation=display_name), (
-            400 if request.method == "POST" else 200)
+    # The login page's form and field names: password managers fill it, idp.web.limits reads the card.
+    form = LoginForm()
+    if not form.validate_on_submit():
+        return _link_page(form, login, 400, error=_("Enter your card number and password."))
+    if looks_like_pin(form.password.data or ""):
+        return _link_page(form, login, 400, pin_help=True)  # nothing checked, so not a guess
+    with services().registry("federation") as reg:
+        patron_id = card_owner(reg, form.username.data or "", form.password.data or "")
+    if patron_id is None:
+        # One answer, after the same work, for an unknown card, a wrong password and a blocked card;
+        # a 401 counts towards the card's wrong guesses.
+        return _link_page(form, login, 401,
+                          error=_("The card number or password is not right. Check them and try again."))
+    return _send_code(pending, login, patron_id, form)
+
+
+def _send_code(pending: dict[str, Any], login: FederationLogin, patron_id: int, form: LoginForm) -> ResponseReturnValue:
+    """The card's holder proved the password: a code to their e-mail address (else phone)."""
     from idp.auth import otp
 
-    patron_id = None
-    with services().registry("federation") as reg:
-        try:
-            card = cards.find_card(reg, form.card.data or "")
-        except InvalidCardNumber:
-            card = None
-        if card is not None and card.patron is not None and card.patron.status == "active":
-            patron_id = card.patron.id
-    challenge = None
-    if patron_id is not None:
-        channels = otp.channels_for(services(), patron_id)
-        if channels:
-            try:
-                issued = otp.issue_code(services(), patron_id=patron_id, purpose=_purpose(login.federation),
-                                        channel=channels[0], lang=str(get_locale() or "nb"))
-                challenge = issued.challenge
-            except otp.TooManyCodes:
-                return render_template("federation_link.html", form=form, federation=display_name,
-                                       error=_("Too many codes have been sent in the last hour. Wait a while "
-                                               "before asking for another.")), 429
-            except (otp.DeliveryError, otp.NoDestination, NotFound):
-                log.warning("could not send a linking code")
-                challenge = None
-    # The same answer whether or not the card exists or has an address: the page tells no one
-    # which card numbers are real.
-    pending.update(patron_id=patron_id if challenge else None, challenge=challenge, tries=0)
+    channels = otp.channels_for(services(), patron_id)
+    if not channels:
+        return _link_page(form, login, 400, error=_("No e-mail address or phone number is registered for this card, "
+                                                    "so we cannot send you a code. Ask your library to add one."))
+    try:
+        issued = otp.issue_code(services(), patron_id=patron_id, purpose=_purpose(login.federation),
+                                channel=channels[0], lang=str(get_locale() or "nb"))
+    except otp.TooManyCodes:
+        return _link_page(form, login, 429, error=_("Too many codes have been sent in the last hour. Wait a while "
+                                                    "before asking for another."))
+    except (otp.DeliveryError, otp.NoDestination, NotFound):
+        log.warning("could not send a linking code")
+        return _link_page(form, login, 503, error=_("We could not send the code just now. Try again in a few "
+                                                    "minutes, or choose the other way if you have one."))
+    pending.update(patron_id=patron_id, challenge=issued.challenge, masked=issued.masked, spent=False)
     session[LINKING] = pending
     return redirect(url_for("federation.link_code"), 303)
 
@@ -305,25 +321,28 @@ def link_code() -> ResponseReturnValue:
     if found is None:
         return _failure(FederationError("state", "no account waits to be linked"))
     pending, login = found
-    display_name = _display_name(login.federation)
-    form = CodeForm()
-    if request.method == "GET" or not form.validate_on_submit():
-        return render_template("federation_link_code.html", form=form, federation=display_name), (
-            400 if request.method == "POST" else 200)
     patron_id, challenge = pending.get("patron_id"), pending.get("challenge")
     if patron_id is None or not challenge:
-        # No code was sent (unknown card): answer as a wrong code would, and void it after as many tries.
-        pending["tries"] = int(pending.get("tries", 0)) + 1
-        session[LINKING] = pending
-        outcome = otp.CodeOutcome.TOO_MANY_TRIES if pending["tries"] >= otp.MAX_TRIES else otp.CodeOutcome.WRONG
+        return redirect(url_for("federation.link"), 303)  # no code sent: the card and its password first
+    form = CodeForm()
+    sent = {"address": pending.get("masked", ""), "minutes": max(1, services().settings.otp_code_ttl // 60)}
+    if request.method == "GET" or not form.validate_on_submit():
+        return render_template("federation_link_code.html", form=form, **sent), (
+            400 if request.method == "POST" else 200)
+    if pending.get("spent"):
+        outcome = otp.CodeOutcome.TOO_MANY_TRIES  # void after too many tries, whatever is typed next
     else:
         outcome = otp.use_code(services(), challenge=challenge, code=form.code.data or "", patron_id=int(patron_id),
                                purpose=_purpose(login.federation)).outcome
+        if outcome is otp.CodeOutcome.TOO_MANY_TRIES:
+            pending["spent"] = True
+            session[LINKING] = pending
     if outcome is not otp.CodeOutcome.OK:
         message = {otp.CodeOutcome.WRONG: _("That code is not right. Check it and try again."),
                    otp.CodeOutcome.EXPIRED: _("That code has expired or was already used. Ask for a new one."),
                    otp.CodeOutcome.TOO_MANY_TRIES: _("Too many wrong codes. Ask for a new one.")}[outcome]
-        return render_template("federation_link_code.html", form=form, federation=display_name, error=message), 400
+        return render_template("federation_link_code.html", form=form, error=message, **sent), 400
+    display_name = _display_name(login.federation)
     try:
         with services().registry("federation") as reg:
             federation = upstream.get_federation(reg, login.federation)

@@ -7,11 +7,12 @@ from; then the card is locked until the oldest failure is a day old, and the pat
 once. Only failures count (a correct login does not use up the allowance), but while locked even the
 right password is refused: otherwise the lock would tell an attacker which guess was right. With a
 4-digit PIN's 10,000 values this caps an attacker at 10 guesses a day: about 3 years on average to
-find one. The login form and POST /api/v1/verify share each card's allowance, so trying both gains
-nothing. The verify API is also limited per partner and sending address
-(``IDP_VERIFY_LIMIT_PER_CLIENT``), higher than a per-IP login limit could be: a door or platform
-sends every patron's check from one address. Flask-Limiter looks only at the views limit_views
-marks: every other request passes without its hooks.
+find one. The login form, POST /api/v1/verify and the card's password when linking a university
+account (POST /federation/link) share each card's allowance, so trying several gains nothing. The
+verify API is also limited per partner and sending address (``IDP_VERIFY_LIMIT_PER_CLIENT``),
+higher than a per-IP login limit could be: a door or platform sends every patron's check from one
+address. Flask-Limiter looks only at the views limit_views marks: every other request passes
+without its hooks.
 """
 
 from __future__ import annotations
@@ -105,7 +106,9 @@ def install(app: Flask, settings: Settings) -> Limiter:
     _only_where_limited(app, limiter, app.extensions.setdefault(_LIMITED, set()))
     per_account = limiter.shared_limit(PER_ACCOUNT, scope="account", key_func=_account_key, deduct_when=_failed,
                                        on_breach=_notify_locked)
-    limit_views(app, ["login.login_submit"], per_account, limiter.limit(settings.login_limit_per_ip))
+    # Linking a university account asks for the card's password too: the same guesses, the same limits.
+    limit_views(app, ["login.login_submit", "federation.link_submit"], per_account,
+                limiter.limit(settings.login_limit_per_ip))
     limit_views(app, ["api.verify_card"], per_account,
                 limiter.limit(settings.verify_limit_per_client, key_func=_client_key))
     return limiter

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import requests
 from saml2.xmldsig import DIGEST_SHA1, DIGEST_SHA256, SIG_RSA_SHA1, SIG_RSA_SHA256
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from idp.errors import NotAllowed
 from idp.registry import patrons as patrons_svc
@@ -39,6 +39,8 @@ from tests.nin import person
 from tests.unit.factories import ADULT_BORN, library, patron
 
 EPPN = "giulia.rossi@unimore.it"
+GIULIA_PASSWORD = "giulia-password-1"
+UNKNOWN_CARD = "N000000999"
 NIN_CODE = "urn:schac:personalUniqueCode:no:fnr:" + person(ADULT_BORN)
 
 
@@ -86,8 +88,70 @@ def unimore(live: LiveIdp, university: FakeUniversity) -> str:
 @pytest.fixture
 def giulia(live: LiveIdp, unimore: str) -> int:
     with live.services.registry("test") as reg:
-        p, _ = patron(reg, name="G. Rossi", email="old@example.org", phone="+39 059 123456")
+        p, _ = patron(reg, name="G. Rossi", email="old@example.org", phone="+39 059 123456",
+                      password=GIULIA_PASSWORD)
         return p.id
+
+
+def card_of(live: LiveIdp, patron_id: int) -> str:
+    with live.services.registry("test") as reg:
+        return reg.session.get(Patron, patron_id).cards[0].number
+
+
+@dataclass
+class Work:
+    """What the server did while a request was answered: argon2 runs, SQL statements, state-store writes."""
+
+    argon2: int = 0
+    sql: int = 0
+    writes: list[str] = field(default_factory=list)
+
+    def take(self) -> tuple[int, int, list[str]]:
+        done = (self.argon2, self.sql, self.writes)
+        self.argon2, self.sql, self.writes = 0, 0, []
+        return done
+
+
+@pytest.fixture
+def work(live: LiveIdp, monkeypatch: pytest.MonkeyPatch) -> Iterator[Work]:
+    """Counts the work of the live server (it runs in this process): every argon2 hash and verify
+    (the register's hasher runs them on its own threads, through argon2's PasswordHasher), every
+    SQL statement on its engine, and every write to its state store (method and key prefix)."""
+    from argon2 import PasswordHasher
+
+    counted = Work()
+
+    def count_argon2(method: Any) -> Any:
+        def run(self: PasswordHasher, *args: Any, **kwargs: Any) -> Any:
+            counted.argon2 += 1
+            return method(self, *args, **kwargs)
+        return run
+
+    def count_write(name: str, method: Any) -> Any:
+        def run(key: str, *args: Any, **kwargs: Any) -> Any:
+            counted.writes.append(f"{name} {key.split(':')[0]}")
+            return method(key, *args, **kwargs)
+        return run
+
+    def count_sql(*_: Any) -> None:
+        counted.sql += 1
+
+    for name in ("hash", "verify"):
+        monkeypatch.setattr(PasswordHasher, name, count_argon2(getattr(PasswordHasher, name)))
+    state = live.services.state
+    for name in ("put", "take", "delete", "consume", "incr", "index_add"):
+        monkeypatch.setattr(state, name, count_write(name, getattr(state, name)))
+    event.listen(live.services.engine, "before_cursor_execute", count_sql)
+    try:
+        yield counted
+    finally:
+        event.remove(live.services.engine, "before_cursor_execute", count_sql)
+
+
+def as_seen(page: requests.Response, typed_card: str) -> tuple[int, str]:
+    """Status and body, without what differs by design: the CSRF token and the card number typed."""
+    body = re.sub(r'(name="csrf_token"[^>]*value=")[^"]+', r"\1-", page.text)
+    return page.status_code, body.replace(typed_card, "CARD")
 
 
 @pytest.fixture
@@ -249,16 +313,23 @@ def test_a_federation_that_cannot_reach_the_level_is_not_offered(live: LiveIdp, 
     assert "Log in with UniMoRe account" not in page.text
 
 
-def test_an_unlinked_account_is_linked_with_a_code_sent_to_the_card(live: LiveIdp, university: FakeUniversity,
-                                                                    giulia: int, outbox: Outbox) -> None:
+def test_an_unlinked_account_is_linked_with_the_cards_password_and_a_code(
+        live: LiveIdp, university: FakeUniversity, giulia: int, outbox: Outbox) -> None:
     b = browser()
     link_page = university_login(b, live)
     assert link_page.url.endswith("/federation/link") and "Link your UniMoRe account" in link_page.text
     assert not logged_in(b, live)
-    with live.services.registry("test") as reg:
-        number = reg.session.get(Patron, giulia).cards[0].number
-    code_page = b.post(link_page.url, {"card": number, "csrf_token": csrf(link_page.text)})
-    assert "we have sent a code there" in code_page.text
+    number = card_of(live, giulia)
+    wrong = b.post(link_page.url, {"username": number, "password": "not-her-password",
+                                   "csrf_token": csrf(link_page.text)})
+    assert wrong.status_code == 401 and "The card number or password is not right" in wrong.text
+    assert outbox.sent == []  # no code without the card's password
+    pin = b.post(link_page.url, {"username": number, "password": "1234", "csrf_token": csrf(wrong.text)})
+    assert pin.status_code == 400 and "A PIN cannot be used" in pin.text and outbox.sent == []
+    code_page = b.post(link_page.url, {"username": number, "password": GIULIA_PASSWORD,
+                                       "csrf_token": csrf(pin.text)})
+    assert code_page.url.endswith("/federation/link/code")
+    assert "We have sent a one-time code to o\u2022\u2022\u2022@example.org" in code_page.text
     assert outbox.sent[-1][:2] == ("email", "old@example.org")
     wrong = b.post(code_page.url, {"code": "000000" if outbox.last_code() != "000000" else "111111",
                                    "csrf_token": csrf(code_page.text)})
@@ -275,17 +346,72 @@ def test_an_unlinked_account_is_linked_with_a_code_sent_to_the_card(live: LiveId
     assert logged_in(again, live) and len(outbox.sent) == 1
 
 
-def test_an_unknown_card_looks_the_same_and_no_code_works(live: LiveIdp, university: FakeUniversity,
-                                                          giulia: int, outbox: Outbox) -> None:
-    b = browser()
-    link_page = university_login(b, live)
-    code_page = b.post(link_page.url, {"card": "N000000999", "csrf_token": csrf(link_page.text)})
-    assert code_page.status_code == 200 and "we have sent a code there" in code_page.text and outbox.sent == []
-    answers = [b.post(code_page.url, {"code": "123456", "csrf_token": csrf(code_page.text)}) for _ in range(5)]
-    assert "That code is not right" in answers[0].text and "Too many wrong codes" in answers[-1].text
-    assert not logged_in(b, live)
+def test_a_known_and_an_unknown_card_get_the_same_answer_after_the_same_work(
+        live: LiveIdp, university: FakeUniversity, giulia: int, outbox: Outbox, work: Work) -> None:
+    known = card_of(live, giulia)
+    browsers = {known: browser(), UNKNOWN_CARD: browser()}
+    pages = {card: university_login(b, live) for card, b in browsers.items()}
+    for attempt in range(1, 12):  # ten wrong passwords a day per card, then the card is locked
+        seen = {}
+        for card, b in browsers.items():
+            work.take()
+            pages[card] = b.post(f"{live.url}/federation/link", {"username": card, "password": "wrong-password-1",
+                                                                  "csrf_token": csrf(pages[card].text)})
+            seen[card] = (*as_seen(pages[card], card), work.take())
+        known_status, known_body, known_work = seen[known]
+        unknown_status, unknown_body, unknown_work = seen[UNKNOWN_CARD]
+        assert (known_status, known_body) == (unknown_status, unknown_body), f"attempt {attempt}"
+        if attempt <= 10:
+            assert known_status == 401 and "The card number or password is not right" in known_body
+            assert known_work == unknown_work, f"attempt {attempt}"
+            argon2, queries, _writes = known_work
+            assert argon2 == 1 and queries > 0  # the unknown card is checked against the dummy hash
+        else:
+            # The 11th: locked, whether or not the card exists. The work differs here, once a day
+            # per card: the lock is told to the patron the card belongs to (idp.web.limits).
+            assert known_status == 429
+    assert outbox.sent == []
     with live.services.registry("test") as reg:
         assert reg.session.scalar(select(func.count()).select_from(UpstreamIdentity)) == 0
+
+
+def test_linking_shares_the_cards_wrong_guesses_with_the_login_page(
+        live: LiveIdp, university: FakeUniversity, giulia: int, outbox: Outbox) -> None:
+    number = card_of(live, giulia)
+    b = browser()
+    page = university_login(b, live)
+    for _ in range(10):
+        page = b.post(f"{live.url}/federation/link", {"username": number, "password": "wrong-password-1",
+                                                      "csrf_token": csrf(page.text)})
+        assert page.status_code == 401
+    login_page = browser().http.get(f"{live.url}/login", timeout=5)
+    locked = requests.post(f"{live.url}/login", cookies=login_page.cookies, allow_redirects=False, timeout=10,
+                           data={"username": number, "password": GIULIA_PASSWORD, "csrf_token": csrf(login_page.text)})
+    assert locked.status_code == 429 and outbox.sent == []
+
+
+def test_a_code_is_void_after_five_wrong_tries_and_stays_void(live: LiveIdp, university: FakeUniversity,
+                                                              giulia: int, outbox: Outbox) -> None:
+    b = browser()
+    link_page = university_login(b, live)
+    code_page = b.post(link_page.url, {"username": card_of(live, giulia), "password": GIULIA_PASSWORD,
+                                       "csrf_token": csrf(link_page.text)})
+    right = outbox.last_code()
+    wrong = "000000" if right != "000000" else "111111"
+    answers = [b.post(code_page.url, {"code": wrong, "csrf_token": csrf(code_page.text)}) for _ in range(6)]
+    assert [a.status_code for a in answers] == [400] * 6
+    assert all("That code is not right" in a.text for a in answers[:4])
+    assert all("Too many wrong codes. Ask for a new one." in a.text for a in answers[4:])  # the 5th and the 6th
+    late = b.post(code_page.url, {"code": right, "csrf_token": csrf(code_page.text)})
+    assert late.status_code == 400 and "Too many wrong codes" in late.text and not logged_in(b, live)
+
+
+def test_the_code_page_sends_back_to_the_card_without_a_code_sent(live: LiveIdp, university: FakeUniversity,
+                                                                  giulia: int) -> None:
+    b = browser()
+    university_login(b, live)
+    page = b.follow(f"{live.url}/federation/link/code")
+    assert page.url.endswith("/federation/link") and 'name="password"' in page.text
 
 
 # -- what must be refused ---------------------------------------------------------------------------

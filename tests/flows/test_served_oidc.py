@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 import requests
+from authlib.integrations.requests_client import OAuth2Session
 
 from tests.conftest import BACKENDS, fresh_postgres_database
 from tests.flows.test_oidc_flow import (
@@ -106,11 +107,10 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
         yield Served(base, client, card)
 
 
-def log_in(served: Served) -> None:
+def log_in(served: Served, rp: OAuth2Session, browser: Browser) -> None:
     """One patron's complete login at the platform, then everything the platform does with it."""
-    rp = rp_session(served, served.client)  # type: ignore[arg-type]
     url, state, verifier = start(served, rp)  # type: ignore[arg-type]
-    back = callback_params(login_and_consent(Browser(LoopbackBrowserSession()), url, served.card))
+    back = callback_params(login_and_consent(browser, url, served.card))
     assert back["state"] == state and back["iss"] == served.url
 
     token = rp.fetch_token(f"{served.url}/token", code=back["code"], code_verifier=verifier)
@@ -127,9 +127,11 @@ def log_in(served: Served) -> None:
 
     replay = redeem(served, served.client, back["code"], verifier)  # type: ignore[arg-type]
     assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
-    assert userinfo_status(served, renewed["access_token"]) == 401  # the replay revoked the grant
+    assert userinfo_status(served, renewed["access_token"]) == 401  # a replay ends what the grant issued
 
 
 def test_twenty_logins_through_idp_serve_in_production_all_succeed(served: Served) -> None:
     for _ in range(LOGINS):
-        log_in(served)
+        # Closed after each login: connections left open would hold up the server's shutdown.
+        with rp_session(served, served.client) as rp, LoopbackBrowserSession() as http:  # type: ignore[arg-type]
+            log_in(served, rp, Browser(http))

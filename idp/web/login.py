@@ -13,11 +13,12 @@ from idp.auth.password import Outcome, change_password, password_login
 from idp.errors import ValidationError
 from idp.web import services
 from idp.web.forms import ChangePasswordForm, LoginForm
-from idp.web.login_session import end_login_session
+from idp.web.login_session import SID, end_login_session
 from idp.web.sessions import join_patron_sessions, password_changed, regenerate
 
 bp = Blueprint("login", __name__)
-CARRIED_OVER_LOGIN = ("lang", "oidc_pending", "saml_pending")
+# A new login in the same browser keeps its login session (SID): the logout ends what both issued.
+CARRIED_OVER_LOGIN = ("lang", "oidc_pending", "saml_pending", SID)
 
 
 def safe_next(target: str | None) -> str:

@@ -14,6 +14,8 @@ from authlib.common.security import generate_token
 from idp.oidc import provider
 from idp.state import Batch
 from tests.flows.conftest import LiveIdp
+from tests.flows.test_stepup import consent as stepup_consent
+from tests.flows.test_stepup import english_browser, enrol, kari, next_code, second_factor  # noqa: F401 (fixture)
 from tests.flows.test_oidc_flow import (CALLBACK, Browser, Client, callback_params, card, csrf,  # noqa: F401 (fixture)
                                         login_and_consent, register, rp_session, start, userinfo_status)
 
@@ -178,6 +180,33 @@ def test_a_rotated_family_still_ends_with_its_login(live: LiveIdp, card: str) ->
     rotated = refresh(live, client, tokens["refresh_token"]).json()
     log_out(browser, live)
     assert dead(live, client, rotated)
+
+
+def test_a_step_up_keeps_the_login_so_its_logout_ends_the_tokens_from_before_and_after_it(
+        live: LiveIdp, kari: tuple[str, int]) -> None:
+    """A step-up gives the session a new id (idp.web.stepup), but it is the same login."""
+    card, patron_id = kari
+    app = enrol(live, patron_id)
+    browser = english_browser()
+    plain, strict = register(live), register(live, min_acr="mfa")
+    before = tokens_in(browser, live, plain, card)
+    url, _, verifier = start(live, rp_session(live, strict))
+    done = stepup_consent(browser, live, second_factor(browser, browser.follow(url), next_code(app)))
+    after = redeem(live, strict, callback_params(done)["code"], verifier).json()
+    log_out(browser, live)
+    assert dead(live, plain, before) and dead(live, strict, after)
+
+
+def test_logging_in_again_in_the_same_browser_keeps_one_login_for_the_logout(live: LiveIdp, card: str) -> None:
+    """A service asking for a fresh login (prompt=login) replaces the session, not the browser's login."""
+    first, second = register(live), register(live)
+    browser = new_browser()
+    before = tokens_in(browser, live, first, card)
+    time.sleep(1.1)  # a login in an earlier second than the request: prompt=login must ask again
+    url, _, verifier = start(live, rp_session(live, second), prompt="login")
+    again = redeem(live, second, callback_params(login_and_consent(browser, url, card))["code"], verifier).json()
+    log_out(browser, live)
+    assert dead(live, first, before) and dead(live, second, again)
 
 
 def test_a_relying_partys_logout_ends_the_tokens_of_that_login(live: LiveIdp, card: str) -> None:

@@ -209,6 +209,42 @@ def test_logging_in_again_in_the_same_browser_keeps_one_login_for_the_logout(liv
     assert dead(live, first, before) and dead(live, second, again)
 
 
+def logout_before_the_next_token_commit(browser: Browser, live: LiveIdp, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The patron logs out after the next token request has read its grant, before it writes."""
+    original = Batch.commit
+
+    def commit(self: Batch) -> None:
+        if self.consumes:
+            monkeypatch.setattr(Batch, "commit", original)
+            other = threading.Thread(target=log_out, args=(browser, live))  # a request of its own
+            other.start()
+            other.join(timeout=20)
+        original(self)
+
+    monkeypatch.setattr(Batch, "commit", commit)
+
+
+def test_a_refresh_under_way_at_the_logout_brings_nothing_back(live: LiveIdp, card: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    client = register(live)
+    browser = new_browser()
+    tokens = tokens_in(browser, live, client, card)
+    logout_before_the_next_token_commit(browser, live, monkeypatch)
+    late = refresh(live, client, tokens["refresh_token"])
+    assert late.status_code == 400 and late.json()["error"] == "invalid_grant"
+    assert userinfo_status(live, tokens["access_token"]) == 401
+
+
+def test_a_code_exchange_under_way_at_the_logout_brings_nothing_back(live: LiveIdp, card: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    client = register(live)
+    browser = new_browser()
+    code, verifier = code_in(browser, live, client, card)
+    logout_before_the_next_token_commit(browser, live, monkeypatch)
+    late = redeem(live, client, code, verifier)
+    assert late.status_code == 400 and late.json()["error"] == "invalid_grant"
+
+
 def test_a_relying_partys_logout_ends_the_tokens_of_that_login(live: LiveIdp, card: str) -> None:
     client = register(live)
     browser, other_browser = new_browser(), new_browser()

@@ -43,7 +43,8 @@ def code_in(browser: Browser, live: LiveIdp, client: Client, card: str) -> tuple
     if 'name="username"' in response.text:
         response = login_and_consent(browser, url, card)
     elif 'name="decision"' in response.text:  # logged in already: a new service asks for consent
-        response = browser.post(f"{live.url}/authorize/consent", {"decision": "allow", "csrf_token": csrf(response.text)})
+        response = browser.post(f"{live.url}/authorize/consent",
+                                {"decision": "allow", "csrf_token": csrf(response.text)})
     return callback_params(response)["code"], verifier
 
 

@@ -26,8 +26,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     """
     settings = settings or (services.settings if services else load_settings())
     services = services or build_services(settings)
-    app = Flask(__name__, template_folder=str(resources.files("idp.templates")),
-                static_folder=str(resources.files("idp") / "static"))
+    from idp.web import outage
+
+    # An outage of Redis or the database answers 503, also where it strikes outside a view (idp.web.outage).
+    app = outage.OutageAwareFlask(__name__, template_folder=str(resources.files("idp.templates")),
+                                  static_folder=str(resources.files("idp") / "static"))
     app.config.update(
         SECRET_KEY=settings.secret_key.get_secret_value() if settings.secret_key else None,
         SESSION_COOKIE_NAME="idp_session",
@@ -51,9 +54,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     from idp import i18n
     from idp.web import account, api, errors, facts, limits, login, oidc, pages, security
-    from idp.web.sessions import StateSessionInterface
-
-    app.session_interface = StateSessionInterface(services.state)
+    app.session_interface = outage.OutageAwareSessions(services.state)
     csrf = CSRFProtect(app)
     i18n.install(app, settings.home / "var" / "translations")
     facts.install(app)
@@ -91,5 +92,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     limits.install(app, settings)
     account_codes.install_limits(app, settings)  # wrong one-time and TOTP codes per account
     errors.register(app)
+    outage.install(app)
     security.register(app)
     return app

@@ -11,11 +11,13 @@ import math
 import time
 from typing import Any
 
-from flask import Flask, current_app, jsonify, make_response, render_template, request
+import redis
+from flask import Flask, Response, current_app, jsonify, make_response, render_template, request
 from flask.json.provider import DefaultJSONProvider
 from flask_babel import gettext as _
 from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import HTTPException
+from sqlalchemy import exc as db_errors
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from idp.errors import IdpError
 
@@ -23,6 +25,13 @@ log = logging.getLogger("idp.web")
 JSON_PREFIXES = ("/api/", "/healthz", "/.well-known/", "/jwks", "/token", "/userinfo")
 # A browser brings SAML messages: under /saml/ errors are pages, whatever a JSON prefix might match.
 PAGE_PREFIXES = ("/saml/",)
+# OAuth endpoints answer errors as RFC 6749 does: error and error_description.
+OAUTH_PREFIXES = ("/token", "/userinfo")
+# Seconds a client should wait during an outage of Redis or the database before trying again.
+RETRY_AFTER = 30
+# What an outage of Redis or the database raises; DBAPIError only when is_outage says so.
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                                              db_errors.DBAPIError, db_errors.TimeoutError)
 
 
 class BoundedJSONProvider(DefaultJSONProvider):
@@ -38,6 +47,35 @@ class BoundedJSONProvider(DefaultJSONProvider):
 
 def _wants_json() -> bool:
     return request.path.startswith(JSON_PREFIXES) and not request.path.startswith(PAGE_PREFIXES)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says Redis or the database cannot be reached now (not a bug, not bad input)."""
+    if isinstance(exc, db_errors.DBAPIError):
+        return isinstance(exc, db_errors.OperationalError) or exc.connection_invalidated
+    return isinstance(exc, OUTAGE_ERRORS)
+
+
+def log_outage(exc: BaseException) -> None:
+    """One line per failed request, no traceback: an outage is the operator's news, not a bug."""
+    store = "database" if isinstance(exc, db_errors.SQLAlchemyError) else "Redis"
+    # The driver's first line ("connection refused"): statement parameters are hidden (idp.db).
+    reason = str(getattr(exc, "orig", None) or exc).strip().split("\n", 1)[0][:160]
+    log.warning("%s unavailable on %s %s: %s: %s", store, request.method, request.path, type(exc).__name__, reason)
+
+
+def unavailable_response() -> Response:
+    """503 with Retry-After, in the format of the surface asked (OAuth JSON, API JSON or a page)."""
+    if request.path.startswith(OAUTH_PREFIXES):
+        response = jsonify(error="temporarily_unavailable",
+                           error_description="the service is briefly unavailable; try again shortly")
+    else:
+        message = _("The library login is briefly unavailable. Please try again in a minute.")
+        response = make_response(_render(503, "temporarily_unavailable", message))
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def error_page(message: str, status: int = 400) -> ResponseReturnValue:
@@ -73,6 +111,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> ResponseReturnValue:
+        if isinstance(exc, InternalServerError) and is_outage(exc.original_exception or exc):
+            return unavailable_response()  # raised outside a view (idp.web.outage logged it)
         status = exc.code or 500
         response = make_response(_render(status, (exc.name or "error").lower().replace(" ", "_"),
                                          exc.description or exc.name))
@@ -82,8 +122,14 @@ def register(app: Flask) -> None:
                 response.headers[name] = value
         return response
 
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> ResponseReturnValue:
-        # The type only: exception text can carry input, and input can carry personal data.
-        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.path)
-        return _render(500, "server_error", "Something went wrong on our side. Please try again later.")
+    app.register_error_handler(Exception, unexpected)
+
+
+def unexpected(exc: Exception) -> ResponseReturnValue:
+    """Any other exception: a 503 for an outage of Redis or the database (one log line), else a 500."""
+    if is_outage(exc):
+        log_outage(exc)
+        return unavailable_response()
+    # The type only: exception text can carry input, and input can carry personal data.
+    log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.path)
+    return _render(500, "server_error", "Something went wrong on our side. Please try again later.")

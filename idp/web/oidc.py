@@ -25,7 +25,7 @@ from idp.registry.models import Patron
 from idp.state import Batch, Conflict
 from idp.web import services
 from idp.web.authorize_checks import UNPARSEABLE, request_problem, unambiguous_target
-from idp.web.errors import error_page
+from idp.web.errors import OUTAGE_ERRORS, error_page, is_outage, log_outage, unexpected
 from idp.web.login_session import end_login_session, login_session_id
 from idp.web.logout_hint import hint_names_patron
 from idp.web.pending import authenticate_then, consent_page, session_meets
@@ -73,6 +73,25 @@ def _refuse(params: dict[str, Any], error: str, description: str) -> ResponseRet
     if unambiguous_target(request.values) and _registered_redirect(params):
         return _error_redirect(params, error, description)
     return _error_page(_("The service that sent you here made an invalid login request."))
+
+
+def _unavailable(exc: Exception) -> ResponseReturnValue:
+    """Redis or the database down during a login request: the relying party hears temporarily_unavailable
+    at a redirect URI known to be registered; every other answer is the app's (idp.web.errors)."""
+    params = dict(request.values.items())
+    if request.endpoint == "oidc.authorize" and is_outage(exc):
+        try:
+            known = unambiguous_target(request.values) and _registered_redirect(params)
+        except OUTAGE_ERRORS:
+            known = False  # the database is down too: no registered redirect URI to check against
+        if known:
+            log_outage(exc)
+            return _error_redirect(params, "temporarily_unavailable", "the service is briefly unavailable")
+    return unexpected(exc)
+
+
+for _outage in OUTAGE_ERRORS:
+    bp.register_error_handler(_outage, _unavailable)
 
 
 def _claims_decision(rp: relying_parties.RelyingParty, parsed: Any) -> Any:

@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from idp.i18n import LANGUAGES
 from idp.web import services
+from idp.web.errors import RETRY_AFTER
 from idp.web.login import safe_next
 
 bp = Blueprint("pages", __name__)
@@ -39,4 +40,6 @@ def healthz() -> ResponseReturnValue:
         checks["database"] = "unreachable"
     checks["state"] = ("ok" if svc.state.ping() else "unreachable") if svc.settings.redis_url else "memory"
     healthy = "unreachable" not in checks.values()
-    return jsonify(status="ok" if healthy else "unavailable", checks=checks), 200 if healthy else 503
+    if healthy:
+        return jsonify(status="ok", checks=checks)
+    return jsonify(status="unavailable", checks=checks), 503, {"Retry-After": str(RETRY_AFTER)}

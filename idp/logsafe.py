@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import re
 import traceback
-from types import TracebackType
 
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators some viewers break lines at.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -55,10 +54,10 @@ def safe_traceback(exc: BaseException) -> str:
 class SafeLogRecord(logging.LogRecord):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        exc_info: tuple[type[BaseException], BaseException, TracebackType | None] | None = self.exc_info  # type: ignore[assignment]
-        if exc_info and exc_info[1] is not None:
+        exc = self.exc_info[1] if self.exc_info else None
+        if exc is not None:
             # A formatter uses exc_text when set, instead of formatting the exception itself.
-            self.exc_text = safe_traceback(exc_info[1])
+            self.exc_text = safe_traceback(exc)
 
     def getMessage(self) -> str:  # noqa: N802 - logging's name
         return escape(super().getMessage())

@@ -116,3 +116,36 @@ def test_a_basic_header_that_is_not_base64_gets_401_json(live: LiveIdp) -> None:
         response = requests.post(f"{live.url}/api/v1/verify", data=json.dumps({}), timeout=5,
                                  headers={"Content-Type": "application/json", "Authorization": header})
         assert response.status_code == 401 and response.json()["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize(("body", "authorization"), [
+    ("grant_type=authorization_code&code=%FF%FE&redirect_uri=%FF", None),
+    ("grant_type=authorization_code&grant_type=refresh_token&code=x", None),
+    ("grant_type=refresh_token&refresh_token=" + "[" * 3000, None),
+    ("grant_type=authorization_code&code=x", "Basic !!!not-base64"),
+    ("grant_type=authorization_code&code=x", "Basic " + base64.b64encode(b"\xff\xfe:\xff").decode()),
+    ("grant_type=authorization_code&code=x", "Basic " + base64.b64encode(b"no-colon").decode()),
+    ("grant_type=authorization_code&code=x", "Bearer x\x01y"),
+])
+def test_a_malformed_token_request_gets_rfc6749_json(live: LiveIdp, body: str, authorization: str | None) -> None:
+    client = register(live)
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    response = requests.post(f"{live.url}/token", data=body.encode("latin-1"), timeout=5, headers=headers,
+                             auth=None if authorization else (client.client_id, client.secret))
+    assert response.status_code in (400, 401), response.text[:300]
+    assert response.json()["error"] in ("invalid_request", "invalid_client", "invalid_grant", "unsupported_grant_type")
+
+
+@pytest.mark.parametrize("query", ["id_token_hint=not.a.token", "id_token_hint=%FF%FE", "id_token_hint=" + "a." * 3000,
+                                   "post_logout_redirect_uri=%0D%0A&state=%FF"])
+def test_a_malformed_logout_request_gets_a_page(live: LiveIdp, query: str) -> None:
+    response = requests.get(f"{live.url}/logout/oidc?{query}", allow_redirects=False, timeout=5)
+    assert response.status_code in (200, 400) and "text/html" in response.headers["Content-Type"]
+
+
+@pytest.mark.parametrize("authorization", ["Bearer", "Bearer \x7f", "Basic x", "Bearer " + "a" * 9000])
+def test_a_malformed_userinfo_request_gets_a_bearer_error(live: LiveIdp, authorization: str) -> None:
+    response = requests.get(f"{live.url}/userinfo", headers={"Authorization": authorization}, timeout=5)
+    assert response.status_code in (400, 401) and "WWW-Authenticate" in response.headers

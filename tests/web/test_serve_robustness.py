@@ -113,6 +113,10 @@ def test_an_outage_of_redis_answers_503_in_each_protocols_format_and_service_res
                 error = urllib.parse.parse_qs(urllib.parse.urlsplit(back.headers["Location"]).query)
                 assert back.headers["Location"].startswith(CALLBACK)
                 assert error["error"] == ["temporarily_unavailable"] and error["state"] == ["s1"]
+            # A SAML service provider's browser gets the page (SAML has no error to send without the session).
+            saml = call("GET", f"{base}/saml/sso/resume", returning)
+            assert_unavailable(saml)
+            assert "text/html" in saml.headers["Content-Type"] and "briefly unavailable" in saml.text
             token = call("POST", f"{base}/token", data={"grant_type": "authorization_code", "code": "x",
                                                          "redirect_uri": CALLBACK}, auth=auth)
             assert_unavailable(token)
@@ -124,8 +128,8 @@ def test_an_outage_of_redis_answers_503_in_each_protocols_format_and_service_res
             health = call("GET", f"{base}/healthz")
             assert_unavailable(health)
             assert health.json()["checks"]["state"] == "unreachable"
-            # One line for each failed request (login and authorize twice, token, verify), no traceback.
-            assert len(outage_lines(log, "Redis")) - before == 6, log.read_text()
+            # One line for each failed request (login and authorize twice, SAML, token, verify), no traceback.
+            assert len(outage_lines(log, "Redis")) - before == 7, log.read_text()
             assert "Traceback" not in log.read_text()
 
             with private_redis(redis_port):

@@ -514,7 +514,7 @@ def confirmed_for(response: Any, acs_url: str) -> bool:
     return True
 
 
-__all__ = ["FederationError", "FederationLogin", "FederationSp", "REQUEST_TTL", "ServiceProvider",
-           "card_owner", "choose_entity_id", "confirmed_for", "create_sp_keys", "identity_providers_in", "in_response_to",
+__all__ = ["FederationError", "FederationLogin", "FederationSp", "REQUEST_TTL", "ServiceProvider", "card_owner",
+           "choose_entity_id", "confirmed_for", "create_sp_keys", "identity_providers_in", "in_response_to",
            "national_id_from", "finish_login", "read_login", "resolve_login", "sp_key_paths", "weak_algorithms",
            "withhold_pysaml2_values"]

@@ -68,7 +68,11 @@ def _sp() -> FederationSp:
     """Built on first use: a server with no federations needs no service-provider key."""
     sp = current_app.extensions.get(EXTENSION)
     if sp is None:
-        sp = FederationSp(ServiceProvider.for_settings(services().settings))
+        try:
+            sp = FederationSp(ServiceProvider.for_settings(services().settings))
+        except FederationError as exc:
+            log.error("federation service provider: %s", exc)  # for the operator: names the key or setting
+            raise
         current_app.extensions[EXTENSION] = sp
     return sp
 

@@ -16,6 +16,7 @@ import base64
 import html
 import logging
 import re
+import shutil
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -493,6 +494,17 @@ def test_our_metadata_advertises_sha256_and_stronger_only(live: LiveIdp) -> None
     algorithms = re.findall(r'<[\w:]*(?:DigestMethod|SigningMethod) Algorithm="([^"]+)"', metadata)
     assert SIG_RSA_SHA256 in algorithms and DIGEST_SHA256 in algorithms
     assert [a for a in algorithms if "md5" in a or "sha1" in a] == []
+
+
+def test_the_service_provider_runs_the_xmlsec1_the_setting_names(live: LiveIdp, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    assert shutil.which("xmlsec1")  # a working one is on PATH: it must not be used instead
+    monkeypatch.setattr(live.services, "settings", live.services.settings.model_copy(
+        update={"xmlsec_binary": tmp_path / "no-xmlsec1"}))
+    page = browser().http.get(f"{live.url}/federation/metadata.xml", timeout=10)
+    assert page.status_code == 503 and "does not work just now" in page.text
+    assert "IDP_XMLSEC_BINARY" in caplog.text and str(tmp_path / "no-xmlsec1") in caplog.text
 
 
 def test_a_denied_login_says_so(live: LiveIdp, university: FakeUniversity, giulia: int) -> None:

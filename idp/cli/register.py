@@ -222,8 +222,19 @@ def _set_secret(ctx: Context, card: str, kind: str, label: str, must_change: boo
     with ctx.registry() as reg:
         found = cards_svc.require_card(reg, card)
         assert found.patron is not None
+        patron_id = found.patron.id
         patrons.set_secret(reg, found.patron, kind, value, must_change=must_change)
         out(card_number=found.number, updated=kind)
+    if kind == "password":
+        _end_sessions(ctx, patron_id)
+
+
+def _end_sessions(ctx: Context, patron_id: int) -> None:
+    """A password set here ends the patron's sessions and the refresh tokens issued in them, as a change
+    on the web does (with an embedded default's in-memory state there is nothing this process can reach)."""
+    from idp.web.sessions import end_patron_sessions
+
+    end_patron_sessions(ctx.services, patron_id)
 
 
 @patron.command("set-pin")
@@ -259,13 +270,14 @@ def patron_reset_password(ctx: Context, card: str, print_temporary: bool) -> Non
 
     with ctx.registry() as reg:
         found = patrons.patron_by_card(reg, card)
-        number = cards_svc.require_card(reg, card).number
+        patron_id, number = found.id, cards_svc.require_card(reg, card).number
         if print_temporary:
             temporary = recovery_link.temporary_password(reg, found)
         else:
             sent = recovery_link.send_reset_link(ctx.services, reg, found)
     # Printed only once the change is committed.
     if print_temporary:
+        _end_sessions(ctx, patron_id)
         out(card_number=number, temporary_password=temporary, must_change="yes")
     else:
         out(card_number=number, reset_link_sent_to=sent.masked,

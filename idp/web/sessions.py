@@ -22,6 +22,7 @@ from flask.sessions import SessionInterface, SessionMixin
 from flask_babel import gettext as _
 from werkzeug.datastructures import CallbackDict
 
+from idp.services import Services
 from idp.state import StateStore
 from idp.web import services
 
@@ -66,25 +67,26 @@ def join_patron_sessions(session: SessionMixin, patron_id: int) -> None:
     session[GENERATION] = current.decode() if current is not None else None
 
 
-def end_patron_sessions(state: StateStore, patron_id: int) -> str:
-    """End every session of ``patron_id`` (no Flask needed); returns the new generation, for a session to keep.
+def end_patron_sessions(svc: Services, patron_id: int, keep_sid: str | None = None) -> str:
+    """End every session of ``patron_id`` and the OIDC grants issued in them, but those of login session
+    ``keep_sid`` (no Flask needed: the CLI calls it too); returns the new generation, for a session to keep.
 
     The generation lives as long as an idle session: a session older than it either makes a request
     in that time (and finds itself ended) or expires by itself.
     """
     generation = secrets.token_urlsafe(16)
-    state.put(_GENERATIONS + str(patron_id), generation.encode(), SESSION_TTL)
+    svc.state.put(_GENERATIONS + str(patron_id), generation.encode(), SESSION_TTL)
+    svc.oidc.grants.revoke_patron(patron_id, keep_sid=keep_sid)
     return generation
 
 
 def password_changed(session: SessionMixin, patron_id: int) -> None:
     """After a password change or reset of ``patron_id``: end the patron's other sessions and the refresh
     tokens issued in them, keep this session if it is the patron's, and tell the patron (a flashed message)."""
-    generation = end_patron_sessions(services().state, patron_id)
     mine = session.get("patron_id") == patron_id
+    generation = end_patron_sessions(services(), patron_id, keep_sid=session.get("sid") if mine else None)
     if mine:
         session[OF_PATRON], session[GENERATION] = str(patron_id), generation
-    services().oidc.grants.revoke_patron(patron_id, keep_sid=session.get("sid") if mine else None)
     flash(_("You have been logged out everywhere else; services you logged in to must ask you to log in again."))
 
 

@@ -17,7 +17,8 @@ from sqlalchemy import select
 
 from idp import create_app
 from idp.registry.models import AuditEvent, Credential, PasswordResetToken
-from idp.services import Services
+from idp.services import Services, build_services
+from idp.settings import Settings
 from tests.cli.test_cli import Idp, add_patron, failed, succeeded
 from tests.cli.test_cli import cli_env, idp, oslo  # noqa: F401 - fixtures
 from tests.conftest import FakeClock
@@ -151,6 +152,26 @@ def test_any_password_change_voids_an_outstanding_link(idp: Idp, oslo: object, s
         web.post("/logout", data={"csrf_token": csrf_token(form.text)})
     refused = enter_code(web, token)
     assert refused.status_code == 400 and "expired or was already used" in refused.text
+
+
+@pytest.mark.parametrize("command", [("set-password",), ("reset-password", "--print-temporary")])
+def test_a_password_set_by_the_librarian_ends_the_patrons_sessions(idp: Idp, oslo: object, settings: Settings,
+                                                                    command: tuple[str, ...]) -> None:
+    if not settings.redis_url:
+        pytest.skip("the embedded default keeps sessions in the server's memory, which no CLI process reaches")
+    # The CLI uses the state store's default key prefix: a Redis database of its own keeps this test apart.
+    shared = settings.redis_url.rsplit("/", 1)[0] + "/11"
+    served = build_services(settings.model_copy(update={"redis_url": shared}))
+    try:
+        web = create_app(services=served, config={"RATELIMIT_KEY_PREFIX": f"idp-test-{uuid.uuid4().hex}"}).test_client()
+        card = add_patron(idp, password=OLD_PASSWORD)
+        assert log_in(web, card, OLD_PASSWORD) == "/"
+        assert web.get("/account", headers=EN).status_code == 200
+        succeeded(idp("patron", *command, card, input=NEW_PASSWORD + "\n", env={"IDP_REDIS_URL": shared}))
+        ended = web.get("/account", headers=EN)
+        assert ended.status_code == 303 and ended.location.startswith("/login")
+    finally:
+        served.close()
 
 
 def test_print_temporary_prints_a_password_that_must_be_changed(idp: Idp, oslo: object, web: FlaskClient,

@@ -22,7 +22,7 @@ UNPARSEABLE: tuple[type[BaseException], ...] = (PyoidcError, JWKESTException, As
 # Parameters whose features we do not offer: the spec names the error for each (Core 6.1, 6.2, Registration 2.1).
 _UNSUPPORTED = {"request": "request_not_supported", "request_uri": "request_uri_not_supported",
                 "registration": "registration_not_supported"}
-_MAX_AGE = re.compile(r"\d{1,9}")  # seconds: up to about 31 years
+_MAX_AGE = re.compile(r"[0-9]{1,9}")  # seconds: up to about 31 years
 
 
 def request_problem(values: MultiDict[str, str]) -> tuple[str, str] | None:

@@ -41,6 +41,7 @@ def base_query(client_id: str) -> str:
     ("claims=%7B%22userinfo%22%3A5%7D", None),  # an object whose member is no object: ignored or refused
     ("max_age=soon", "invalid_request"),
     ("max_age=-5", "invalid_request"),
+    ("max_age=%D9%A3", "invalid_request"),  # an Arabic-Indic three: int() reads it, the spec means ASCII digits
     ("max_age=99999999999999999999999999", None),
     ("prompt=sometimes", None),
     ("prompt=none%20login", "invalid_request"),

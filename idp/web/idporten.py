@@ -43,7 +43,7 @@ from idp.web.forms import PatronForm
 from idp.web.login import CARRIED_OVER_LOGIN, safe_next
 from idp.web.login_session import end_login_session, login_session_id
 from idp.web.security import allow_form_target
-from idp.web.sessions import SESSION_TTL, regenerate
+from idp.web.sessions import SESSION_TTL, join_patron_sessions, regenerate
 
 log = logging.getLogger("idp.web.idporten")
 bp = Blueprint("idporten", __name__)
@@ -203,6 +203,7 @@ def _log_in(patron_id: int, acr: str, amr: list[str], auth_time: int, sid: str |
     regenerate(session)
     session.update(kept)
     session.update(patron_id=patron_id, acr=acr, amr=list(amr), auth_time=int(auth_time), must_change=False)
+    join_patron_sessions(session, patron_id)
     upstream_state: dict[str, Any] = {"sid": sid_key(sid) if sid else None}
     if sid:  # ID-porten's front-channel logout, which carries no cookie, finds this login's tokens by it
         services().state.put(_login_of(sid), login_session_id().encode(), FAMILY_TTL)

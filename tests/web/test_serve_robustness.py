@@ -79,6 +79,17 @@ def assert_unavailable(response: requests.Response) -> None:
     assert response.headers["Retry-After"] == "30"
 
 
+def assert_machine_endpoints_unavailable(base: str, auth: tuple[str, str]) -> None:
+    """The token endpoint and the verify API answer their protocol's 503, with a message."""
+    token = call("POST", f"{base}/token", data={"grant_type": "authorization_code", "code": "x",
+                                                 "redirect_uri": CALLBACK}, auth=auth)
+    assert_unavailable(token)
+    assert token.json()["error"] == "temporarily_unavailable"
+    verify = call("POST", f"{base}/api/v1/verify", json={"card_number": "N000000001", "password": "x"}, auth=auth)
+    assert_unavailable(verify)
+    assert verify.json()["error"] == "temporarily_unavailable" and verify.json()["message"]
+
+
 def outage_lines(log: Path, store: str) -> list[str]:
     return [line for line in log.read_text().splitlines() if f"{store} unavailable" in line]
 
@@ -117,14 +128,7 @@ def test_an_outage_of_redis_answers_503_in_each_protocols_format_and_service_res
             saml = call("GET", f"{base}/saml/sso/resume", returning)
             assert_unavailable(saml)
             assert "text/html" in saml.headers["Content-Type"] and "briefly unavailable" in saml.text
-            token = call("POST", f"{base}/token", data={"grant_type": "authorization_code", "code": "x",
-                                                         "redirect_uri": CALLBACK}, auth=auth)
-            assert_unavailable(token)
-            assert token.json()["error"] == "temporarily_unavailable"
-            verify = call("POST", f"{base}/api/v1/verify", json={"card_number": "N000000001", "password": "x"},
-                          auth=auth)
-            assert_unavailable(verify)
-            assert verify.json()["error"] == "temporarily_unavailable" and verify.json()["message"]
+            assert_machine_endpoints_unavailable(base, auth)
             health = call("GET", f"{base}/healthz")
             assert_unavailable(health)
             assert health.json()["checks"]["state"] == "unreachable"
@@ -212,14 +216,7 @@ def test_an_outage_of_postgresql_answers_503_and_service_resumes(tmp_path: Path)
                     "scope": "openid"})
                 assert_unavailable(authorize)
                 assert "Location" not in authorize.headers
-                token = call("POST", f"{base}/token", data={"grant_type": "authorization_code", "code": "x",
-                                                             "redirect_uri": CALLBACK}, auth=auth)
-                assert_unavailable(token)
-                assert token.json()["error"] == "temporarily_unavailable"
-                verify = call("POST", f"{base}/api/v1/verify", json={"card_number": "N000000001", "password": "x"},
-                              auth=auth)
-                assert_unavailable(verify)
-                assert verify.json()["error"] == "temporarily_unavailable"
+                assert_machine_endpoints_unavailable(base, auth)
                 health = call("GET", f"{base}/healthz")
                 assert_unavailable(health)
                 assert health.json()["checks"]["database"] == "unreachable"

@@ -234,7 +234,13 @@ def _end_sessions(ctx: Context, patron_id: int) -> None:
     on the web does (with an embedded default's in-memory state there is nothing this process can reach)."""
     from idp.web.sessions import end_patron_sessions
 
+    if not ctx.services.settings.redis_url:
+        # Said, not left for the operator to assume: the running server's sessions are out of reach here.
+        out(sessions_ended="no: without IDP_REDIS_URL the sessions live in the server's memory; "
+                           "restart idp serve to end them")
+        return
     end_patron_sessions(ctx.services, patron_id)
+    out(sessions_ended="yes")
 
 
 @patron.command("set-pin")

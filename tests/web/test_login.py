@@ -13,14 +13,15 @@ from flask_limiter.util import get_remote_address
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
+from idp import create_app
 from idp.registry.models import Notification
 from idp.services import Services
-from idp.web.limits import FAILURES_PER_DAY, _only_where_limited
+from idp.web.limits import _only_where_limited
 from tests.unit.factories import library, patron
-from idp import create_app
 from tests.web.conftest import csrf_token
 
 PASSWORD = "correct horse battery"
+WRONG_GUESSES_PER_DAY = 10  # README: "per card at most 10 wrong guesses in any 24 hours"
 Login = Callable[..., TestResponse]
 
 
@@ -86,6 +87,27 @@ def test_a_pin_on_the_web_is_explained_not_checked(login: Login, card: str) -> N
     assert login(card, "1234").text.count("A PIN cannot be used") == 1
 
 
+# README: "A PIN is never accepted on the web: a 4-6 digit entry gets an explanation and is not checked."
+PIN_EXPLAINED = "A PIN cannot be used to log in on the web"
+
+
+@pytest.mark.parametrize("pin", ["4711", "47110", "471100"], ids=["4-digits", "5-digits", "6-digits"])
+def test_every_pin_length_is_explained_and_never_checked(login: Login, card: str, pin: str) -> None:
+    # More PIN-shaped entries than the day's wrong guesses: none is checked, so none counts.
+    for i in range(WRONG_GUESSES_PER_DAY + 1):
+        response = login(card, pin, ip=f"198.51.100.{i}")
+        assert response.status_code == 400 and PIN_EXPLAINED in response.text
+        assert "Login failed." not in response.text
+    assert login(card, PASSWORD, ip="203.0.113.9").status_code == 303
+
+
+@pytest.mark.parametrize("entry", ["471", "4711000"], ids=["3-digits", "7-digits"])
+def test_fewer_or_more_digits_are_a_wrong_password(login: Login, card: str, entry: str) -> None:
+    response = login(card, entry)
+    assert response.status_code == 401 and "Login failed." in response.text
+    assert PIN_EXPLAINED not in response.text
+
+
 def test_next_never_leaves_the_site(login: Login, card: str) -> None:
     for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
         assert login(card, PASSWORD, next_=target).headers["Location"] == "/"
@@ -116,7 +138,7 @@ def test_a_must_change_password_comes_before_anything_else(client: FlaskClient, 
 
 def test_the_lock_stops_guessing_from_any_address_and_notifies_once(app: Flask, services: Services,
                                                                     login: Login, card: str) -> None:
-    for i in range(FAILURES_PER_DAY):
+    for i in range(WRONG_GUESSES_PER_DAY):
         assert login(card, f"wrong guess {i}", ip=f"198.51.100.{i}").status_code == 401
     locked = login(card, PASSWORD, ip="203.0.113.9")  # the right password, from a new address
     assert locked.status_code == 429
@@ -129,13 +151,13 @@ def test_the_lock_stops_guessing_from_any_address_and_notifies_once(app: Flask, 
 
 
 def test_the_lock_does_not_tell_whether_a_card_exists(login: Login) -> None:
-    for i in range(FAILURES_PER_DAY):
-        login("N999999999", f"wrong guess {i}", ip=f"198.51.100.{i}")
+    for i in range(WRONG_GUESSES_PER_DAY):
+        assert login("N999999999", f"wrong guess {i}", ip=f"198.51.100.{i}").status_code == 401
     assert login("N999999999", "wrong", ip="203.0.113.9").status_code == 429
 
 
 def test_correct_logins_do_not_use_up_the_allowance(login: Login, card: str) -> None:
-    for i in range(FAILURES_PER_DAY + 2):
+    for i in range(WRONG_GUESSES_PER_DAY + 2):
         assert login(card, PASSWORD, ip=f"198.51.100.{i}").status_code == 303
 
 

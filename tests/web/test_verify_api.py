@@ -17,11 +17,11 @@ from idp import relying_parties
 from idp.registry.models import ClaimRelease, Notification
 from idp.services import Services
 from idp.web.api import openapi_document
-from idp.web.limits import FAILURES_PER_DAY
 from tests.unit.factories import library, patron
 
 PASSWORD = "correct horse battery"
 PIN = "4711"
+WRONG_GUESSES_PER_DAY = 10  # README: "Each card's 10 wrong guesses a day are counted together with the login page"
 FILM_POLICY = ["valid_patron", "age_over_06", "age_over_09", "age_over_12", "age_over_15", "age_over_18"]
 DOOR_POLICY = ["valid_patron", "age_over_15", "loan_ban"]
 
@@ -125,6 +125,17 @@ def test_every_failure_gets_the_same_answer(client: FlaskClient, services: Servi
     assert all(a.get_json() == {"valid_patron": False} for a in answers)
 
 
+@pytest.mark.parametrize("pin", ["47110", "471100"], ids=["5-digits", "6-digits"])
+def test_a_pin_of_five_or_six_digits_is_checked(client: FlaskClient, services: Services, pin: str) -> None:
+    with services.registry("test") as reg:
+        library(reg)
+        _, card = patron(reg, password=PASSWORD, pin=pin)
+    door = _partner(services, DOOR_POLICY, pin_allowed=True)
+    assert post(client, door, {"card_number": card.number, "pin": pin}).get_json()["valid_patron"] is True
+    wrong = post(client, door, {"card_number": card.number, "pin": pin[:-1] + "9"})
+    assert wrong.status_code == 200 and wrong.get_json() == {"valid_patron": False}
+
+
 def test_a_pin_is_refused_from_a_partner_not_allowed_pins(client: FlaskClient, film: Partner,
                                                           cards: dict[str, str]) -> None:
     answer = post(client, film, {"card_number": cards["adult"], "pin": PIN})
@@ -171,6 +182,8 @@ BAD_BODIES: list[tuple[Any, str]] = [
     ({"card_number": "N000000001", "password": PASSWORD, "pin": PIN}, "exactly one of password and pin"),
     ({"card_number": "N000000001", "password": 1234}, "password"),
     ({"card_number": "N000000001", "password": "x" * 257}, "256"),
+    ({"card_number": "N000000001", "pin": "123"}, "4 to 6 digits"),  # README: "PIN (4-6 digits)"
+    ({"card_number": "N000000001", "pin": "1234567"}, "4 to 6 digits"),
     ({"card_number": "N000000001", "pin": "12ab"}, "4 to 6 digits"),
     ({"card_number": "N000000001", "pin": "１２３４"}, "4 to 6 digits"),  # full-width digits
     ({"card_number": "N000000001", "password": PASSWORD, "age_over": 15}, "list"),
@@ -241,7 +254,7 @@ def test_the_description_is_served_with_this_server(client: FlaskClient, service
 def test_wrong_secrets_lock_the_card_together_with_the_login_page(client: FlaskClient, services: Services,
                                                                   cards: dict[str, str]) -> None:
     door = _partner(services, DOOR_POLICY, pin_allowed=True)
-    for guess in range(FAILURES_PER_DAY):
+    for guess in range(WRONG_GUESSES_PER_DAY):
         answer = post(client, door, {"card_number": cards["adult"], "pin": f"{1000 + guess}"})
         assert answer.get_json() == {"valid_patron": False}
     locked = post(client, door, {"card_number": cards["adult"], "pin": PIN})
@@ -262,7 +275,7 @@ def test_wrong_secrets_lock_the_card_together_with_the_login_page(client: FlaskC
 
 def test_successful_checks_do_not_use_up_the_allowance(client: FlaskClient, film: Partner,
                                                        cards: dict[str, str]) -> None:
-    for _ in range(FAILURES_PER_DAY + 2):
+    for _ in range(WRONG_GUESSES_PER_DAY + 2):
         answer = post(client, film, {"card_number": cards["adult"], "password": PASSWORD})
         assert answer.status_code == 200 and answer.get_json()["valid_patron"] is True
 

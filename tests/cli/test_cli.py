@@ -353,11 +353,12 @@ def test_a_second_national_account_for_the_same_person_is_refused(
 # --- PIN ---------------------------------------------------------------------------------------
 
 
-def test_set_pin_reads_the_pin_from_stdin(idp: Idp, services: Services, oslo: Series) -> None:
-    card = add_patron(idp)
-    shown = succeeded(idp("patron", "set-pin", card, input="2468\n"))
+@pytest.mark.parametrize("pin", ["2468", "24680", "246800"], ids=["4-digits", "5-digits", "6-digits"])
+def test_set_pin_reads_the_pin_from_stdin(idp: Idp, services: Services, oslo: Series, pin: str) -> None:
+    card = add_patron(idp)  # README: "PIN (4-6 digits)"
+    shown = succeeded(idp("patron", "set-pin", card, input=pin + "\n"))
     assert shown["updated"] == "pin"
-    assert verifies(services, card, "pin", "2468")
+    assert verifies(services, card, "pin", pin)
     assert not verifies(services, card, "pin", "1357")
     assert stored_hash(services, card, "pin").startswith("$argon2id$")
 

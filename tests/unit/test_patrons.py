@@ -245,6 +245,24 @@ def test_secrets_are_argon2id_and_verify(services: Services, reg: Registry) -> N
     assert not patrons.verify_secret(reg, p, "password", "x" * 100_000).ok
 
 
+# README: "PIN (4-6 digits)".
+@pytest.mark.parametrize("pin", ["4711", "47110", "471100"], ids=["4-digits", "5-digits", "6-digits"])
+def test_a_pin_of_four_to_six_digits_is_set_and_verifies(reg: Registry, pin: str) -> None:
+    library(reg)
+    p, _ = patron(reg, password="correct horse battery")
+    patrons.set_secret(reg, p, "pin", pin)
+    assert patrons.verify_secret(reg, p, "pin", pin).ok
+
+
+@pytest.mark.parametrize("pin", ["471", "4711000"], ids=["3-digits", "7-digits"])
+def test_a_pin_of_three_or_seven_digits_is_refused(reg: Registry, pin: str) -> None:
+    library(reg)
+    p, _ = patron(reg, password="correct horse battery", pin="4711")
+    with pytest.raises(ValidationError, match="4 to 6 digits"):
+        patrons.set_secret(reg, p, "pin", pin)
+    assert patrons.verify_secret(reg, p, "pin", "4711").ok
+
+
 def test_a_blocked_patron_does_not_verify(reg: Registry) -> None:
     library(reg)
     p, _ = patron(reg, password="correct horse battery")

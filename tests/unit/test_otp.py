@@ -22,6 +22,10 @@ from idp.state import MemoryState
 from tests.conftest import FakeClock
 from tests.unit.factories import library, patron
 
+WRONG_GUESSES_PER_CODE = 5  # README: a code is "void after 5 wrong guesses"
+CODE_TTL = 600  # README: IDP_OTP_CODE_TTL, 600 seconds by default
+SENDS_PER_HOUR = 5  # README: IDP_OTP_SENDS_PER_HOUR, 5 by default
+
 
 @dataclass
 class Sent:
@@ -124,19 +128,19 @@ def test_a_code_is_bound_to_its_patron_and_purpose(services: Services, outbox: R
     assert use(services, issued, code, kari) is otp.CodeOutcome.OK  # the mismatches did not use it up
 
 
-def test_wrong_guesses_void_the_code_after_max_tries(services: Services, outbox: Recorder, kari: int) -> None:
+def test_five_wrong_guesses_void_the_code(services: Services, outbox: Recorder, kari: int) -> None:
     issued = issue(services, kari)
     code = outbox.last().code
     wrong = f"{(int(code) + 1) % 10 ** 6:06d}"
-    outcomes = [use(services, issued, wrong, kari) for _ in range(otp.MAX_TRIES)]
-    assert outcomes == [otp.CodeOutcome.WRONG] * (otp.MAX_TRIES - 1) + [otp.CodeOutcome.TOO_MANY_TRIES]
+    outcomes = [use(services, issued, wrong, kari) for _ in range(WRONG_GUESSES_PER_CODE)]
+    assert outcomes == [otp.CodeOutcome.WRONG] * (WRONG_GUESSES_PER_CODE - 1) + [otp.CodeOutcome.TOO_MANY_TRIES]
     assert use(services, issued, code, kari) is otp.CodeOutcome.EXPIRED
 
 
 def test_a_code_expires(services: Services, outbox: Recorder, kari: int, clock: FakeClock) -> None:
     issued = issue(services, kari)
-    assert issued.expires_at == clock.now + timedelta(seconds=services.settings.otp_code_ttl)
-    clock.advance(seconds=services.settings.otp_code_ttl + 1)
+    assert issued.expires_at == clock.now + timedelta(seconds=CODE_TTL)
+    clock.advance(seconds=CODE_TTL + 1)
     assert use(services, issued, outbox.last().code, kari) is otp.CodeOutcome.EXPIRED
 
 
@@ -170,12 +174,12 @@ def test_a_new_address_is_confirmed_with_the_code_sent_to_it(services: Services,
 
 
 def test_sends_per_hour_are_limited(services: Services, outbox: Recorder, kari: int) -> None:
-    for _ in range(services.settings.otp_sends_per_hour):
+    for _ in range(SENDS_PER_HOUR):
         issue(services, kari)
     with pytest.raises(otp.TooManyCodes) as info:
         issue(services, kari, channel="sms")
     assert info.value.http_status == 429
-    assert len(outbox.sent) == services.settings.otp_sends_per_hour
+    assert len(outbox.sent) == SENDS_PER_HOUR
 
 
 def test_a_failed_delivery_leaves_no_usable_code(services: Services, outbox: Recorder, kari: int) -> None:

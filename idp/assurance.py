@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from idp.errors import ValidationError
 
-LEVELS: tuple[str, ...] = ("pin", "password", "mfa", "idporten-loa-substantial", "idporten-loa-high")
+IDPORTEN_SUBSTANTIAL = "idporten-loa-substantial"
+IDPORTEN_HIGH = "idporten-loa-high"  # the top level: only ID-porten (idp/auth/idporten.py) reaches it
+LEVELS: tuple[str, ...] = ("pin", "password", "mfa", IDPORTEN_SUBSTANTIAL, IDPORTEN_HIGH)
 # Web logins never rest on a PIN alone: that level exists for kiosks and open-library doors.
 WEB_MINIMUM = "password"
 
@@ -21,3 +23,24 @@ def rank(level: str) -> int:
 
 def satisfies(held: str, required: str) -> bool:
     return rank(held) >= rank(required)
+
+
+# The strongest level our own pages reach: password + TOTP (step-up, idp/web/stepup.py). A patron
+# without TOTP who is asked for it is shown how to set it up, so mfa is always within reach.
+HIGHEST_AVAILABLE = "mfa"
+
+
+def required_level(rp_minimum: str, asked: list[str] | None) -> str:
+    """The relying party's minimum holds whatever it asks; a known, higher request (OIDC acr_values,
+    SAML RequestedAuthnContext) raises it."""
+    needed = rank(rp_minimum) if rp_minimum in LEVELS else rank(WEB_MINIMUM)
+    needed = max(needed, rank(WEB_MINIMUM))
+    known = [rank(v) for v in (asked or []) if v in LEVELS]
+    if known:
+        needed = max(needed, min(known))
+    return LEVELS[needed]
+
+
+def can_meet(level: str, *, idporten: bool = False) -> bool:
+    """Whether a login can reach ``level``: with ID-porten configured, its levels are within reach too."""
+    return rank(level) <= rank(IDPORTEN_HIGH if idporten else HIGHEST_AVAILABLE)

@@ -19,26 +19,23 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 
 from idp.assurance import LEVELS, WEB_MINIMUM
+from idp.claims import is_known_claim
+from idp.claims.vocabulary import NAMED_CLAIMS
 from idp.errors import Conflict, NotAllowed, NotFound, ValidationError
 from idp.keys import ALGORITHMS, DEFAULT_ALG
+from idp.net import is_loopback
 from idp.registry.context import Registry
 from idp.registry.models import RelyingParty
+# The rule itself lives in the register, below the claim release that applies it too.
+from idp.registry.partners import DISABLED, NO_DPA, refusal_reason
 
 PROTOCOL_OIDC = "oidc"
 PROTOCOL_SAML = "saml"
 MAX_ENTITY_ID = 1024
 PAIRWISE, PUBLIC_SUB = "pairwise", "public"
 DEFAULT_CLAIMS: tuple[str, ...] = ("valid_patron",)
-# Claims a policy may list: these names, plus age_over_NN (two digits, 01-99, as in ISO/IEC 18013-5).
-NAMED_CLAIMS: tuple[str, ...] = ("valid_patron", "loan_ban", "home_library", "libraries", "name", "email")
-AGE_OVER_CLAIM = re.compile(r"age_over_(0[1-9]|[1-9][0-9])")
 MAX_NAME = 200
 MAX_REDIRECT_URI = 2000
-# Plain http is tolerated only where the traffic never leaves the machine (RFC 8252 section 7.3).
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
-
-NO_DPA = "not yet approved: no data processing agreement"
-DISABLED = "disabled"
 
 _CLIENT_ID_BYTES = 16  # 22 url-safe characters; not a secret, only unique and unguessable
 _CLIENT_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -46,17 +43,6 @@ _SECRET_BYTES = 32
 _MAX_PRESENTED_SECRET = 512
 # Compared against when there is no real digest, so every path through authenticate does the same work.
 _NO_DIGEST = hashlib.sha256(b"no secret").digest()
-
-
-def is_known_claim(name: str) -> bool:
-    """A built-in claim, or one an installed plugin provides (a policy may list either)."""
-    if not isinstance(name, str):
-        return False
-    if name in NAMED_CLAIMS or AGE_OVER_CLAIM.fullmatch(name) is not None:
-        return True
-    from idp.claims import installed_claims  # late: idp.claims reads this module's names
-
-    return installed_claims().provides(name)
 
 
 # -- validation -------------------------------------------------------------------------------
@@ -92,7 +78,7 @@ def clean_redirect_uri(uri: str) -> str:
         raise ValidationError(f"Redirect URI {uri} contains a user name or password; remove it.")
     if parts.scheme == "https":
         return uri
-    if parts.scheme == "http" and host in LOOPBACK_HOSTS:
+    if parts.scheme == "http" and is_loopback(host):
         return uri
     if parts.scheme == "http":
         raise ValidationError(f"Redirect URI {uri} must use https (http only on 127.0.0.1, [::1] or localhost).")
@@ -338,18 +324,6 @@ def secret_matches(rp: RelyingParty | None, secret: str | None) -> bool:
     # An over-long value is no secret of ours; it is still hashed, as the empty string.
     presented = secret if isinstance(secret, str) and len(secret) <= _MAX_PRESENTED_SECRET else ""
     return hmac.compare_digest(_digest(presented), expected) and possible
-
-
-def refusal_reason(rp: RelyingParty, today: date) -> str | None:
-    """Why this partner may not log anyone in today, or None when it may.
-
-    ``disabled`` wins over a missing agreement: it is the operator's deliberate, current decision.
-    """
-    if rp.disabled:
-        return DISABLED
-    if rp.dpa_signed is None or rp.dpa_signed > today:
-        return NO_DPA
-    return None
 
 
 def is_allowed_to_log_in(rp: RelyingParty, today: date) -> bool:

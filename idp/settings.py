@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, V
 from sqlalchemy.engine import make_url
 
 from idp.errors import ConfigError
+from idp.net import is_loopback
 
 ENV_PREFIX = "IDP_"
 # IDP_* variables that steer loading or the test suite rather than name a setting.
@@ -47,10 +48,6 @@ def default_home() -> Path:
     if (checkout / "pyproject.toml").is_file() and (checkout / "idp").is_dir():
         return checkout
     return Path.home() / ".local" / "share" / "patron-idp"
-
-
-def _is_loopback(host: str | None) -> bool:
-    return host in {"127.0.0.1", "localhost", "::1"}
 
 
 class Settings(BaseModel):
@@ -148,11 +145,11 @@ class Settings(BaseModel):
     def _delivery_is_safe_in_production(self) -> Settings:
         if self.mode is not Mode.PRODUCTION:
             return self
-        if self.smtp_host and self.smtp_tls == "none" and not _is_loopback(self.smtp_host):
+        if self.smtp_host and self.smtp_tls == "none" and not is_loopback(self.smtp_host):
             raise ValueError("IDP_SMTP_TLS=none sends codes and passwords in clear text: in production only "
                              "towards a relay on loopback; use starttls or tls")
         sms = urlsplit(self.sms_url) if self.sms_url else None
-        if sms is not None and sms.scheme != "https" and not _is_loopback(sms.hostname):
+        if sms is not None and sms.scheme != "https" and not is_loopback(sms.hostname):
             raise ValueError("IDP_SMS_URL must use https in production (plain http only on loopback)")
         return self
 
@@ -169,7 +166,7 @@ class Settings(BaseModel):
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or not parts.hostname or parts.query or parts.fragment:
             raise ValueError("IDP_IDPORTEN_ISSUER must be ID-porten's issuer URL, e.g. https://idporten.no")
-        if parts.scheme != "https" and not _is_loopback(parts.hostname):
+        if parts.scheme != "https" and not is_loopback(parts.hostname):
             raise ValueError("IDP_IDPORTEN_ISSUER must use https (plain http only on loopback, for a test provider)")
         return value.rstrip("/")
 
@@ -235,7 +232,7 @@ class Settings(BaseModel):
         if self.mode is not Mode.PRODUCTION:
             return self
         parts = urlsplit(self.issuer)
-        if parts.scheme != "https" and not _is_loopback(parts.hostname):
+        if parts.scheme != "https" and not is_loopback(parts.hostname):
             raise ValueError("IDP_ISSUER must use https in production")
         if (self.argon2_memory_kib < OWASP_ARGON2_MIN_MEMORY_KIB
                 or self.argon2_time_cost < OWASP_ARGON2_MIN_TIME_COST):

@@ -31,6 +31,7 @@ from idp.registry import cards, patrons, upstream
 from idp.registry.context import Registry
 from idp.registry.models import Federation, Patron, UpstreamIdentity
 from idp.registry.national_id import NationalId, parse_national_id
+from idp.selfsigned import certificate_pem, create_self_signed, key_pem
 from idp.settings import Settings
 
 log = logging.getLogger("idp.auth.federation")
@@ -100,28 +101,17 @@ def create_sp_keys(keys_dir: Path, common_name: str, *, replace: bool = False) -
     """An RSA-3072 key and a self-signed certificate (10 years) for signing AuthnRequests and
     decrypting assertions. In SAML metadata a self-signed certificate is the norm: trust comes
     from the metadata exchange, not from a CA."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
     key_path, cert_path = sp_key_paths(keys_dir)
     if key_path.exists() and not replace:
         raise ConfigError(f"{key_path} exists already; pass --replace to make a new key")
     keys_dir.mkdir(parents=True, exist_ok=True)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=3650)).sign(key, hashes.SHA256()))
+    key, cert = create_self_signed(common_name, rsa_bits=3072, days=3650)
     tmp = key_path.with_name(f".{key_path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
-        out.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()))
+        out.write(key_pem(key))
     tmp.replace(key_path)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(certificate_pem(cert))
     return key_path, cert_path
 
 

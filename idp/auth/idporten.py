@@ -32,14 +32,15 @@ import requests
 from jwcrypto import jwk, jws, jwt
 from jwcrypto.common import JWException
 
+from idp.assurance import IDPORTEN_HIGH as HIGH
+from idp.assurance import IDPORTEN_SUBSTANTIAL as SUBSTANTIAL
 from idp.assurance import rank
 from idp.errors import IdpError, InvalidNationalId
+from idp.net import is_loopback
 from idp.registry.national_id import NationalId, parse_national_id
 
 log = logging.getLogger("idp.auth.idporten")
 
-SUBSTANTIAL = "idporten-loa-substantial"
-HIGH = "idporten-loa-high"
 LEVELS = (SUBSTANTIAL, HIGH)
 # Asymmetric algorithms only: "none" and HMAC (keyed with our own client secret) are refused.
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]
@@ -83,7 +84,7 @@ def check_url(url: str, what: str) -> str:
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or not parts.hostname:
         raise IdPortenError("unavailable", f"ID-porten's {what} is not an absolute URL")
-    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in {"127.0.0.1", "localhost", "::1"}):
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname)):
         return url
     raise IdPortenError("unavailable", f"ID-porten's {what} must use https")
 

@@ -18,7 +18,7 @@ translated with the web layer's gettext.
 
 from __future__ import annotations
 
-from idp.claims.catalogue import GROUP, ClaimCatalogue, installed_claims, load_claims
+from idp.claims.catalogue import GROUP, ClaimCatalogue, installed_claims, is_known_claim, load_claims
 from idp.claims.facts import FIELDS, Facts, UndeclaredFact
 from idp.claims.plugin import ClaimPlugin, NameFamily, RequestContext, Value
 from idp.claims.policy import Decision, decide, decide_for
@@ -29,5 +29,5 @@ from idp.claims.wording import N_, Wording
 
 __all__ = ["FIELDS", "GROUP", "N_", "PROTOCOLS", "PROTOCOL_CLAIMS", "SCOPE_CLAIMS", "ClaimCatalogue", "ClaimPlugin",
            "ClaimsRequest", "Decision", "Facts", "NameFamily", "Release", "ReleaseEntry", "RequestContext",
-           "UndeclaredFact", "Value", "Wording", "claims_for_scopes", "decide", "decide_for", "installed_claims",
+           "UndeclaredFact", "Value", "Wording", "claims_for_scopes", "decide", "decide_for", "installed_claims", "is_known_claim",
            "load_claims", "parse_claims_parameter", "preview", "release", "releases_for"]

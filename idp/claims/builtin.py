@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 from idp.claims.facts import Facts
 from idp.claims.plugin import ClaimPlugin, NameFamily, RequestContext, Value
+from idp.claims.vocabulary import AGE_OVER_CLAIM
 from idp.claims.wording import N_, Wording
 from idp.registry.dates import age_on
-from idp.relying_parties import AGE_OVER_CLAIM
 
 AGE_PREFIX = "age_over_"
 

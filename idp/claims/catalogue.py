@@ -9,11 +9,9 @@ from importlib.metadata import EntryPoint, entry_points
 from idp.claims.plugin import ClaimPlugin
 from idp.claims.wording import Wording
 from idp.errors import ConfigError, NotFound
-from idp.relying_parties import NAMED_CLAIMS
+from idp.claims.vocabulary import AGE_OVER_CLAIM, NAMED_CLAIMS, POLICY_VOCABULARY
 
 GROUP = "idp.claims"
-# Every name a relying party's policy may list (idp.relying_parties) must have a plugin.
-POLICY_VOCABULARY: tuple[str, ...] = (*NAMED_CLAIMS, *(f"age_over_{n:02d}" for n in range(1, 100)))
 
 
 class ClaimCatalogue:
@@ -105,3 +103,12 @@ def installed_claims() -> ClaimCatalogue:
                           "The IdP's own plugins are registered in pyproject.toml: reinstall it "
                           "(make install, or pip install -e .) so its entry points are current.")
     return catalogue
+
+
+def is_known_claim(name: str) -> bool:
+    """A built-in claim, or one an installed plugin provides (a relying party's policy may list either)."""
+    if not isinstance(name, str):
+        return False
+    if name in NAMED_CLAIMS or AGE_OVER_CLAIM.fullmatch(name) is not None:
+        return True
+    return installed_claims().provides(name)

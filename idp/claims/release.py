@@ -19,7 +19,7 @@ from idp.claims.release_log import PROTOCOLS, record_release
 from idp.errors import NotAllowed, ValidationError
 from idp.registry.context import Registry
 from idp.registry.models import RelyingParty
-from idp.relying_parties import refusal_reason
+from idp.registry.partners import refusal_reason
 
 log = logging.getLogger("idp.claims")
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from idp.relying_parties import AGE_OVER_CLAIM
+from idp.claims.vocabulary import AGE_OVER_CLAIM
 
 SCOPE_CLAIMS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "patron": ("valid_patron",),

@@ -20,7 +20,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from idp.assurance import LEVELS, WEB_MINIMUM, rank
 from idp.oidc.provider import REFRESH_TOKEN_LIFETIME, RegisterAuthorizationState
 from idp.state import StateStore
 
@@ -29,29 +28,6 @@ GRANT_TTL = 31 * 24 * 3600
 # A family lives at most REFRESH_TOKEN_LIFETIME after its code exchange (idp.oidc.provider), and
 # its last access token an hour more: its records and index entries outlive both.
 FAMILY_TTL = REFRESH_TOKEN_LIFETIME + 24 * 3600
-# The strongest level our own pages reach: password + TOTP (step-up, idp/web/stepup.py). A patron
-# without TOTP who is asked for it is shown how to set it up, so mfa is always within reach.
-HIGHEST_AVAILABLE = "mfa"
-
-
-def required_level(rp_minimum: str, acr_values: list[str] | None) -> str:
-    """The relying party's minimum holds whatever it asks; a known, higher request raises it."""
-    needed = rank(rp_minimum) if rp_minimum in LEVELS else rank(WEB_MINIMUM)
-    needed = max(needed, rank(WEB_MINIMUM))
-    asked = [rank(v) for v in (acr_values or []) if v in LEVELS]
-    if asked:
-        needed = max(needed, min(asked))
-    return LEVELS[needed]
-
-
-# With ID-porten configured (idp/auth/idporten.py), its levels are within reach too.
-IDPORTEN_HIGHEST = "idporten-loa-high"
-
-
-def can_meet(level: str, *, idporten: bool = False) -> bool:
-    return rank(level) <= rank(IDPORTEN_HIGHEST if idporten else HIGHEST_AVAILABLE)
-
-
 @dataclass(frozen=True)
 class CodeGrant:
     patron_id: int

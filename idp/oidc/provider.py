@@ -35,8 +35,10 @@ from pyop.message import AccessTokenRequest, AuthorizationRequest
 from pyop.provider import Provider
 
 from idp.assurance import LEVELS
+from idp.claims.vocabulary import CLAIMS_SUPPORTED
 from idp.errors import ConfigError
 from idp.keys import KeyRing
+from idp.net import is_loopback
 from idp.oidc.storage import StateMapping
 from idp.oidc.subjects import PUBLIC_SECTOR, Subjects
 from idp.state import StateStore
@@ -47,11 +49,6 @@ REFRESH_TOKEN_LIFETIME = 30 * 24 * 3600
 ID_TOKEN_LIFETIME = 600
 # age_over_NN scopes (01-99) are accepted too; they are not listed one by one.
 SCOPES = ["openid", "patron", "library", "profile", "email"]
-_LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
-# Discovery lists the built-in names and the common film-rating thresholds; any age_over_01..99
-# and any installed plugin's claim can be released where a policy allows it.
-CLAIMS_SUPPORTED = ["valid_patron", "age_over_06", "age_over_09", "age_over_12", "age_over_15", "age_over_18",
-                    "loan_ban", "home_library", "libraries", "name", "email"]
 
 # (client_id, secret or None) -> the client's metadata if it authenticates, else None.
 Authenticator = Callable[[str, str | None], Mapping[str, Any] | None]
@@ -183,7 +180,7 @@ def _construction_issuer(issuer: str) -> str:
     parts = urlsplit(issuer)
     if parts.scheme == "https":
         return issuer
-    if parts.scheme == "http" and parts.hostname in _LOOPBACK:
+    if parts.scheme == "http" and is_loopback(parts.hostname):
         return "https" + issuer[len("http"):]
     raise ConfigError("IDP_ISSUER must be https (http is accepted for 127.0.0.1/localhost only)")
 

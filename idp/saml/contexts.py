@@ -12,14 +12,14 @@ from types import MappingProxyType
 
 from saml2.saml import AUTHN_PASSWORD, AUTHN_PASSWORD_PROTECTED
 
-from idp.assurance import LEVELS, rank
+from idp.assurance import IDPORTEN_HIGH, IDPORTEN_SUBSTANTIAL, LEVELS, rank
 
 CLASS_REFS: Mapping[str, str] = MappingProxyType({
     "pin": "urn:x-patron-idp:ac:pin",
     "password": AUTHN_PASSWORD_PROTECTED,
     "mfa": "https://refeds.org/profile/mfa",
-    "idporten-loa-substantial": "urn:x-patron-idp:ac:idporten-loa-substantial",
-    "idporten-loa-high": "urn:x-patron-idp:ac:idporten-loa-high",
+    IDPORTEN_SUBSTANTIAL: f"urn:x-patron-idp:ac:{IDPORTEN_SUBSTANTIAL}",
+    IDPORTEN_HIGH: f"urn:x-patron-idp:ac:{IDPORTEN_HIGH}",
 })
 _LEVEL_OF = MappingProxyType({**{ref: level for level, ref in CLASS_REFS.items()}, AUTHN_PASSWORD: "password"})
 

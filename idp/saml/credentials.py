@@ -12,18 +12,16 @@ published in metadata, not a certificate authority.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from idp.errors import ConfigError
 from idp.keys import MIN_RSA_BITS, RSA_BITS, write_private_file
-from idp.registry.dates import utcnow
+from idp.selfsigned import certificate_pem, create_self_signed, key_pem
 
 CREDENTIALS_FILE = "saml-signing.pem"
 CERTIFICATE_YEARS = 10  # metadata carries the key; SPs do not reject a self-signed cert for its age
@@ -82,19 +80,12 @@ def create(keys_dir: Path, common_name: str, *, replace: bool = False, rsa_bits:
     if path.exists() and not replace:
         raise ConfigError(f"{path} already exists; replacing it changes the key every SP trusts "
                           "(use --replace, then hand out the new metadata)")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64] or "patron-idp")])
-    now = utcnow()
-    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(now - timedelta(minutes=5))
-                   .not_valid_after(now + timedelta(days=365 * CERTIFICATE_YEARS))
-                   .sign(key, hashes.SHA256()))
+    key, certificate = create_self_signed(common_name[:64] or "patron-idp", rsa_bits=rsa_bits,
+                                          days=365 * CERTIFICATE_YEARS)
 
     def write(fh: TextIO) -> None:
-        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()).decode("ascii"))
-        fh.write(certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"))
+        fh.write(key_pem(key).decode("ascii"))
+        fh.write(certificate_pem(certificate).decode("ascii"))
 
     write_private_file(path, write, what="the SAML signing key", kept="the previous key is unchanged")
     return SigningCredentials.load(keys_dir)

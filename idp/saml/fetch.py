@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from idp.relying_parties import LOOPBACK_HOSTS
+from idp.net import is_loopback
 from idp.saml.metadata import MAX_METADATA, MetadataError
 
 TIMEOUT = 15  # seconds for the whole fetch to start answering
@@ -42,7 +42,7 @@ def check_url(url: str) -> str:
         raise MetadataError("the metadata URL must not contain a user name or password")
     if parts.scheme == "https" and host:
         return url
-    if parts.scheme == "http" and host in LOOPBACK_HOSTS:
+    if parts.scheme == "http" and is_loopback(host):
         return url
     raise MetadataError("metadata is fetched over https only (http only from 127.0.0.1, [::1] or localhost)")
 

@@ -22,8 +22,8 @@ from typing import Any
 
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
 
+from idp.assurance import can_meet, required_level
 from idp.claims import Value
-from idp.oidc.flow import can_meet, required_level
 from idp.oidc.subjects import Subjects
 from idp.registry.models import RelyingParty
 from idp.saml import errors

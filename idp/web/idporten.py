@@ -28,12 +28,12 @@ from flask_babel import lazy_gettext as _l
 from wtforms import HiddenField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Regexp
 
-from idp.assurance import LEVELS, WEB_MINIMUM, rank
+from idp.assurance import HIGHEST_AVAILABLE, LEVELS, WEB_MINIMUM, rank
 from idp.auth.idporten import (HIGH, IdPortenClient, IdPortenError, IdPortenIdentity, PendingLogin,
                                is_idporten_level, level_for_need, sid_key)
 from idp.errors import Conflict, IdpError, InvalidNationalId, NotAllowed
 from idp.i18n import DEFAULT
-from idp.oidc.flow import FAMILY_TTL, HIGHEST_AVAILABLE
+from idp.oidc.flow import FAMILY_TTL
 from idp.registry import guardians, libraries, patrons, upstream
 from idp.registry.models import Patron
 from idp.registry.national_id import parse_national_id

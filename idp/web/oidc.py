@@ -16,8 +16,9 @@ from pyop.exceptions import (BearerTokenError, InvalidAccessToken, InvalidAuthen
 from pyop.access_token import extract_bearer_token_from_http_request
 
 from idp import relying_parties
+from idp.assurance import can_meet, required_level
 from idp.claims import claims_for_scopes, decide_for, parse_claims_parameter, release
-from idp.oidc.flow import CodeGrant, can_meet, describe, required_level
+from idp.oidc.flow import CodeGrant, describe
 from idp.oidc.hints import id_token_audience
 from idp.oidc.provider import CODE_LIFETIME, UnknownRefreshToken
 from idp.oidc.wiring import OidcParts

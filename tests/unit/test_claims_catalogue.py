@@ -13,9 +13,8 @@ from babel.messages.pofile import read_po
 import idp.claims
 from idp.claims import (GROUP, ClaimCatalogue, ClaimPlugin, Facts, NameFamily, UndeclaredFact, Wording,
                         installed_claims, load_claims)
-from idp.claims.catalogue import POLICY_VOCABULARY
+from idp.claims.vocabulary import NAMED_CLAIMS, POLICY_VOCABULARY
 from idp.errors import ConfigError
-from idp.relying_parties import NAMED_CLAIMS
 
 HERE = __name__
 CATALOGUE_PO = Path(idp.claims.__file__).parents[1] / "translations" / "nb" / "LC_MESSAGES" / "messages.po"

@@ -16,6 +16,7 @@ from tests.flows.conftest import LiveIdp
 from tests.flows.test_oidc_flow import (CALLBACK, PASSWORD, Browser, Client, callback_params, csrf, register,
                                         rp_session, start, verify_id_token)
 from tests.unit.factories import library, patron
+from tests.unit.test_totp import STEP_SECONDS
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def english_browser() -> Browser:
 
 def next_code(app: pyotp.TOTP) -> str:
     """A code not used yet: the next time step's, which the one-step window accepts already."""
-    return app.at(time.time() + totp.INTERVAL)
+    return app.at(time.time() + STEP_SECONDS)
 
 
 def log_in(browser: Browser, url: str, card: str) -> requests.Response:

@@ -27,6 +27,7 @@ from tests.flows.test_browser import (PASSWORD, Platform, add_patron, claim, con
                                       start_at_platform)
 from tests.flows.test_browser import context, page, platform  # noqa: F401 - fixtures (browser: conftest)
 from tests.unit.test_otp_delivery import one_time_code_in
+from tests.unit.test_totp import STEP_SECONDS
 
 pytestmark = pytest.mark.slow
 
@@ -114,7 +115,7 @@ def test_the_step_up_prompt_on_the_way_to_a_service(page: Page, platform: Platfo
     code_field.fill(app.now())  # the code that confirmed the enrolment: used already
     page.get_by_role("button", name="Continue").click()
     expect(page.get_by_role("alert")).to_contain_text("used already")
-    page.get_by_label("Code from your authenticator app").fill(app.at(time.time() + totp.INTERVAL))
+    page.get_by_label("Code from your authenticator app").fill(app.at(time.time() + STEP_SECONDS))
     page.get_by_role("button", name="Continue").click()
 
     consent(page)

@@ -22,6 +22,10 @@ from tests.conftest import FakeClock
 from tests.unit.factories import library, patron
 from tests.unit.test_otp import state_values
 
+STEP_SECONDS = 30  # README: "30-second steps"
+RECOVERY_CODES = 10  # README: "Then ten recovery codes are shown once"
+RECOVERY_CODE_CHARACTERS = 12  # README: "12 characters from a 31-letter alphabet"
+
 
 @pytest.fixture
 def kari(services: Services) -> int:
@@ -42,7 +46,7 @@ def enrol(services: Services, clock: FakeClock, patron_id: int) -> tuple[pyotp.T
     with services.registry("test") as reg:
         codes = totp.confirm_enrolment(reg, services.state, patron_id, app.at(clock.now))
     assert codes is not None
-    clock.advance(seconds=totp.INTERVAL)  # the confirming code is used: the next one is fresh
+    clock.advance(seconds=STEP_SECONDS)  # the confirming code is used: the next one is fresh
     return app, codes
 
 
@@ -67,7 +71,8 @@ def test_enrolment_waits_for_a_first_code_and_shows_a_standard_uri(services: Ser
     assert enrolment.secret.encode() not in b"".join(state_values(services))
     with services.registry("test") as reg:
         codes = totp.confirm_enrolment(reg, services.state, kari, pyotp.TOTP(enrolment.secret).at(clock.now))
-        assert codes is not None and len(codes) == recovery.COUNT == len(set(codes))
+        assert codes is not None and len(codes) == RECOVERY_CODES == len(set(codes))
+        assert all(len(code.replace("-", "")) == RECOVERY_CODE_CHARACTERS for code in codes)
         assert totp.is_enrolled(reg, kari)
         with pytest.raises(Conflict):
             totp.start_enrolment(reg, services.state, kari, account="x", issuer="y")
@@ -87,7 +92,7 @@ def test_the_seed_is_encrypted_at_rest_and_bound_to_its_patron(services: Service
 
 def test_the_clock_window_is_one_step_either_way(services: Services, clock: FakeClock, kari: int) -> None:
     app, _ = enrol(services, clock, kari)
-    step = timedelta(seconds=totp.INTERVAL)
+    step = timedelta(seconds=STEP_SECONDS)
     # Each check below uses a step newer than the one before (older steps are refused as used).
     clock.advance(minutes=5)
     assert not verify(services, kari, app.at(clock.now - 2 * step))  # two steps late: outside
@@ -106,7 +111,7 @@ def test_a_code_is_accepted_once(services: Services, clock: FakeClock, kari: int
     code = app.at(clock.now)
     assert verify(services, kari, code)
     assert not verify(services, kari, code)
-    clock.advance(seconds=totp.INTERVAL)  # still inside the window, still refused
+    clock.advance(seconds=STEP_SECONDS)  # still inside the window, still refused
     assert not verify(services, kari, code)
 
 
@@ -114,7 +119,7 @@ def test_an_older_code_is_refused_after_a_newer_one(services: Services, clock: F
     app, _ = enrol(services, clock, kari)
     clock.advance(minutes=1)
     assert verify(services, kari, app.at(clock.now))
-    assert not verify(services, kari, app.at(clock.now - timedelta(seconds=totp.INTERVAL)))
+    assert not verify(services, kari, app.at(clock.now - timedelta(seconds=STEP_SECONDS)))
 
 
 def test_a_replay_is_refused_by_another_worker(services: Services, clock: FakeClock, kari: int) -> None:
@@ -144,7 +149,7 @@ def test_recovery_codes_are_hashed_and_work_once_each(services: Services, clock:
     _, codes = enrol(services, clock, kari)
     with services.registry("test") as reg:
         stored = [bytes(h) for h in reg.session.scalars(select(RecoveryCode.code_hash))]
-        assert len(stored) == recovery.COUNT and recovery.remaining(reg, kari) == recovery.COUNT
+        assert len(stored) == RECOVERY_CODES and recovery.remaining(reg, kari) == RECOVERY_CODES
     # A keyed HMAC of the normalised code; neither the code nor its plain SHA-256 is stored.
     for code in codes:
         normal = code.replace("-", "")
@@ -157,7 +162,7 @@ def test_recovery_codes_are_hashed_and_work_once_each(services: Services, clock:
         assert not recovery.use_code(reg, kari, codes[0])
         assert not recovery.use_code(reg, kari + 1, codes[1])  # another patron's code is nobody's
         assert not recovery.use_code(reg, kari, "aaaa-bbbb-cccc")
-        assert recovery.remaining(reg, kari) == recovery.COUNT - 1
+        assert recovery.remaining(reg, kari) == RECOVERY_CODES - 1
 
 
 def test_new_recovery_codes_replace_the_old(services: Services, clock: FakeClock, kari: int) -> None:

@@ -18,6 +18,7 @@ from idp.registry.models import AuditEvent, TotpCredential
 from idp.services import Services
 from tests.conftest import FakeClock
 from tests.unit.test_otp import Recorder
+from tests.unit.test_totp import RECOVERY_CODES, STEP_SECONDS
 from tests.web.test_account import PASSWORD, get, log_in, post, prove
 from tests.web.test_account import kari, logged_in, outbox  # noqa: F401 - fixtures
 
@@ -34,7 +35,8 @@ def enrol_in_browser(client: FlaskClient, outbox: Recorder, clock: FakeClock,
     done = post(client, "/account/totp/setup", {"code": app.at(clock.now)}, page)
     assert done.status_code == 200, done.text
     codes = re.findall(r"<li><code>([a-z0-9-]+)</code></li>", done.text)
-    clock.advance(seconds=totp.INTERVAL)
+    assert len(codes) == RECOVERY_CODES
+    clock.advance(seconds=STEP_SECONDS)
     return app, codes
 
 
@@ -125,7 +127,7 @@ def test_removal_with_a_code_from_the_app(logged_in: FlaskClient, outbox: Record
     app, _ = enrol_in_browser(logged_in, outbox, clock)
     prove(logged_in, outbox, "totp-remove", "/account/totp/remove")
     page = get(logged_in, "/account/totp/remove")
-    used = app.at(clock.now - timedelta(seconds=totp.INTERVAL))  # the code that confirmed the enrolment
+    used = app.at(clock.now - timedelta(seconds=STEP_SECONDS))  # the code that confirmed the enrolment
     assert post(logged_in, "/account/totp/remove", {"password": PASSWORD, "code": used}, page).status_code == 401
     done = post(logged_in, "/account/totp/remove", {"password": PASSWORD,
                                                       "code": app.at(clock.now)}, page)

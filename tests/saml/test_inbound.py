@@ -12,6 +12,7 @@ from idp.saml.inbound import AUTHN_REQUEST, MAX_ENCODED, decode
 from tests.saml.sps import post_value, redirect_query
 
 ISSUER = "https://film.example/saml/metadata"
+XML_LIMIT = 64 * 1024  # README: "XML over 64 KiB (inflated)" is refused
 
 
 def request(body: str = "", *, request_id: str = "_r1", prolog: str = "") -> str:
@@ -43,6 +44,15 @@ def test_a_deflate_bomb_stops_at_the_cap() -> None:
     bomb = redirect_query(request("<!--" + "a" * 10_000_000 + "-->"))
     assert len(bomb) < MAX_ENCODED
     assert reason(BINDING_HTTP_REDIRECT, bomb) is Reason.MALFORMED
+
+
+def test_xml_of_64_kib_passes_and_one_byte_more_is_refused() -> None:
+    def of_size(size: int) -> str:
+        xml = request("<!---->")
+        return request("<!--" + "a" * (size - len(xml)) + "-->")
+    assert len(of_size(XML_LIMIT).encode()) == XML_LIMIT
+    assert decode(BINDING_HTTP_REDIRECT, redirect_query(of_size(XML_LIMIT)), AUTHN_REQUEST).issuer == ISSUER
+    assert reason(BINDING_HTTP_REDIRECT, redirect_query(of_size(XML_LIMIT + 1))) is Reason.MALFORMED
 
 
 @pytest.mark.parametrize("prolog", ['<!DOCTYPE x>', '<!DOCTYPE x [<!ENTITY e "e">]>',

@@ -26,8 +26,7 @@ from idp.keys import ALGORITHMS, DEFAULT_ALG
 from idp.net import is_loopback
 from idp.registry.context import Registry
 from idp.registry.models import RelyingParty
-# The rule itself lives in the register, below the claim release that applies it too.
-from idp.registry.partners import DISABLED, NO_DPA, refusal_reason
+from idp.registry.partners import DISABLED, NO_DPA, refusal_reason  # below the claim release, which applies it too
 
 PROTOCOL_OIDC = "oidc"
 PROTOCOL_SAML = "saml"

@@ -71,20 +71,20 @@ class Services:
     @cached_property
     def saml(self) -> SamlParts:
         """The SAML IdP; its signing key is created in development, required in production."""
-        from idp.saml import build_saml
+        from idp.saml import build_saml  # late: pysaml2 is slow to import; only SAML requests need it
 
         return build_saml(self)
 
     @cached_property
     def oidc(self) -> OidcParts:
-        from idp.oidc.wiring import build_oidc
+        from idp.oidc.wiring import build_oidc  # late: pyop, built on first use, like SAML
 
         return build_oidc(self)
 
     @cached_property
     def messenger(self) -> Messenger:
         """E-mail and SMS to patrons (one-time codes, reset links, notices); tests may replace it."""
-        from idp.delivery import build_messenger
+        from idp.delivery import build_messenger  # late: built on first use, like SAML
 
         return build_messenger(self.settings)
 

@@ -1,4 +1,4 @@
-"""Subject identifiers: pairwise per relying party unless policy says public.
+"""Subject identifiers: pairwise per relying party unless policy says public (OIDC ``sub``, SAML NameID).
 
 Derived, never stored as the truth: a keyed hash of the patron and the sector (the relying
 party), so the same patron gets the same ``sub`` at one RP on every login, different ones at

@@ -33,6 +33,7 @@ from idp.registry.models import Federation, Patron, UpstreamIdentity
 from idp.registry.national_id import NationalId, parse_national_id
 from idp.selfsigned import certificate_pem, create_self_signed, key_pem
 from idp.settings import Settings
+from idp.xmlsec1 import xmlsec_program
 
 log = logging.getLogger("idp.auth.federation")
 
@@ -127,8 +128,6 @@ class ServiceProvider:
     def for_settings(cls, settings: Settings) -> ServiceProvider:
         """Ours under IDP_ISSUER, with the xmlsec1 IDP_XMLSEC_BINARY names (never searched for on PATH,
         as for our IdP). Only development creates a missing key."""
-        from idp.saml import xmlsec_program
-
         try:
             xmlsec = xmlsec_program(settings.xmlsec_binary)
         except ConfigError as exc:

@@ -29,5 +29,5 @@ from idp.claims.wording import N_, Wording
 
 __all__ = ["FIELDS", "GROUP", "N_", "PROTOCOLS", "PROTOCOL_CLAIMS", "SCOPE_CLAIMS", "ClaimCatalogue", "ClaimPlugin",
            "ClaimsRequest", "Decision", "Facts", "NameFamily", "Release", "ReleaseEntry", "RequestContext",
-           "UndeclaredFact", "Value", "Wording", "claims_for_scopes", "decide", "decide_for", "installed_claims", "is_known_claim",
-           "load_claims", "parse_claims_parameter", "preview", "release", "releases_for"]
+           "UndeclaredFact", "Value", "Wording", "claims_for_scopes", "decide", "decide_for", "installed_claims",
+           "is_known_claim", "load_claims", "parse_claims_parameter", "preview", "release", "releases_for"]

@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
 
 from idp.claims.plugin import ClaimPlugin
+from idp.claims.vocabulary import AGE_OVER_CLAIM, NAMED_CLAIMS, POLICY_VOCABULARY
 from idp.claims.wording import Wording
 from idp.errors import ConfigError, NotFound
-from idp.claims.vocabulary import AGE_OVER_CLAIM, NAMED_CLAIMS, POLICY_VOCABULARY
 
 GROUP = "idp.claims"
 

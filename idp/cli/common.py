@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date
 from functools import wraps
 from typing import Any, TypeVar
 
 import click
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from idp.errors import IdpError
+from idp.errors import IdpError, ValidationError
 from idp.registry.context import Registry
 from idp.services import Services, build_services
 from idp.settings import load_settings
@@ -93,6 +95,31 @@ def handle_errors(fn: F) -> F:
 def out(**fields: Any) -> None:
     for key, value in fields.items():
         click.echo(f"{key}: {value}")
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def parse_date(value: str, option: str) -> date:
+    # Parsed here rather than by click.DateTime, so a bad date ends as one `error:` line with exit 1
+    # like every other refused input, not as a usage error with exit 2.
+    try:
+        if _ISO_DATE.fullmatch(value.strip()):
+            return date.fromisoformat(value.strip())
+    except ValueError:
+        pass
+    raise ValidationError(f"{option} is a date as YYYY-MM-DD, e.g. 2026-11-23.")
+
+
+def parse_claims(value: str | None) -> list[str] | None:
+    """A comma-separated --claims option: None when not given, [] when given empty."""
+    if value is None:
+        return None
+    return [c.strip() for c in value.split(",")] if value.strip() else []
+
+
+def yes(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 def read_secret(label: str, *, optional: bool) -> str | None:

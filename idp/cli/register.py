@@ -16,7 +16,7 @@ from idp import migrate, notifications
 from idp.cli.common import Context, fail, handle_errors, out, pass_ctx, read_secret
 from idp.errors import IdpError
 from idp.registry import cards as cards_svc
-from idp.registry import guardians, libraries, memberships, patrons, purge, upstream
+from idp.registry import guardians, libraries, memberships, owned, patrons, purge
 from idp.registry.cardnumbers import national_number
 from idp.registry.records import LimitedRecord, PatronRecord
 
@@ -232,7 +232,7 @@ def _set_secret(ctx: Context, card: str, kind: str, label: str, must_change: boo
 def _end_sessions(ctx: Context, patron_id: int) -> None:
     """A password set here ends the patron's sessions and the refresh tokens issued in them, as a change
     on the web does (with an embedded default's in-memory state there is nothing this process can reach)."""
-    from idp.web.sessions import end_patron_sessions
+    from idp.web.sessions import end_patron_sessions  # late: loads Flask, which other commands do without
 
     if not ctx.services.settings.redis_url:
         # Said, not left for the operator to assume: the running server's sessions are out of reach here.
@@ -272,7 +272,7 @@ def patron_set_password(ctx: Context, card: str, must_change: bool) -> None:
 def patron_reset_password(ctx: Context, card: str, print_temporary: bool) -> None:
     """A librarian's "reset password": e-mail the patron a single-use reset link (default), or
     print a temporary password to hand over in person. Both are audited."""
-    from idp.auth import recovery_link
+    from idp.auth import recovery_link  # late: loads the e-mail and SMS delivery only for this command
 
     with ctx.registry() as reg:
         found = patrons.patron_by_card(reg, card)
@@ -305,7 +305,7 @@ def patron_show(ctx: Context, card: str, isil: str | None, as_json: bool) -> Non
         print_record(record, as_json)
         if not as_json and isinstance(record, PatronRecord):
             # Fields a federation keeps up to date (a university's name for its student): read-only here.
-            for field, owner in upstream.owned_fields(reg, p).items():
+            for field, owner in owned.owned_fields(reg, p).items():
                 click.echo(f"read_only: {field} (kept up to date by {owner})")
 
 

@@ -6,40 +6,14 @@ client secret is printed exactly once, when it is created or rotated, and never 
 
 from __future__ import annotations
 
-import re
-from datetime import date
-
 import click
 
 from idp import relying_parties as rps
 from idp.assurance import LEVELS, WEB_MINIMUM
-from idp.cli.common import Context, handle_errors, out, pass_ctx
-from idp.errors import ValidationError
+from idp.cli.common import Context, handle_errors, out, parse_claims, parse_date, pass_ctx, yes
+from idp.cli.saml import show_saml
 from idp.keys import ALGORITHMS, DEFAULT_ALG
 from idp.registry.models import RelyingParty
-
-_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-
-def _date(value: str, option: str) -> date:
-    # Parsed here rather than by click.DateTime, so a bad date ends as one `error:` line with exit 1
-    # like every other refused input, not as a usage error with exit 2.
-    try:
-        if _ISO_DATE.fullmatch(value.strip()):
-            return date.fromisoformat(value.strip())
-    except ValueError:
-        pass
-    raise ValidationError(f"{option} is a date as YYYY-MM-DD, e.g. 2026-11-23.")
-
-
-def _claims(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    return [c.strip() for c in value.split(",")] if value.strip() else []
-
-
-def _yes(flag: bool) -> str:
-    return "yes" if flag else "no"
 
 
 def _secret_state(rp: RelyingParty) -> str:
@@ -73,10 +47,10 @@ def rp_add_oidc(ctx: Context, name: str, redirect_uris: tuple[str, ...], public:
                 pin_allowed: bool, claims: str | None, public_sub: bool, dpa_signed: str | None,
                 id_token_alg: str = DEFAULT_ALG) -> None:
     """Register an OpenID Connect client; prints its client_id and, once, its client_secret."""
-    signed = _date(dpa_signed, "--dpa-signed") if dpa_signed is not None else None
+    signed = parse_date(dpa_signed, "--dpa-signed") if dpa_signed is not None else None
     with ctx.registry() as reg:
         added, secret = rps.add_oidc(reg, name, list(redirect_uris), public=public, min_acr=min_acr,
-                                     claims=_claims(claims), dpa_signed=signed, pin_allowed=pin_allowed,
+                                     claims=parse_claims(claims), dpa_signed=signed, pin_allowed=pin_allowed,
                                      public_sub=public_sub, id_token_alg=id_token_alg)
         state = rps.status(added, reg.today())
     out(client_id=added.client_id)
@@ -109,18 +83,16 @@ def rp_show(ctx: Context, client_id: str) -> None:
         party = rps.get(reg, client_id)
         out(client_id=party.client_id, name=party.name, protocol=party.protocol)
         if party.protocol == rps.PROTOCOL_SAML:
-            from idp.cli.saml import show_saml  # late: that module builds on this one
-
             show_saml(party)
         else:
             out(client_type="public" if party.public else "confidential", client_secret=_secret_state(party))
             for uri in party.redirect_uris:
                 out(redirect_uri=uri)
             out(id_token_alg=party.id_token_alg)
-        out(min_acr=party.min_acr, pin_allowed=_yes(party.pin_allowed), claims=", ".join(party.claims) or "-",
+        out(min_acr=party.min_acr, pin_allowed=yes(party.pin_allowed), claims=", ".join(party.claims) or "-",
             subject_type=party.subject_type,
             dpa_signed=party.dpa_signed.isoformat() if party.dpa_signed else "-",
-            disabled=_yes(party.disabled), status=rps.status(party, reg.today()),
+            disabled=yes(party.disabled), status=rps.status(party, reg.today()),
             created_at=party.created_at.isoformat(timespec="seconds"))
 
 
@@ -166,7 +138,7 @@ def rp_rotate_secret(ctx: Context, client_id: str) -> None:
 @handle_errors
 def rp_set_dpa(ctx: Context, client_id: str, signed: str) -> None:
     """Record when the relying party's data processing agreement was signed."""
-    day = _date(signed, "the agreement date")
+    day = parse_date(signed, "the agreement date")
     with ctx.registry() as reg:
         party = rps.set_dpa(reg, client_id, day)
         out(client_id=party.client_id, dpa_signed=party.dpa_signed.isoformat() if party.dpa_signed else "-",

@@ -9,8 +9,7 @@ import click
 
 from idp import relying_parties as rps
 from idp.assurance import LEVELS, WEB_MINIMUM
-from idp.cli.common import Context, handle_errors, out, pass_ctx
-from idp.cli.rp import _claims, _date, _yes
+from idp.cli.common import Context, handle_errors, out, parse_claims, parse_date, pass_ctx, yes
 from idp.errors import IdpError
 from idp.registry.models import RelyingParty
 from idp.saml import registry as sp_registry
@@ -72,10 +71,10 @@ def saml_new_key(replace: bool) -> None:
 def rp_add_saml(ctx: Context, source: str, claims: str | None, dpa_signed: str | None, min_acr: str,
                 allow_unsolicited: bool, public_sub: bool, name: str | None) -> None:
     """Register the SAML service provider(s) in a metadata file or URL; prints client_id and entity_id."""
-    signed = _date(dpa_signed, "--dpa-signed") if dpa_signed is not None else None
+    signed = parse_date(dpa_signed, "--dpa-signed") if dpa_signed is not None else None
     document = read_source(source)
     with ctx.registry() as reg:
-        added = sp_registry.add(reg, document, name=name, claims=_claims(claims), dpa_signed=signed,
+        added = sp_registry.add(reg, document, name=name, claims=parse_claims(claims), dpa_signed=signed,
                                 min_acr=min_acr, allow_unsolicited=allow_unsolicited, public_sub=public_sub)
         states = [rps.status(party, reg.today()) for party in added]
     for party, state in zip(added, states, strict=True):
@@ -123,9 +122,9 @@ def show_saml(party: RelyingParty) -> None:
     else:
         for endpoint in described.assertion_consumers:
             out(acs=f"{endpoint.location} ({endpoint.binding.rsplit(':', 1)[-1]})")
-        out(authn_requests_signed=_yes(described.authn_requests_signed),
+        out(authn_requests_signed=yes(described.authn_requests_signed),
             metadata_valid_until=described.valid_until.isoformat() if described.valid_until else "-")
     out(name_id_formats=", ".join(f.rsplit(":", 1)[-1] for f in party.name_id_formats or []) or "-",
-        allow_unsolicited=_yes(party.allow_unsolicited),
+        allow_unsolicited=yes(party.allow_unsolicited),
         metadata_updated_at=party.metadata_updated_at.isoformat(timespec="seconds")
         if party.metadata_updated_at else "-")

@@ -40,7 +40,7 @@ from idp.errors import ConfigError
 from idp.keys import KeyRing
 from idp.net import is_loopback
 from idp.oidc.storage import StateMapping
-from idp.oidc.subjects import PUBLIC_SECTOR, Subjects
+from idp.subjects import PUBLIC_SECTOR, Subjects
 from idp.state import StateStore
 
 CODE_LIFETIME = 120

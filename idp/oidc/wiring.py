@@ -11,7 +11,7 @@ from idp.errors import NotFound
 from idp.oidc.flow import Grants
 from idp.oidc.provider import ClientEntry, IdpProvider, RegisterAuthorizationState, RegisteredClients
 from idp.registry.dates import oslo_date
-from idp.oidc.subjects import Subjects
+from idp.subjects import Subjects
 
 if TYPE_CHECKING:
     from idp.services import Services

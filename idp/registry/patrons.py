@@ -17,6 +17,7 @@ from idp.registry.dates import oslo_date
 from idp.registry.libraries import get_library
 from idp.registry.models import Card, Credential, Membership, PasswordResetToken, Patron
 from idp.registry.national_id import IdKind, NationalId, parse_national_id
+from idp.registry.owned import refuse_owned
 from idp.registry.records import PatronRecord, full_record
 
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
@@ -198,8 +199,6 @@ def update_patron(reg: Registry, patron: Patron, *, name: str = _UNSET, email: s
     if changed:
         # Fields a federation owns (a university's name for its student) are read-only here,
         # for the patron and for staff: the federation refreshes them at each login.
-        from idp.registry.upstream import refuse_owned
-
         refuse_owned(reg, patron, changed)
     previous = {key: getattr(patron, key) for key in changed}
     for key in changed:

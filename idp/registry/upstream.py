@@ -24,6 +24,7 @@ from idp.assurance import LEVELS
 from idp.errors import Conflict, NotAllowed, NotFound, ValidationError
 from idp.registry.context import Registry
 from idp.registry.models import Federation, Patron, UpstreamIdentity
+from idp.registry.patrons import clean_email, clean_name, clean_phone
 
 # Fields a federation may own. The address is never one: a secret address must not flow in.
 OWNABLE_FIELDS = ("name", "email", "phone")
@@ -240,37 +241,12 @@ def unlink(reg: Registry, federation: Federation, patron: Patron) -> None:
     reg.audit("upstream.unlink", patron_id=patron.id, federation=federation.name)
 
 
-def owned_fields(reg: Registry, patron: Patron | int) -> dict[str, str]:
-    """Field -> display name of the federation that owns it (read-only for patron and staff)."""
-    patron_id = patron if isinstance(patron, int) else patron.id
-    owned: dict[str, str] = {}
-    rows = reg.session.execute(select(Federation.display_name, Federation.attribute_map)
-                               .join(UpstreamIdentity, UpstreamIdentity.federation_id == Federation.id)
-                               .where(UpstreamIdentity.patron_id == patron_id).order_by(Federation.id))
-    for display_name, mapping in rows:
-        for field in mapping or {}:
-            owned.setdefault(field, display_name)
-    return owned
-
-
-def refuse_owned(reg: Registry, patron: Patron, fields: list[str]) -> None:
-    """Raise NotAllowed if any of ``fields`` is owned by a federation (called before a change)."""
-    owned = owned_fields(reg, patron)
-    clash = [f for f in fields if f in owned]
-    if clash:
-        owners = sorted({owned[f] for f in clash})
-        raise NotAllowed(f"{', '.join(clash)} {'is' if len(clash) == 1 else 'are'} kept up to date by "
-                         f"{', '.join(owners)} and cannot be changed here; change it there.")
-
-
 def refresh_owned_fields(reg: Registry, identity: UpstreamIdentity, values: Mapping[str, str | None]) -> list[str]:
     """Write the owned fields as the federation sent them at this login; returns the fields changed.
 
     A value the register would refuse (an unusable e-mail, say) keeps the old value and is
     recorded by field name only; a missing attribute leaves the field as it is.
     """
-    from idp.registry.patrons import clean_email, clean_name, clean_phone
-
     cleaners = {"name": clean_name, "email": clean_email, "phone": clean_phone}
     patron = reg.session.get(Patron, identity.patron_id)
     assert patron is not None
@@ -298,5 +274,5 @@ def refresh_owned_fields(reg: Registry, identity: UpstreamIdentity, values: Mapp
 
 __all__ = ["FEDERATION_LEVELS", "FederationChoice", "FederationSpec", "LINK_ATTRIBUTES", "LINK_METHODS",
            "NATIONAL_ID_ATTRIBUTES", "OWNABLE_FIELDS", "add_federation", "clean_federation_name", "federation_choices",
-           "find_link", "get_federation", "level_for", "link", "link_of", "list_federations", "owned_fields",
-           "refresh_owned_fields", "refuse_owned", "remove_federation", "unlink", "update_federation"]
+           "find_link", "get_federation", "level_for", "link", "link_of", "list_federations",
+           "refresh_owned_fields", "remove_federation", "unlink", "update_federation"]

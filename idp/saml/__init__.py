@@ -16,7 +16,6 @@ ours.
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +33,6 @@ with warnings.catch_warnings():
 
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 
-from idp.errors import ConfigError
-from idp.oidc.subjects import PUBLIC_SECTOR, Subjects
 from idp.saml.credentials import SigningCredentials
 from idp.saml.credentials import create as create_credentials
 from idp.saml.errors import Reason, Rejected, StatusError
@@ -44,13 +41,15 @@ from idp.saml.replay import SeenRequests
 from idp.saml.server import Endpoints, ServerFactory
 from idp.saml.slo import LogoutRequestInfo, RedirectTo, SloService
 from idp.saml.sso import REQUEST_MAX_AGE, PostForm, SsoRequest, SsoService
+from idp.subjects import PUBLIC_SECTOR, Subjects
+from idp.xmlsec1 import xmlsec_program
 
 if TYPE_CHECKING:
     from idp.services import Services
 
 __all__ = ["AUTHN_REQUEST", "BINDING_HTTP_POST", "BINDING_HTTP_REDIRECT", "LOGOUT_REQUEST", "Endpoints", "InboundMessage", "LogoutRequestInfo", "PostForm",
            "Reason", "RedirectTo", "Rejected", "SamlParts", "SigningCredentials", "SsoRequest", "StatusError",
-           "build_saml", "create_signing_key", "decode", "signing_credentials", "xmlsec_program"]
+           "build_saml", "create_signing_key", "decode", "signing_credentials"]
 
 
 @dataclass
@@ -79,15 +78,6 @@ def signing_credentials(keys_dir: Path, issuer: str, *, development: bool) -> Si
 def create_signing_key(keys_dir: Path, issuer: str, *, replace: bool = False) -> SigningCredentials:
     """A new signing key and self-signed certificate (``idp saml new-key``)."""
     return create_credentials(keys_dir, urlsplit(issuer).hostname or "patron-idp", replace=replace)
-
-
-def xmlsec_program(configured: Path | str) -> Path:
-    """The xmlsec1 that IDP_XMLSEC_BINARY names (never searched for on PATH), or a ConfigError naming the setting."""
-    xmlsec = Path(configured)
-    if not (xmlsec.is_file() and os.access(xmlsec, os.X_OK)):
-        raise ConfigError(f"xmlsec1 not found at {xmlsec}: install it (Debian: apt-get install xmlsec1) or set "
-                          "IDP_XMLSEC_BINARY")
-    return xmlsec
 
 
 def build_saml(services: Services) -> SamlParts:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from saml2.saml import NAMEID_FORMAT_PERSISTENT, NAMEID_FORMAT_TRANSIENT, NAMEID_FORMAT_UNSPECIFIED, NameID
 
-from idp.oidc.subjects import Subjects
+from idp.subjects import Subjects
 
 PERSISTENT = NAMEID_FORMAT_PERSISTENT
 TRANSIENT = NAMEID_FORMAT_TRANSIENT

@@ -24,7 +24,6 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
 
 from idp.assurance import can_meet, required_level
 from idp.claims import Value
-from idp.oidc.subjects import Subjects
 from idp.registry.models import RelyingParty
 from idp.saml import errors
 from idp.saml.attributes import PRINCIPAL_NAME, ReleasePolicy
@@ -36,6 +35,7 @@ from idp.saml.nameid import choose_format, name_id
 from idp.saml.replay import SeenRequests
 from idp.saml.server import CLOCK_SKEW, DIGEST_ALGORITHM, SIGNING_ALGORITHM, ServerFactory
 from idp.saml.signatures import has_query_signature, verify_query_signature
+from idp.subjects import Subjects
 
 log = logging.getLogger("idp.saml")
 ASSERTION_LIFETIME_MINUTES = 5

@@ -25,6 +25,7 @@ from idp.errors import NotAllowed, ValidationError
 from idp.registry import patrons
 from idp.registry.credentials import PASSWORD_MAX, PASSWORD_MIN
 from idp.registry.models import Patron
+from idp.registry.owned import owned_fields
 from idp.web import services
 from idp.web.account_codes import (code_step, done_target, has_proof, login_redirect, patron_id, remember_next,
                                    use_proof)
@@ -213,8 +214,6 @@ def _contact(kind: str) -> ResponseReturnValue:
 
 def _owner(pid: int, kind: str) -> str | None:
     """The federation that owns this field for this patron (read-only here), if any."""
-    from idp.registry.upstream import owned_fields
-
     with services().registry("web") as reg:
         return owned_fields(reg, pid).get(kind)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 
-from idp.oidc.subjects import Subjects
+from idp.subjects import Subjects
 
 
 def hint_names_patron(verified_hint: str, patron_id: int | None, subjects: Subjects) -> bool:

@@ -30,8 +30,8 @@ from saml2.xmldsig import DIGEST_SHA1, DIGEST_SHA256, SIG_RSA_SHA1, SIG_RSA_SHA2
 from sqlalchemy import event, func, select
 
 from idp.errors import NotAllowed
+from idp.registry import owned, upstream
 from idp.registry import patrons as patrons_svc
-from idp.registry import upstream
 from idp.registry.models import AuditEvent, Patron, UpstreamIdentity
 from tests.fakes.university import REFEDS_MFA, FakeUniversity, form_fields, running_university
 from tests.flows.conftest import LiveIdp
@@ -226,7 +226,7 @@ def test_the_first_login_links_by_national_id_and_takes_the_universitys_fields(
     with live.services.registry("test") as reg:
         link = reg.session.scalar(select(UpstreamIdentity).where(UpstreamIdentity.patron_id == giulia))
         assert link is not None and link.linked_by == "national_id" and EPPN.encode() not in link.subject_hash
-        assert upstream.owned_fields(reg, giulia) == {"name": "UniMoRe", "email": "UniMoRe"}
+        assert owned.owned_fields(reg, giulia) == {"name": "UniMoRe", "email": "UniMoRe"}
         assert reg.session.scalar(select(func.count()).select_from(AuditEvent)
                                   .where(AuditEvent.action == "login.federation")) == 1
     assert EPPN not in caplog.text and person(ADULT_BORN) not in caplog.text and "Giulia Rossi" not in caplog.text

@@ -9,7 +9,7 @@ import pytest
 
 from idp.auth.federation import national_id_from, read_login
 from idp.errors import Conflict, NotAllowed, ValidationError
-from idp.registry import patrons, upstream
+from idp.registry import owned, patrons, upstream
 from idp.registry.context import Registry
 from idp.registry.models import Federation
 from tests.nin import duf, person
@@ -69,7 +69,7 @@ def test_removing_a_federation_gives_the_fields_back(reg: Registry, kari: patron
     upstream.link(reg, fed, "kari@unimore.it", kari, how="national_id")
     assert upstream.remove_federation(reg, "unimore") == 1
     reg.session.expire_all()
-    assert upstream.owned_fields(reg, kari) == {}
+    assert owned.owned_fields(reg, kari) == {}
 
 
 @pytest.mark.parametrize(("spec", "message"), [

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from idp.oidc.subjects import Subjects
+from idp.subjects import Subjects
 from idp.registry import patrons
 from idp.registry.models import ClaimRelease
 from idp.saml import registry as sp_registry

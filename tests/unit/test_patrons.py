@@ -263,6 +263,24 @@ def test_a_pin_of_three_or_seven_digits_is_refused(reg: Registry, pin: str) -> N
     assert patrons.verify_secret(reg, p, "pin", "4711").ok
 
 
+# README: "password (8-256 characters)".
+@pytest.mark.parametrize("password", ["x" * 7, "x" * 257], ids=["7-characters", "257-characters"])
+def test_a_password_outside_8_to_256_characters_is_refused(reg: Registry, password: str) -> None:
+    library(reg)
+    p, _ = patron(reg, password="correct horse battery")
+    with pytest.raises(ValidationError, match="8 to 256 characters"):
+        patrons.set_secret(reg, p, "password", password)
+    assert patrons.verify_secret(reg, p, "password", "correct horse battery").ok
+
+
+@pytest.mark.parametrize("password", ["x" * 8, "x" * 256], ids=["8-characters", "256-characters"])
+def test_a_password_of_8_to_256_characters_is_set_and_verifies(reg: Registry, password: str) -> None:
+    library(reg)
+    p, _ = patron(reg, password="correct horse battery")
+    patrons.set_secret(reg, p, "password", password)
+    assert patrons.verify_secret(reg, p, "password", password).ok
+
+
 def test_a_blocked_patron_does_not_verify(reg: Registry) -> None:
     library(reg)
     p, _ = patron(reg, password="correct horse battery")

@@ -25,6 +25,7 @@ from tests.unit.test_otp import state_values
 STEP_SECONDS = 30  # README: "30-second steps"
 RECOVERY_CODES = 10  # README: "Then ten recovery codes are shown once"
 RECOVERY_CODE_CHARACTERS = 12  # README: "12 characters from a 31-letter alphabet"
+ENROLMENT_WAIT = 15 * 60  # README: "the seed waits encrypted in the state store (15 minutes)"
 
 
 @pytest.fixture
@@ -76,6 +77,19 @@ def test_enrolment_waits_for_a_first_code_and_shows_a_standard_uri(services: Ser
         assert totp.is_enrolled(reg, kari)
         with pytest.raises(Conflict):
             totp.start_enrolment(reg, services.state, kari, account="x", issuer="y")
+
+
+def test_the_pending_seed_waits_15_minutes(services: Services, kari: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The store's own clock cannot be moved on (Redis counts real time): what it was asked is checked.
+    kept: list[int] = []
+    put = services.state.put
+
+    def recording_put(key: str, value: bytes, ttl: int) -> None:
+        kept.append(ttl)
+        put(key, value, ttl)
+    monkeypatch.setattr(services.state, "put", recording_put)
+    start(services, kari)
+    assert kept == [ENROLMENT_WAIT]
 
 
 def test_the_seed_is_encrypted_at_rest_and_bound_to_its_patron(services: Services, clock: FakeClock,

@@ -7,7 +7,9 @@ Driven in-process with the Flask test client on both backends; messages are caug
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from types import SimpleNamespace
 
 import pytest
 from flask.testing import FlaskClient
@@ -18,6 +20,7 @@ from idp import create_app, notifications
 from idp.auth import otp
 from idp.registry.models import AuditEvent, Credential, Notification, Patron
 from idp.services import Services
+from idp.web import account_codes
 from tests.unit.factories import detached, library, patron
 from tests.unit.test_otp import Recorder, install_recorder
 from tests.web.conftest import csrf_token
@@ -25,6 +28,7 @@ from tests.web.conftest import csrf_token
 PASSWORD = "correct horse battery"
 EN = {"Accept-Language": "en"}
 SENDS_PER_HOUR = 5  # README: IDP_OTP_SENDS_PER_HOUR, 5 codes per patron in an hour by default
+CHANGE_WINDOW = 10 * 60  # README: with the code the patron "may then make that one change within 10 minutes"
 
 
 @pytest.fixture
@@ -140,6 +144,17 @@ def test_a_wrong_code_is_refused_and_the_right_one_opens_the_page_once(logged_in
     assert again.status_code == 400
     with services.registry("test") as reg:
         assert reg.hasher.verify(reg.session.get(Credential, (db_id(services), "pin")).hash, "2580").ok
+
+
+@pytest.mark.parametrize(("later", "opens"), [(CHANGE_WINDOW - 5, True), (CHANGE_WINDOW + 5, False)],
+                         ids=["within-10-minutes", "after-10-minutes"])
+def test_a_code_opens_its_change_for_10_minutes(logged_in: FlaskClient, outbox: Recorder,
+                                                 monkeypatch: pytest.MonkeyPatch, later: int, opens: bool) -> None:
+    prove(logged_in, outbox, "pin", "/account/pin")
+    # The proof is timed by the wall clock (time.time), not the services' clock: move that one on.
+    now = time.time()
+    monkeypatch.setattr(account_codes, "time", SimpleNamespace(time=lambda: now + later))
+    assert ('name="new"' in get(logged_in, "/account/pin").text) is opens
 
 
 def db_id(services: Services) -> int:

@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench-register bench-oidc translations clean
+.PHONY: install demo lint test bench-register bench-oidc translations clean
 
 $(STAMP): pyproject.toml setup.py
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is needed ($(PYTHON))"; exit 1; }
@@ -18,6 +18,11 @@ install: $(STAMP)
 ## Development keys, an SQLite database with demo data, and the IdP on http://127.0.0.1:5000
 demo: $(STAMP)
 	IDP_MODE=development $(VENV)/bin/idp demo
+
+## The layering (README, Layout) as import-linter contracts in pyproject.toml ([tool.importlinter]).
+## ruff and mypy join this target in a later change.
+lint: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 
 ## The whole suite: on the embedded default and on PostgreSQL + Redis (see README)
 test: $(STAMP)

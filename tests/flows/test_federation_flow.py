@@ -560,6 +560,44 @@ def test_an_answer_cannot_be_pushed_into_another_browser(live: LiveIdp, universi
     assert finished.status_code == 400 and not logged_in(victim, live)
 
 
+# README: the request's InResponseTo is "kept in the state store for 15 minutes"; the university's
+# answer "waits encrypted in the state store for two minutes" on its way to /federation/complete.
+REQUEST_WAIT = 15 * 60
+ANSWER_WAIT = 2 * 60
+
+
+@pytest.fixture
+def lifetimes(live: LiveIdp, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """The lifetime the live server asks of the state store for each kind of key ("federation:request",
+    ...). The store's own clock cannot be moved on (Redis counts real time): what it was asked is checked."""
+    asked: dict[str, int] = {}
+    put = live.services.state.put
+
+    def recording_put(key: str, value: bytes, ttl: int) -> None:
+        asked[key.rsplit(":", 1)[0]] = ttl
+        put(key, value, ttl)
+    monkeypatch.setattr(live.services.state, "put", recording_put)
+    return asked
+
+
+def test_the_request_is_awaited_15_minutes(live: LiveIdp, university: FakeUniversity, giulia: int,
+                                           lifetimes: dict[str, int]) -> None:
+    at_the_university(browser(), live)
+    assert lifetimes["federation:request"] == REQUEST_WAIT
+
+
+def test_the_answer_waits_two_minutes_for_the_browser(live: LiveIdp, university: FakeUniversity, giulia: int,
+                                                      lifetimes: dict[str, int]) -> None:
+    university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
+    b = browser()
+    action, fields = at_the_university(b, live)
+    answered = b.http.post(action, data=fields, allow_redirects=False, timeout=10)
+    assert answered.status_code == 303 and "/federation/complete" in answered.headers["Location"]
+    assert lifetimes["federation:result"] == ANSWER_WAIT
+    b.follow(requests.compat.urljoin(action, answered.headers["Location"]))
+    assert logged_in(b, live)  # the answer so kept is the one that logs the member in
+
+
 def test_an_answer_without_the_identifying_attribute_is_refused(live: LiveIdp, university: FakeUniversity,
                                                                 giulia: int) -> None:
     del university.attributes["eduPersonPrincipalName"]

@@ -28,6 +28,8 @@ GRANT_TTL = 31 * 24 * 3600
 # A family lives at most REFRESH_TOKEN_LIFETIME after its code exchange (idp.oidc.provider), and
 # its last access token an hour more: its records and index entries outlive both.
 FAMILY_TTL = REFRESH_TOKEN_LIFETIME + 24 * 3600
+
+
 @dataclass(frozen=True)
 class CodeGrant:
     patron_id: int

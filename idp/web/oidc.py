@@ -19,7 +19,7 @@ from idp import relying_parties
 from idp.assurance import can_meet, required_level
 from idp.claims import claims_for_scopes, decide_for, parse_claims_parameter, release
 from idp.oidc.flow import CodeGrant, describe
-from idp.oidc.hints import id_token_audience
+from idp.oidc.hints import read_id_token_hint
 from idp.oidc.provider import CODE_LIFETIME, UnknownRefreshToken
 from idp.oidc.wiring import OidcParts
 from idp.registry.models import Patron
@@ -28,7 +28,6 @@ from idp.web import services
 from idp.web.authorize_checks import UNPARSEABLE, request_problem, unambiguous_target
 from idp.web.errors import OUTAGE_ERRORS, error_page, is_outage, log_outage, unexpected
 from idp.web.login_session import end_login_session, login_session_id
-from idp.web.logout_hint import hint_names_patron
 from idp.web.pending import authenticate_then, consent_page, session_meets
 from idp.web.security import allow_form_target
 
@@ -393,12 +392,11 @@ def end_session() -> ResponseReturnValue:
     """
     params = dict(request.values.items())
     target = None
-    hint = params.get("id_token_hint")
-    client_id = None
-    if hint:
-        client_id = id_token_audience(services().keyring, _issuer(), hint)
-        if client_id is None:
-            return _error_page(_("The logout request was not valid."))
+    hint = read_id_token_hint(services().keyring, _issuer(), params["id_token_hint"]) \
+        if params.get("id_token_hint") else None
+    if params.get("id_token_hint") and hint is None:
+        return _error_page(_("The logout request was not valid."))
+    client_id = hint.client_id if hint else None
     post_logout = params.get("post_logout_redirect_uri")
     if post_logout and client_id:
         with services().registry("oidc") as reg:
@@ -406,7 +404,7 @@ def end_session() -> ResponseReturnValue:
             if post_logout in rp.redirect_uris:
                 query = urlencode({"state": params["state"]}) if params.get("state") else ""
                 target = post_logout + (("&" if "?" in post_logout else "?") + query if query else "")
-    if not (client_id and hint and hint_names_patron(hint, session.get("patron_id"), _oidc().subjects)):
+    if hint is None or not hint.names(session.get("patron_id"), _oidc().subjects):
         session[LOGOUT_PENDING] = {"target": target}
         if target:
             allow_form_target(target)

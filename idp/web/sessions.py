@@ -17,7 +17,7 @@ import json
 import secrets
 from typing import Any
 
-from flask import Flask, Request, Response, current_app, flash
+from flask import Flask, Request, Response, flash
 from flask.sessions import SessionInterface, SessionMixin
 from flask_babel import gettext as _
 from werkzeug.datastructures import CallbackDict
@@ -61,8 +61,7 @@ def _key(sid: str) -> str:
 
 def join_patron_sessions(session: SessionMixin, patron_id: int) -> None:
     """Call where a login completes: a later password change or reset of the patron ends this session."""
-    state: StateStore = current_app.session_interface.state  # type: ignore[attr-defined]
-    current = state.get(_GENERATIONS + str(patron_id))
+    current = services().state.get(_GENERATIONS + str(patron_id))
     session[OF_PATRON] = str(patron_id)
     session[GENERATION] = current.decode() if current is not None else None
 

@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo lint test bench-register bench-oidc translations clean
+.PHONY: install demo lint test docs bench-register bench-oidc translations clean
 
 $(STAMP): pyproject.toml setup.py
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is needed ($(PYTHON))"; exit 1; }
@@ -27,6 +27,10 @@ lint: $(STAMP)
 ## The whole suite: on the embedded default and on PostgreSQL + Redis (see README)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## The settings reference in docs/configuration.md, written from idp/settings.py (a test checks it is current)
+docs: $(STAMP)
+	$(PY) -m idp.devtools.settings_doc
 
 ## Load 1 million synthetic patrons into PostgreSQL and print import rate and lookup latency
 bench-register: $(STAMP)

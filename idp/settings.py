@@ -51,61 +51,111 @@ def default_home() -> Path:
 
 
 class Settings(BaseModel):
+    """Every setting, with the description docs/configuration.md shows (``make docs`` writes its table).
+
+    ``shown_default`` (in ``json_schema_extra``) is the default as the reference states it, where
+    the value in the code (computed, or empty) would not tell an operator what happens.
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mode: Mode = Mode.PRODUCTION
-    home: Path = Field(default_factory=default_home)
-    database_url: str = ""
-    redis_url: str | None = None
-    issuer: str = "http://127.0.0.1:5000"
-    secret_key: SecretStr | None = None
-    data_key: SecretStr | None = None
-    keys_dir: Path = Path("keys")
-    log_level: str = "INFO"
-    # Reverse proxies in front of us that set X-Forwarded-For/-Proto/-Host (0: none, trust nothing).
-    proxy_hops: int = Field(default=0, ge=0, le=5)
-    # Login attempts per client address (flask-limiter syntax). Raise it where many patrons share
-    # one address (a library's public PCs, a school behind NAT); the per-card limit is fixed.
-    login_limit_per_ip: str = "30 per minute;300 per hour"
-    # Checks per partner and sending address on POST /api/v1/verify: a busy door or e-content
-    # platform sends many from one address. The per-card limit applies besides.
-    verify_limit_per_client: str = "6000 per minute"
-    argon2_time_cost: int = Field(default=OWASP_ARGON2_MIN_TIME_COST, ge=1)
-    argon2_memory_kib: int = Field(default=OWASP_ARGON2_MIN_MEMORY_KIB, ge=8)
-    argon2_parallelism: int = Field(default=1, ge=1, le=16)
+    mode: Mode = Field(default=Mode.PRODUCTION, description=(
+        "`production` or `development`. Only development generates missing secrets and allows `idp demo`, "
+        "weak argon2 parameters and a plain-http issuer on a non-loopback host."))
+    home: Path = Field(default_factory=default_home, description="where relative paths point",
+                       json_schema_extra={"shown_default": "the source checkout, else `~/.local/share/patron-idp`"})
+    database_url: str = Field(default="", description=(
+        "SQLAlchemy URL; production: `postgresql+psycopg://user@host/db` (`postgresql://` also works)"),
+        json_schema_extra={"shown_default": "`sqlite:///$IDP_HOME/var/idp.sqlite3`"})
+    redis_url: str | None = Field(default=None, description=(
+        "short-lived state (sessions, codes, counters); one Redis server (with replicas if you like), not a "
+        "Redis Cluster: the token endpoint's Lua scripts read keys they compute"),
+        json_schema_extra={"shown_default": "unset: in-memory state, single process"})
+    issuer: str = Field(default="http://127.0.0.1:5000", description=(
+        "public base URL; must be https in production (loopback excepted)"))
+    secret_key: SecretStr | None = Field(default=None, description=(
+        "signs CSRF tokens (sessions themselves are server-side)"),
+        json_schema_extra={"shown_default": "none (generated in development)"})
+    data_key: SecretStr | None = Field(default=None, description=(
+        "32 bytes, base64url: encrypts national ids, keys their lookup hash and derives pairwise subjects. "
+        "**Losing it loses every stored national id and changes every subject a partner knows.**"),
+        json_schema_extra={"shown_default": "none (generated in development)"})
+    keys_dir: Path = Field(default=Path("keys"), description=(
+        "the signing keys (`signing-keys.json`, made by `idp keys rotate`); `secret_key` and `data_key` may be "
+        "files here too (e.g. mounted from a secret store)"),
+        json_schema_extra={"shown_default": "`keys/`"})
+    log_level: str = Field(default="INFO", description=(
+        "logs never contain national ids, addresses, passwords or PINs"))
+    proxy_hops: int = Field(default=0, ge=0, le=5, description=(
+        "reverse proxies in front that set `X-Forwarded-For/-Proto/-Host`; 0 trusts none (rate limits then "
+        "count the proxy's address). The only setting that decides: gunicorn itself trusts no forwarded "
+        "header, whoever sends it"))
+    # Rate limits are in flask-limiter's syntax ("10 per hour;20 per day"), checked at start-up.
+    login_limit_per_ip: str = Field(default="30 per minute;300 per hour", description=(
+        "login attempts per client address; raise it where many patrons share one address (public PCs, NAT). "
+        "The per-card limit (10 wrong guesses a day) is fixed"))
+    verify_limit_per_client: str = Field(default="6000 per minute", description=(
+        "checks per partner and sending address on `POST /api/v1/verify` (a door or platform sends every "
+        "patron's check from one address, far more than a per-IP login limit allows)"))
+    argon2_time_cost: int = Field(default=OWASP_ARGON2_MIN_TIME_COST, ge=1, description=(
+        "argon2id iterations; production refuses less than the OWASP minimum (m=19 MiB, t=2)"))
+    argon2_memory_kib: int = Field(default=OWASP_ARGON2_MIN_MEMORY_KIB, ge=8, description=(
+        "argon2id memory in KiB; production refuses less than the OWASP minimum (m=19 MiB, t=2)"))
+    argon2_parallelism: int = Field(default=1, ge=1, le=16, description="argon2id lanes")
     # argon2 runs at once per process (each takes argon2_memory_kib and a core): with N workers
     # at most N x this many, however many requests arrive together.
-    argon2_concurrency: int = Field(default=1, ge=1, le=64)
-    # pysaml2 signs and verifies by running this binary (Debian package xmlsec1); never searched for.
-    xmlsec_binary: Path = Path("/usr/bin/xmlsec1")
-    # ID-porten (the Norwegian national eID) as an upstream OpenID provider (idp/auth/idporten.py):
-    # all three or none. Discovery and keys are read from the issuer; https in production.
-    idporten_issuer: str | None = None
-    idporten_client_id: str | None = None
-    idporten_client_secret: SecretStr | None = None
+    argon2_concurrency: int = Field(default=1, ge=1, le=64, description=(
+        "argon2 runs at once per worker process, whatever its threads: memory and CPU for hashing stay "
+        "bounded under a burst of logins"))
+    xmlsec_binary: Path = Field(default=Path("/usr/bin/xmlsec1"), description=(
+        "the xmlsec1 program pysaml2 signs and verifies SAML messages with (Debian package `xmlsec1`); "
+        "never searched for"))
+    # -- ID-porten (the Norwegian national eID) as an upstream OpenID provider (idp/auth/idporten.py) --
+    idporten_issuer: str | None = Field(default=None, description=(
+        "ID-porten's issuer, e.g. `https://idporten.no` (test: `https://test.idporten.no`); discovery and "
+        "keys are read from it. https in production; plain http only on loopback in development (a test "
+        "provider). Set all three `IDP_IDPORTEN_*` or none"),
+        json_schema_extra={"shown_default": "unset: no ID-porten"})
+    idporten_client_id: str | None = Field(default=None, description=(
+        "our client id at ID-porten (Digdir's self-service). Register there: redirect URI "
+        "`$IDP_ISSUER/idporten/callback`, post-logout redirect URI `$IDP_ISSUER/idporten/logged-out`, "
+        "front-channel logout URI `$IDP_ISSUER/idporten/logout/frontchannel`, scope `openid`, "
+        "`client_secret_basic` (or `_post`)"))
+    idporten_client_secret: SecretStr | None = Field(default=None, description=(
+        "that client's secret (keep it in the TOML file or a secret store, not a shell history)"))
     # -- second factor and one-time codes (idp/auth/totp.py, idp/auth/otp.py, idp/delivery/) --
-    # E-mail over SMTP. No host: in development mails go to the dev outbox under var/outbox/; in
-    # production sending fails with an error naming IDP_SMTP_HOST (nothing is silently dropped).
-    smtp_host: str | None = None
-    smtp_port: int = Field(default=587, ge=1, le=65535)
-    # none | starttls | tls (implicit TLS, usually port 465). "none" only towards a loopback relay in production.
-    smtp_tls: Literal["none", "starttls", "tls"] = "starttls"
-    smtp_username: str | None = None
-    smtp_password: SecretStr | None = None
-    # The From address; default noreply@<issuer host>.
-    mail_from: str | None = None
-    # SMS through an HTTP gateway (JSON POST with a bearer token). No URL: the dev outbox in
-    # development, an error naming IDP_SMS_URL in production.
-    sms_url: str | None = None
-    sms_token: SecretStr | None = None
-    # One-time codes by e-mail or SMS: lifetime, and sends per patron per hour.
-    otp_code_ttl: int = Field(default=600, ge=60, le=3600)
-    otp_sends_per_hour: int = Field(default=5, ge=1, le=100)
-    # Wrong one-time codes and wrong TOTP/recovery codes per account (flask-limiter syntax).
-    otp_limit_per_account: str = "10 per hour;20 per day"
-    totp_limit_per_account: str = "10 per hour;20 per day"
-    # How long a password reset link sent by `idp patron reset-password` stays valid (seconds).
-    reset_link_ttl: int = Field(default=3600, ge=300, le=7 * 24 * 3600)
+    smtp_host: str | None = Field(default=None, description=(
+        "mail server for one-time codes, reset links and notices. Unset: in development mails go to the "
+        "**dev outbox** `var/outbox/*.eml` (each file marked \"NOT sent\"); in production sending fails with "
+        "an error naming this setting"))
+    smtp_port: int = Field(default=587, ge=1, le=65535, description=(
+        "its port (465 for implicit TLS, 25 for a local relay)"))
+    smtp_tls: Literal["none", "starttls", "tls"] = Field(default="starttls", description=(
+        "`starttls`, `tls` (implicit) or `none`; certificates are verified against the system's trust store. "
+        "`none` is refused in production unless the host is loopback (a local relay)"))
+    smtp_username: str | None = Field(default=None, description=(
+        "SMTP login, sent only when a username is set"))
+    smtp_password: SecretStr | None = Field(default=None, description=(
+        "the SMTP login's password, sent only when a username is set (a secret: TOML file or secret store)"))
+    mail_from: str | None = Field(default=None, description="the From address",
+                                  json_schema_extra={"shown_default": "`noreply@<issuer host>`"})
+    sms_url: str | None = Field(default=None, description=(
+        "the SMS gateway: we POST `{\"to\": \"+4799999999\", \"message\": \"...\"}` as JSON, 10 s timeout, any "
+        "2xx is success, redirects are not followed. https in production (loopback excepted). Unset: the dev "
+        "outbox `var/outbox/*.sms.txt` in development, an error naming it in production (and SMS is not "
+        "offered as a channel)"))
+    sms_token: SecretStr | None = Field(default=None, description=(
+        "sent as `Authorization: Bearer ...` to the gateway"))
+    otp_code_ttl: int = Field(default=600, ge=60, le=3600, description=(
+        "seconds a one-time code by e-mail or SMS stays valid (60-3600)"))
+    otp_sends_per_hour: int = Field(default=5, ge=1, le=100, description=(
+        "codes sent per patron in an hour, counted from the first send"))
+    otp_limit_per_account: str = Field(default="10 per hour;20 per day", description=(
+        "wrong one-time codes (and wrong current passwords on My account) per account"))
+    totp_limit_per_account: str = Field(default="10 per hour;20 per day", description=(
+        "wrong authenticator or recovery codes per account (step-up page, removing two-step login)"))
+    reset_link_ttl: int = Field(default=3600, ge=300, le=7 * 24 * 3600, description=(
+        "seconds a reset link from `idp patron reset-password` stays valid"))
 
     @field_validator("smtp_host", "smtp_username", "smtp_password", "mail_from", "sms_url", "sms_token",
                      mode="before")

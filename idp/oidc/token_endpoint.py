@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pyop.exceptions import InvalidSubjectIdentifier, OAuthError
+from pyop.exceptions import InvalidClientAuthentication, InvalidSubjectIdentifier, OAuthError
 
 from idp.oidc.errors import InvalidGrant, from_pyop
 from idp.oidc.flow import describe
@@ -38,7 +38,7 @@ def token_response(parts: OidcParts, state: StateStore, fields: Mapping[str, str
     """The token response for a token request's form ``fields`` and Authorization header."""
     try:
         client_id = parts.provider.authenticate_client(fields, authorization)
-    except OAuthError as exc:
+    except InvalidClientAuthentication as exc:
         raise from_pyop(exc) from None
     try:
         # Every store write of this request goes out in one round trip, and only if it succeeds.

@@ -21,7 +21,7 @@ from idp.claims import Decision, claims_for_scopes, decide_for, parse_claims_par
 from idp.oidc.errors import InvalidRequest, LoginRequired, from_pyop
 from idp.oidc.flow import CodeGrant
 from idp.oidc.provider import CODE_LIFETIME
-from idp.registry.models import Patron
+from idp.registry.models import Patron, RelyingParty
 
 if TYPE_CHECKING:
     from idp.oidc.provider import IdpProvider
@@ -55,7 +55,7 @@ def registered_redirect(provider: IdpProvider, params: Mapping[str, Any]) -> boo
             and redirect_uri in clients[client_id]["redirect_uris"])
 
 
-def claims_decision(rp: relying_parties.RelyingParty, parsed: Any) -> Decision:
+def claims_decision(rp: RelyingParty, parsed: Any) -> Decision:
     """What this request asks for (scopes and the claims parameter) against the client's policy."""
     claims = parsed.get("claims")
     asked = parse_claims_parameter(claims.to_dict() if hasattr(claims, "to_dict") else claims)

@@ -319,7 +319,7 @@ class IdpProvider(Provider):
 
     def authenticate_client(self, fields: Mapping[str, str], authorization: str | None) -> str:
         """The authenticated client's id, from the token request's fields and Authorization
-        header; raises InvalidClientAuthentication (the token view asks first, so that a code is
+        header; raises InvalidClientAuthentication (idp.oidc.token_endpoint asks first, so that a code is
         only spent by the client it was issued to)."""
         client_id, secret = _client_credentials(fields, authorization)
         if self._authenticate(client_id, secret) is None:
@@ -328,7 +328,7 @@ class IdpProvider(Provider):
 
     def handle_authenticated_token_request(self, client_id: str, fields: Mapping[str, str],
                                            extra_id_token_claims: Mapping[str, Any] | None = None) -> Any:
-        """pyop's handle_token_request for a client the view authenticated already (before a code
+        """pyop's handle_token_request for a client token_endpoint authenticated already (before a code
         is spent), and with the refresh token bound to its client, which pyop omits."""
         token_request = {**fields, "client_id": client_id}
         grant_type = token_request.get("grant_type")

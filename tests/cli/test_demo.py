@@ -1,6 +1,6 @@
 """`idp demo` registers the demo e-book platform (demo/ebook) as a relying party and starts it.
 
-Registration is driven in-process on both backends and checked in the register; starting and
+Registration is driven in-process (embedded backend) and checked in the register; starting and
 stopping the platform beside the IdP is checked with real processes, as `make demo` runs them.
 """
 

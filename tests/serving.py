@@ -22,7 +22,9 @@ import pytest
 from tests.cli.test_cli import fields
 
 IDP = str(Path(sys.executable).parent / "idp")
-STARTUP_SECONDS = 15
+# Only how long to wait at most: a server that answers sooner is used at once. Generous, because two
+# workers (pytest -n 2) starting gunicorn, Chromium and pip builds on two cores can take 15 s and more.
+STARTUP_SECONDS = 60
 
 
 def idp_env(home: Path, *, mode: str = "development") -> dict[str, str]:

@@ -1,6 +1,6 @@
 """The operator's `idp` command, driven as an operator drives it.
 
-Most tests invoke the click group in-process against the per-test register (both backends);
+Most tests invoke the click group in-process against the per-test register (embedded);
 a few run the installed console script from another directory, with piped stdin, to check
 what only a real process shows: the entry point, stdin handling, and stderr on failure.
 What a command claims to have stored is checked in the database, not only in its output.

@@ -1,6 +1,6 @@
 """`idp demo` registers the demo e-book platform (demo/ebook) as a relying party and starts it.
 
-Registration is driven in-process on both backends and checked in the register; starting and
+Registration is driven in-process (embedded backend) and checked in the register; starting and
 stopping the platform beside the IdP is checked with real processes, as `make demo` runs them.
 """
 
@@ -144,6 +144,12 @@ def wait_for(url: str, seconds: float = 15) -> bool:
     return False
 
 
+def fake_idporten_port() -> list[str]:
+    """A free port for the fake ID-porten `idp demo` starts: its default (5002) is one for the whole
+    machine, which parallel workers (pytest -n) would fight over."""
+    return ["--idporten-port", str(free_port())]
+
+
 @pytest.mark.slow
 def test_demo_starts_the_platform_beside_the_idp_and_stops_it_with_the_idp(tmp_path: Path) -> None:
     port, platform_port = free_port(), free_port()
@@ -151,7 +157,8 @@ def test_demo_starts_the_platform_beside_the_idp_and_stops_it_with_the_idp(tmp_p
     env["IDP_ISSUER"] = f"http://127.0.0.1:{port}"
     platform = f"http://127.0.0.1:{platform_port}/"
     log = tmp_path / "demo.log"
-    with running(["demo", "--port", str(port), "--platform-port", str(platform_port)], env, log) as (_, process):
+    with running(["demo", "--port", str(port), "--platform-port", str(platform_port), *fake_idporten_port()], env,
+                 log) as (_, process):
         assert wait_for(platform), f"the platform did not answer:\n{log.read_text()}"
         _, _, body = get(platform)
         assert "Demo e-book platform (development only)" in body and "DEVELOPMENT ONLY" in body
@@ -170,7 +177,8 @@ def test_demo_starts_the_platform_beside_the_idp_and_stops_it_with_the_idp(tmp_p
 def test_demo_without_the_platform_serves_the_idp_alone(tmp_path: Path) -> None:
     port, platform_port = free_port(), free_port()
     log = tmp_path / "demo.log"
-    with running(["demo", "--port", str(port), "--no-platform", "--platform-port", str(platform_port)],
+    with running(["demo", "--port", str(port), "--no-platform", "--platform-port", str(platform_port),
+                  *fake_idporten_port()],
                  idp_env(tmp_path), log):
         assert not answers(f"http://127.0.0.1:{platform_port}/")
     assert "open http" not in log.read_text()
@@ -188,7 +196,8 @@ def socket_listening() -> Iterator[int]:
 def test_a_busy_platform_port_leaves_the_idp_serving(tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "demo.log"
-    with socket_listening() as busy, running(["demo", "--port", str(port), "--platform-port", str(busy)],
+    with socket_listening() as busy, running(["demo", "--port", str(port), "--platform-port", str(busy),
+                                              *fake_idporten_port()],
                                              idp_env(tmp_path), log) as (base, _):
         assert answers(f"{base}/healthz")
     assert f"not started: port {busy} is in use" in log.read_text()

@@ -154,6 +154,7 @@ def test_any_password_change_voids_an_outstanding_link(idp: Idp, oslo: object, s
     assert refused.status_code == 400 and "expired or was already used" in refused.text
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("command", [("set-password",), ("reset-password", "--print-temporary")])
 def test_a_password_set_by_the_librarian_ends_the_patrons_sessions(idp: Idp, oslo: object, settings: Settings,
                                                                     command: tuple[str, ...]) -> None:

@@ -1,4 +1,4 @@
-"""`idp rp ...`, driven as an operator (or an operator's script) drives it, on both backends.
+"""`idp rp ...`, driven as an operator (or an operator's script) drives it (embedded backend).
 
 What a command claims to have stored is checked in the register, and a printed secret is
 checked by authenticating with it, not only by its shape.

@@ -1,5 +1,5 @@
 """`idp rp add-saml`, `idp rp load-saml-metadata` and `idp saml ...`, driven as an operator drives
-them, on both backends. What a command claims to have stored is checked in the register."""
+them (embedded backend). What a command claims to have stored is checked in the register."""
 
 from __future__ import annotations
 

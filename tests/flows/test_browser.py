@@ -1,7 +1,7 @@
 """A patron in a real browser (Debian's Chromium, driven by Playwright) goes from the demo e-book
 platform (demo/ebook) to the IdP's pages and back, as a newcomer does after ``make demo``.
 
-The IdP is the ``live`` server (both backends); the platform runs in-process on another loopback
+The IdP is the ``live`` server (embedded backend); the platform runs in-process on another loopback
 port, registered exactly as ``idp demo`` registers it. Fields are found by their labels, as a
 screen reader finds them. Never ``playwright install``: the browser is the system's Chromium,
 which .ci/run installs with apt; without it these tests skip here and fail in CI.

@@ -15,6 +15,8 @@ from idp.registry.models import Federation
 from tests.nin import duf, person
 from tests.unit.factories import ADULT_BORN, library, patron
 
+pytestmark = pytest.mark.backends  # the register's link rules and unique upstream subjects
+
 METADATA = "<EntityDescriptor/>"  # never parsed here
 
 

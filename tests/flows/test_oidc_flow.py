@@ -170,6 +170,7 @@ def test_discovery_and_jwks_describe_a_code_flow_provider(live: LiveIdp) -> None
     assert not any("d" in k for k in keys)
 
 
+@pytest.mark.backends
 def test_a_patron_logs_in_and_the_platform_gets_verified_tokens(live: LiveIdp, card: str) -> None:
     client = register(live)
     rp, token, _ = full_login(live, client, card)
@@ -234,6 +235,7 @@ def test_a_wrong_pkce_verifier_is_refused(live: LiveIdp, card: str) -> None:
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"  # RFC 7636 section 4.6
 
 
+@pytest.mark.backends
 def test_a_reused_code_is_refused_and_revokes_what_it_issued(live: LiveIdp, card: str) -> None:
     client = register(live)
     rp, code, verifier = new_code(live, client, card)
@@ -460,6 +462,7 @@ class _RoundTrips:
         return counted
 
 
+@pytest.mark.backends
 def test_a_code_exchange_and_a_refresh_each_make_two_round_trips_to_the_state_store(
         live: LiveIdp, card: str, monkeypatch: pytest.MonkeyPatch) -> None:
     rp, code, verifier = new_code(live, register(live), card)
@@ -471,6 +474,7 @@ def test_a_code_exchange_and_a_refresh_each_make_two_round_trips_to_the_state_st
     assert trips.calls == ["_raw_get_linked", "_apply"]  # the token with its grant, then rotate
 
 
+@pytest.mark.backends
 def test_a_replayed_code_revokes_the_tokens_its_grant_has_after_refreshes(live: LiveIdp, card: str) -> None:
     client = register(live)
     rp, code, verifier = new_code(live, client, card)

@@ -21,6 +21,8 @@ from tests.flows.test_oidc_flow import (PASSWORD, Browser, Client, callback_para
 from tests.unit.factories import library, patron
 from tests.unit.test_otp import Recorder, install_recorder
 
+pytestmark = pytest.mark.backends  # the session index (Redis Lua vs memory) ends other sessions
+
 NEW_PASSWORD = "a fresh passphrase here"
 MESSAGE = "You have been logged out everywhere else; services you logged in to must ask you to log in again."
 

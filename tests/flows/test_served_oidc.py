@@ -39,7 +39,7 @@ from tests.flows.test_oidc_flow import (
 from tests.nin import person
 from tests.serving import free_port, idp_ok, production_env, running
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.backends]  # `served`: on PostgreSQL + Redis two workers share the state
 
 LOGINS = 20
 LIBRARY = "NO-2030000"

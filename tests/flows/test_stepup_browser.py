@@ -1,4 +1,4 @@
-"""Two-step login in a real browser (Debian's Chromium via Playwright, both backends): the TOTP
+"""Two-step login in a real browser (Debian's Chromium via Playwright, embedded backend): the TOTP
 enrolment page at My account, and the step-up prompt on the way to a service that needs ``mfa``.
 
 Fields, the QR code and buttons are found by their roles and labels, as a screen reader finds

@@ -19,6 +19,8 @@ from tests.flows.test_stepup import english_browser, enrol, kari, next_code, sec
 from tests.flows.test_oidc_flow import (CALLBACK, Browser, Client, callback_params, card, csrf,  # noqa: F401 (fixture)
                                         login_and_consent, register, rp_session, start, userinfo_status)
 
+pytestmark = pytest.mark.backends  # token families, replays and logout races in the state store
+
 
 def token_request(live: LiveIdp, client: Client, **fields: str) -> requests.Response:
     """A token request made by hand, authenticated as the client would (HTTP Basic, or its id alone if public)."""

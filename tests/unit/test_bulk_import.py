@@ -30,6 +30,8 @@ from idp.registry.patrons import NewPatron, find_by_national_id, register_patron
 from idp.services import Services
 from tests.nin import duf, with_controls
 
+pytestmark = pytest.mark.backends  # COPY vs executemany, ANY() vs IN slices, concurrent imports
+
 ISIL = "NO-1234567"
 OTHER_ISIL = "NO-7654321"
 ROOT = Path(__file__).resolve().parents[2]

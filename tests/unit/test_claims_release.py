@@ -20,6 +20,8 @@ from idp.registry.models import ClaimRelease, RelyingParty
 from tests.conftest import FakeClock
 from tests.unit.factories import ADULT_BORN, library, patron
 
+pytestmark = pytest.mark.backends  # minimised reads and the release log in SQL
+
 FILM = ["valid_patron", "age_over_06", "age_over_09", "age_over_12", "age_over_15", "age_over_18"]
 DPA = date(2025, 1, 1)
 

@@ -11,6 +11,8 @@ from sqlalchemy.exc import OperationalError
 from idp import db
 from idp.services import Services
 
+pytestmark = pytest.mark.backends  # pooled PostgreSQL connections; readers beside a writer
+
 
 def _kill_pooled_connection(url: str, engine: object) -> None:
     with engine.connect() as connection:  # type: ignore[attr-defined]

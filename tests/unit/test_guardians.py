@@ -14,6 +14,8 @@ from idp.services import Services
 from tests.conftest import FakeClock
 from tests.unit.factories import library, new_patron, patron
 
+pytestmark = pytest.mark.backends  # ages and dates compared in SQL
+
 CHILD_BORN = date(2016, 6, 1)
 
 

@@ -12,6 +12,8 @@ from idp.registry.models import AuditEvent, Notification
 from idp.registry.records import LimitedRecord, PatronRecord
 from tests.unit.factories import library, patron
 
+pytestmark = pytest.mark.backends  # the register's constraints and queries
+
 
 @pytest.fixture
 def two(reg: Registry) -> Registry:

@@ -25,6 +25,8 @@ from idp.db import make_engine
 from idp.registry.models import Base, RelyingParty
 from tests.conftest import fresh_postgres_database
 
+pytestmark = pytest.mark.backends  # the migrations run per dialect
+
 FIRST = "0001"
 
 

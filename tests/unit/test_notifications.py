@@ -27,6 +27,8 @@ from tests.unit.factories import detached, library, patron
 from tests.unit.test_otp_delivery import Gateway, SmtpSink, free_port
 from tests.unit.test_otp_delivery import gateway, smtp_sink  # noqa: F401 - fixtures
 
+pytestmark = pytest.mark.backends  # the queue claims rows with SKIP LOCKED
+
 SENDER = "noreply@bibliotekkortet.no"
 # README: "A failed send is retried by later runs after 1, 5, 30 and 120 minutes, then given up".
 RETRY_WAITS = [timedelta(minutes=m) for m in (1, 5, 30, 120)]

@@ -22,6 +22,8 @@ from idp.state import MemoryState
 from tests.conftest import FakeClock
 from tests.unit.factories import library, patron
 
+pytestmark = pytest.mark.backends  # codes and their limits live in the state store (Redis Lua vs memory)
+
 WRONG_GUESSES_PER_CODE = 5  # README: a code is "void after 5 wrong guesses"
 CODE_TTL = 600  # README: IDP_OTP_CODE_TTL, 600 seconds by default
 SENDS_PER_HOUR = 5  # README: IDP_OTP_SENDS_PER_HOUR, 5 by default

@@ -18,6 +18,8 @@ from tests.conftest import FakeClock
 from tests.nin import duf, person
 from tests.unit.factories import ADULT_BORN, library, patron
 
+pytestmark = pytest.mark.backends  # partial unique indexes, stale series, timestamps in SQL
+
 
 def counts(services: Services) -> dict[str, int]:
     with services.registry("test") as reg:

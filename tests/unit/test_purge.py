@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select
 
 from idp.registry import patrons, purge
@@ -11,6 +12,8 @@ from idp.registry.models import Notification, Patron
 from idp.services import Services
 from tests.conftest import FakeClock
 from tests.unit.factories import library, patron
+
+pytestmark = pytest.mark.backends  # inactivity dates compared in SQL
 
 START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 

@@ -12,6 +12,8 @@ from pyop.message import AuthorizationRequest
 from idp.services import Services
 from idp.state import Batch, Conflict
 
+pytestmark = pytest.mark.backends  # single use under concurrency, decided by the state store
+
 
 def _refresh_token(services: Services, client_id: str = "client-a") -> str:
     authz = services.oidc.provider.authz_state

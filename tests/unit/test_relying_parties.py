@@ -86,6 +86,7 @@ def test_every_client_gets_its_own_id_and_secret(reg: Registry) -> None:
     assert a.client_id != b.client_id and secret_a != secret_b
 
 
+@pytest.mark.backends
 def test_all_options_are_kept(reg: Registry) -> None:
     rp, _ = add(reg, "  Kiosk   door  ", ["https://door.example/cb"], min_acr="pin", pin_allowed=True,
                 claims=["valid_patron", "loan_ban", "age_over_18"], dpa_signed=date(2025, 6, 1), public_sub=True)
@@ -146,6 +147,7 @@ def test_at_least_one_redirect_uri(services: Services) -> None:
     refused(services, lambda reg: add(reg, redirect_uris=[]), "at least one redirect URI")
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("uri", [
     FILM_CB,
     "https://film.example:8443/cb?tenant=oslo",
@@ -159,6 +161,7 @@ def test_good_redirect_uris_are_kept_exactly_as_given(reg: Registry, uri: str) -
     assert add(reg, redirect_uris=[uri])[0].redirect_uris == [uri]
 
 
+@pytest.mark.backends
 def test_duplicate_redirect_uris_are_dropped_keeping_the_order(reg: Registry) -> None:
     b, a = "https://b.example/cb", "https://a.example/cb"
     assert add(reg, redirect_uris=[b, a, b, a])[0].redirect_uris == [b, a]
@@ -200,6 +203,7 @@ def test_claims_as_one_string_are_refused(services: Services) -> None:
     refused(services, lambda reg: add(reg, claims="valid_patron"), "list")
 
 
+@pytest.mark.backends
 def test_duplicate_claims_are_dropped_keeping_the_order(reg: Registry) -> None:
     assert add(reg, claims=["age_over_18", "valid_patron", "age_over_18"])[0].claims == [
         "age_over_18", "valid_patron"]
@@ -244,6 +248,7 @@ def test_get_does_not_echo_what_cannot_be_a_client_id(reg: Registry, client_id: 
     assert client_id not in info.value.message or client_id == ""
 
 
+@pytest.mark.backends
 def test_list_all_holds_every_client(reg: Registry) -> None:
     assert rps.list_all(reg) == []
     names = [add(reg, name)[0].name for name in ("Film", "E-books", "Kiosk")]
@@ -414,6 +419,7 @@ def test_a_public_client_has_no_secret_to_rotate(services: Services) -> None:
 # --- audit ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.backends
 def test_every_change_is_audited_without_any_secret(reg: Registry) -> None:
     rp, first = add(reg, claims=["valid_patron", "age_over_18"])
     rps.set_dpa(reg, rp.client_id, date(2026, 1, 15))

@@ -15,6 +15,8 @@ from idp.registry.context import Registry
 from idp.registry.models import CardSeries, Library
 from idp.services import Services
 
+pytestmark = pytest.mark.backends  # the overlap guard (EXCLUDE vs a trigger) and reservation races
+
 
 @pytest.fixture
 def two_libraries(services: Services) -> None:

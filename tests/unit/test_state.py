@@ -10,6 +10,8 @@ import pytest
 from idp.services import Services
 from idp.state import Conflict, RedisState, StateStore
 
+pytestmark = pytest.mark.backends  # Redis Lua scripts against process memory
+
 
 def test_a_committed_batch_writes_everything_at_the_end(services: Services) -> None:
     state = services.state

@@ -22,6 +22,8 @@ from tests.conftest import FakeClock
 from tests.unit.factories import library, patron
 from tests.unit.test_otp import state_values
 
+pytestmark = pytest.mark.backends  # replay guards in the state store, shared by workers through Redis
+
 STEP_SECONDS = 30  # README: "30-second steps"
 RECOVERY_CODES = 10  # README: "Then ten recovery codes are shown once"
 RECOVERY_CODE_CHARACTERS = 12  # README: "12 characters from a 31-letter alphabet"

@@ -1,6 +1,6 @@
 """My account (/account): every change behind a fresh one-time code sent by e-mail or SMS.
 
-Driven in-process with the Flask test client on both backends; messages are caught by the
+Driven in-process with the Flask test client (embedded backend); messages are caught by the
 ``Recorder`` (tests/unit/test_otp.py), which stands in for the mail server and the SMS gateway.
 """
 

@@ -136,6 +136,7 @@ def test_a_must_change_password_comes_before_anything_else(client: FlaskClient, 
     assert login(c.number, "12/04/1992").status_code == 401
 
 
+@pytest.mark.backends
 def test_the_lock_stops_guessing_from_any_address_and_notifies_once(app: Flask, services: Services,
                                                                     login: Login, card: str) -> None:
     for i in range(WRONG_GUESSES_PER_DAY):
@@ -150,17 +151,20 @@ def test_the_lock_stops_guessing_from_any_address_and_notifies_once(app: Flask, 
     assert kinds.count("login_locked") == 1
 
 
+@pytest.mark.backends
 def test_the_lock_does_not_tell_whether_a_card_exists(login: Login) -> None:
     for i in range(WRONG_GUESSES_PER_DAY):
         assert login("N999999999", f"wrong guess {i}", ip=f"198.51.100.{i}").status_code == 401
     assert login("N999999999", "wrong", ip="203.0.113.9").status_code == 429
 
 
+@pytest.mark.backends
 def test_correct_logins_do_not_use_up_the_allowance(login: Login, card: str) -> None:
     for i in range(WRONG_GUESSES_PER_DAY + 2):
         assert login(card, PASSWORD, ip=f"198.51.100.{i}").status_code == 303
 
 
+@pytest.mark.backends
 def test_one_address_is_limited_across_cards(login: Login, card: str) -> None:
     statuses = [login(f"N{900000000 + i}", "wrong password", ip="198.51.100.7").status_code for i in range(31)]
     assert statuses[:30] == [401] * 30 and statuses[30] == 429
@@ -173,6 +177,7 @@ def test_the_page_speaks_bokmal_or_english(client: FlaskClient) -> None:
     assert "Logg inn" in client.get("/login", headers={"Accept-Language": "en"}).text
 
 
+@pytest.mark.backends
 def test_another_worker_continues_the_session(services: Services, login: Login, client: FlaskClient,
                                               card: str) -> None:
     """Two app instances share nothing but the state store (Redis on the production backend):
@@ -189,6 +194,7 @@ def test_another_worker_continues_the_session(services: Services, login: Login, 
     assert "You are logged in." not in other.get("/", headers={"Accept-Language": "en"}).text
 
 
+@pytest.mark.backends
 def test_the_limiter_works_only_on_the_views_that_carry_limits(app: Flask, client: FlaskClient, login: Login,
                                                                 card: str) -> None:
     # Flask-Limiter keeps its per-request state on the request context once it looks at a request.
@@ -212,6 +218,7 @@ def test_a_limiter_release_that_hooks_requests_differently_stops_the_start() -> 
         _only_where_limited(unhooked, Limiter(get_remote_address), set())
 
 
+@pytest.mark.backends
 def test_closing_the_services_closes_the_limiters_redis_connections(app: Flask, services: Services, login: Login,
                                                                     card: str) -> None:
     login(card, "wrong password")  # the limiter counts in its storage

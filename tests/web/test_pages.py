@@ -77,6 +77,7 @@ def test_landing_page_is_html_naming_the_issuer(client: FlaskClient, services: S
     assert_security_headers(response)
 
 
+@pytest.mark.backends
 def test_healthz_reports_database_and_state(client: FlaskClient, services: Services) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200 and response.mimetype == "application/json"

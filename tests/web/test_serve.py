@@ -71,7 +71,9 @@ def test_serve_refuses_a_thread_count_of_no_use(tmp_path: Path) -> None:
 def test_demo_prints_the_demo_patrons_and_serves(tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "demo.log"
-    with running(["demo", "--port", str(port), "--no-platform"], idp_env(tmp_path), log) as (base, _):
+    # The fake ID-porten on a free port: its default (5002) is one per machine, and workers run side by side.
+    with running(["demo", "--port", str(port), "--no-platform", "--idporten-port", str(free_port())], idp_env(tmp_path),
+                 log) as (base, _):
         status, _, body = get(f"{base}/healthz")
         assert status == 200 and json.loads(body)["status"] == "ok"
     output = log.read_text()

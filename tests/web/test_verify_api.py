@@ -251,6 +251,7 @@ def test_the_description_is_served_with_this_server(client: FlaskClient, service
 
 # -- brute force ----------------------------------------------------------------------------
 
+@pytest.mark.backends
 def test_wrong_secrets_lock_the_card_together_with_the_login_page(client: FlaskClient, services: Services,
                                                                   cards: dict[str, str]) -> None:
     door = _partner(services, DOOR_POLICY, pin_allowed=True)
@@ -273,6 +274,7 @@ def test_wrong_secrets_lock_the_card_together_with_the_login_page(client: FlaskC
                                   .where(Notification.kind == "login_locked")) == 1
 
 
+@pytest.mark.backends
 def test_successful_checks_do_not_use_up_the_allowance(client: FlaskClient, film: Partner,
                                                        cards: dict[str, str]) -> None:
     for _ in range(WRONG_GUESSES_PER_DAY + 2):
@@ -280,6 +282,7 @@ def test_successful_checks_do_not_use_up_the_allowance(client: FlaskClient, film
         assert answer.status_code == 200 and answer.get_json()["valid_patron"] is True
 
 
+@pytest.mark.backends
 def test_the_per_partner_limit_is_kept_apart_from_strangers_sending_its_id(services: Services,
                                                                           cards: dict[str, str]) -> None:
     from idp import create_app

@@ -104,7 +104,8 @@ class PendingRequest:
             return None
         known = {"protocol", "needed", "since", "fresh", "max_age"}
         payload = {key: value for key, value in data.items() if key not in known}
-        saml = data.get("request") if isinstance(data.get("request"), Mapping) else {}
+        request = data.get("request")
+        saml: Mapping[str, Any] = request if isinstance(request, Mapping) else {}
         needed = data.get("needed") or saml.get("needed")
         if not isinstance(needed, str):
             return None

@@ -42,6 +42,10 @@ class LoggedIn:
         amr = tuple(m for m in self.amr if m != method)
         return replace(self, acr=acr, amr=(*amr, method), auth_time=now)
 
+    def stepped_down(self, acr: str, method: str, fallback: str) -> LoggedIn:
+        """The same login without ``method`` (a second factor removed): a lower level; ``fallback`` if none is left."""
+        return replace(self, acr=acr, amr=tuple(m for m in self.amr if m != method) or (fallback,))
+
     def to_fields(self) -> dict[str, Any]:
         """The session's keys for this login (the upstream's under its method's name)."""
         fields: dict[str, Any] = {_PATRON: self.patron_id, _ACR: self.acr, _AMR: list(self.amr),

@@ -56,6 +56,13 @@ def step_up(login: LoggedIn, acr: str, method: str) -> LoggedIn:
     return raised
 
 
+def step_down(login: LoggedIn, acr: str, method: str, fallback: str) -> LoggedIn:
+    """The login no longer rests on ``method`` (its second factor was removed): the same session, a lower level."""
+    lowered = login.stepped_down(acr, method, fallback)
+    session.update(lowered.to_fields())
+    return lowered
+
+
 def log_out(after: str | None) -> Response | None:
     """End the login: the redirect that ends it upstream too (read before the session is cleared), the
     tokens issued in it, and the session. Returns that redirect, or None when nothing upstream needs it."""

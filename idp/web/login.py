@@ -74,7 +74,7 @@ def login_submit() -> ResponseReturnValue:
     if not result.ok:
         return render_template("login.html", form=form, error=_("Login failed. Check the card number and "
                                                                 "password and try again.")), 401
-    assert result.patron_id is not None
+    assert result.patron_id is not None  # a successful login names its patron
     complete_login(result.patron_id, LEVEL, ["pwd"], must_change=result.must_change)
     target = safe_next(form.next.data)
     if result.must_change:

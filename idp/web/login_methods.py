@@ -10,7 +10,7 @@ factory's list of login methods (idp.create_app).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from flask import Flask, Response, current_app
 
@@ -75,7 +75,6 @@ class LoginPage:
     notices: tuple[Notice, ...] = ()
     buttons: tuple[Button, ...] = ()
     links: tuple[Link, ...] = ()
-    methods: tuple[str, ...] = field(default=())
 
 
 def register(app: Flask, method: LoginMethod) -> None:
@@ -107,13 +106,12 @@ def reaches(name: str, needed: str) -> bool:
 
 def login_page(needed: str, next_url: str) -> LoginPage:
     """What the login page offers a service needing ``needed``: only the ways that can reach it."""
-    offers = [(method.name, method.offer(needed, next_url)) for method in methods() if method.offer is not None]
-    shown = [(name, offer) for name, offer in offers if offer is not None]
-    return LoginPage(needed=needed, form=any(offer.form for _, offer in shown),
-                     notices=tuple(offer.notice for _, offer in shown if offer.notice is not None),
-                     buttons=tuple(button for _, offer in shown for button in offer.buttons),
-                     links=tuple(link for _, offer in shown for link in offer.links),
-                     methods=tuple(name for name, _ in shown))
+    offers = [method.offer(needed, next_url) for method in methods() if method.offer is not None]
+    shown = [offer for offer in offers if offer is not None]
+    return LoginPage(needed=needed, form=any(offer.form for offer in shown),
+                     notices=tuple(offer.notice for offer in shown if offer.notice is not None),
+                     buttons=tuple(button for offer in shown for button in offer.buttons),
+                     links=tuple(link for offer in shown for link in offer.links))
 
 
 def upstream_logout(login: LoggedIn | None, after: str | None) -> Response | None:

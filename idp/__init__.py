@@ -59,23 +59,27 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     i18n.install(app, settings.home / "var" / "translations")
     facts.install(app)
     app.register_blueprint(pages.bp)
-    app.register_blueprint(login.bp)
     app.register_blueprint(oidc.bp)
     app.register_blueprint(account.bp)
     from idp.web import account_changes, account_codes, account_reset, account_totp, stepup
 
-    for blueprint in (account_codes.bp, account_changes.bp, account_totp.bp, account_reset.bp, stepup.bp):
+    for blueprint in (account_codes.bp, account_changes.bp, account_totp.bp, account_reset.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(api.bp)
     from idp.web import saml as saml_web
 
     app.register_blueprint(saml_web.bp)
-    # Upstream logins: ID-porten (we are its OIDC client) and federations (we are their SAML SP).
     from idp.web import federation as federation_web
     from idp.web import idporten as idporten_web
+    from idp.web import idporten_register
 
-    idporten_web.install(app, settings)
-    federation_web.install(app, settings)
+    # The login methods, one line each: each registers its pages and itself (idp.web.login_methods);
+    # the login page and logout know them only through that registry. Their order is the login page's.
+    login.install(app, settings)  # card and password
+    stepup.install(app, settings)  # a second factor after the password (TOTP, recovery codes)
+    idporten_web.install(app, settings)  # ID-porten: we are its OIDC client
+    federation_web.install(app, settings)  # universities and municipalities: we are their SAML SP
+    idporten_register.install(app, settings)  # registering with ID-porten (pages, not a login method)
     # The university's answer is a cross-site POST (SAML HTTP-POST binding): no CSRF token, its
     # signature and single-use InResponseTo protect it.
     csrf.exempt(app.view_functions["federation.acs"])

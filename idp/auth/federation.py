@@ -23,6 +23,7 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -74,22 +75,27 @@ def withhold_pysaml2_values() -> None:
             logger.addFilter(_WITHHOLD)
 
 
-class FederationError(IdpError):
-    """A federation login failed; ``kind`` says why (for the page), the message holds no personal data.
+class FederationFailure(StrEnum):
+    """Why a federation login failed (the page's wording and status: idp.web.federation)."""
 
-    Kinds: ``unknown`` (no such federation, or switched off), ``config`` (our SP is not set up),
-    ``state`` (an answer to no request of ours, or one already used or expired), ``status``
-    (the university did not log the person in), ``invalid`` (the answer failed verification),
-    ``issuer`` (answered by another identity provider than the one asked), ``attribute`` (the
-    attribute that identifies the member is missing).
-    """
+    UNKNOWN = "unknown"  # no such federation, or switched off
+    CONFIG = "config"  # our service provider is not set up
+    STATE = "state"  # an answer to no request of ours, or one already used or expired
+    STATUS = "status"  # the university did not log the person in
+    INVALID = "invalid"  # the answer failed verification
+    ISSUER = "issuer"  # answered by another identity provider than the one asked
+    ATTRIBUTE = "attribute"  # the attribute that identifies the member is missing
+
+
+class FederationError(IdpError):
+    """A federation login failed; ``kind`` says why (for the page), the message holds no personal data."""
 
     code = "federation_error"
     http_status = 400
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: FederationFailure, message: str) -> None:
         super().__init__(message)
-        self.kind = kind
+        self.kind = FederationFailure(kind)
 
 
 # -- our service provider's keys ------------------------------------------------------------------
@@ -131,12 +137,13 @@ class ServiceProvider:
         try:
             xmlsec = xmlsec_program(settings.xmlsec_binary)
         except ConfigError as exc:
-            raise FederationError("config", str(exc)) from None
+            raise FederationError(FederationFailure.CONFIG, str(exc)) from None
         issuer, keys_dir = settings.issuer, settings.keys_dir
         key_file, cert_file = sp_key_paths(keys_dir)
         if not key_file.is_file() or not cert_file.is_file():
             if not settings.is_development:
-                raise FederationError("config", f"the federation service provider has no key in {keys_dir}; "
+                raise FederationError(FederationFailure.CONFIG,
+                                      f"the federation service provider has no key in {keys_dir}; "
                                                 "create one with: idp federation sp-key")
             from urllib.parse import urlsplit
 
@@ -248,7 +255,8 @@ def read_login(federation: Federation, ava: dict[str, Any], classrefs: Sequence[
                authn_instant: Any = None) -> FederationLogin:
     subject = _first(ava.get(federation.link_attribute))
     if subject is None or len(subject) > 1024:
-        raise FederationError("attribute", f"the answer lacks the attribute {federation.link_attribute}")
+        raise FederationError(FederationFailure.ATTRIBUTE,
+                              f"the answer lacks the attribute {federation.link_attribute}")
     nid_attribute = federation.national_id_attribute
     if nid_attribute is None and federation.link_attribute == "norEduPersonNIN":
         nid_attribute = "norEduPersonNIN"
@@ -338,7 +346,7 @@ class FederationSp:
             with self._lock:
                 self._cached[key] = cached
         if cached[2] is not None and cached[2] < dt.datetime.now(dt.UTC):
-            raise FederationError("config", "the federation's metadata has expired (validUntil)")
+            raise FederationError(FederationFailure.CONFIG, "the federation's metadata has expired (validUntil)")
         return cached[1]
 
     def _load(self, federation: Federation | None) -> Any:
@@ -383,7 +391,8 @@ class FederationSp:
             raise
         except Exception as exc:  # noqa: BLE001 - broken or expired metadata must not become a 500
             log.error("federation %s: configuration failed: %s", federation.name, type(exc).__name__)
-            raise FederationError("config", "the federation configuration could not be loaded") from None
+            raise FederationError(FederationFailure.CONFIG,
+                                  "the federation configuration could not be loaded") from None
 
     def begin(self, federation: Federation, *, force_authn: bool = False) -> tuple[str, str]:
         """The URL that sends the browser to the federation's login, and the request's ID.
@@ -398,10 +407,12 @@ class FederationSp:
                                                                sigalg=SIGALG, digest_alg=DIGEST, **extra)
         except Exception as exc:  # noqa: BLE001
             log.error("federation %s: AuthnRequest failed: %s", federation.name, type(exc).__name__)
-            raise FederationError("config", "the login request to the federation could not be made") from None
+            raise FederationError(FederationFailure.CONFIG,
+                                  "the login request to the federation could not be made") from None
         location = dict(info["headers"]).get("Location")
         if not location:
-            raise FederationError("config", "the federation's metadata has no HTTP-Redirect login endpoint")
+            raise FederationError(FederationFailure.CONFIG,
+                                  "the federation's metadata has no HTTP-Redirect login endpoint")
         return location, request_id
 
     def verify(self, federation: Federation, saml_response: str, request_id: str) -> FederationLogin:
@@ -415,25 +426,26 @@ class FederationSp:
                                                            outstanding={request_id: "/"})
         except StatusError as exc:
             log.info("federation %s: login not completed (%s)", federation.name, type(exc).__name__)
-            raise FederationError("status", "the federation did not log the person in") from None
+            raise FederationError(FederationFailure.STATUS, "the federation did not log the person in") from None
         except Exception as exc:  # noqa: BLE001 - every verification failure is a refusal
             log.warning("federation %s: answer refused (%s)", federation.name, type(exc).__name__)
-            raise FederationError("invalid", "the federation's answer could not be verified") from None
+            raise FederationError(FederationFailure.INVALID, "the federation's answer could not be verified") from None
         if response is None or response.assertion is None:
-            raise FederationError("invalid", "the federation's answer holds no assertion")
+            raise FederationError(FederationFailure.INVALID, "the federation's answer holds no assertion")
         weak = weak_algorithms(response)
         if weak:
             log.warning("federation %s: answer refused (signed with %s; SHA-256 or stronger is required)",
                         federation.name, ", ".join(weak))
-            raise FederationError("invalid", "the federation's answer is signed with a weak algorithm")
+            raise FederationError(FederationFailure.INVALID, "the federation's answer is signed with a weak algorithm")
         if not confirmed_for(response, self.sp.acs_url):
             log.warning("federation %s: answer refused (its bearer SubjectConfirmation is for another Recipient "
                         "than our ACS)", federation.name)
-            raise FederationError("invalid", "the federation's answer is meant for another recipient")
+            raise FederationError(FederationFailure.INVALID, "the federation's answer is meant for another recipient")
         if response.in_response_to != request_id:
-            raise FederationError("state", "the answer is not for the request we sent")
+            raise FederationError(FederationFailure.STATE, "the answer is not for the request we sent")
         if response.issuer() != federation.entity_id:
-            raise FederationError("issuer", "the answer comes from another identity provider than the one asked")
+            raise FederationError(FederationFailure.ISSUER,
+                                  "the answer comes from another identity provider than the one asked")
         authn = response.authn_info()
         return read_login(federation, dict(response.ava or {}), [ref for ref, _authorities, _instant in authn],
                           authn[0][2] if authn else None)

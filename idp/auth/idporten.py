@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -53,21 +54,31 @@ CLOCK_LEEWAY = 60
 LOGIN_TTL = 600  # seconds a patron may spend at ID-porten before the started login expires
 
 
-class IdPortenError(IdpError):
-    """A login through ID-porten failed. ``kind`` says why, for the page; the message never holds personal data.
+class IdPortenFailure(StrEnum):
+    """Why a login through ID-porten failed (the page's wording and status: idp.web.idporten)."""
 
-    Kinds: ``unavailable`` (ID-porten did not answer usably), ``refused`` (ID-porten answered with
-    an error, e.g. the person cancelled), ``state`` (unknown, expired or replayed login),
-    ``token`` (the token endpoint refused the code), ``signature``, ``issuer``, ``audience``,
-    ``expired``, ``nonce``, ``acr`` (a lower level than asked) and ``pid`` (no usable identity number).
-    """
+    UNAVAILABLE = "unavailable"  # ID-porten did not answer usably
+    REFUSED = "refused"  # ID-porten answered with an error, e.g. the person cancelled
+    STATE = "state"  # an unknown, expired or replayed login
+    TOKEN = "token"  # the token endpoint refused the code
+    SIGNATURE = "signature"
+    ISSUER = "issuer"
+    AUDIENCE = "audience"
+    EXPIRED = "expired"
+    NONCE = "nonce"
+    ACR = "acr"  # a lower level than asked for
+    PID = "pid"  # no usable identity number
+
+
+class IdPortenError(IdpError):
+    """A login through ID-porten failed. ``kind`` says why, for the page; the message never holds personal data."""
 
     code = "idporten_error"
     http_status = 400
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: IdPortenFailure, message: str) -> None:
         super().__init__(message)
-        self.kind = kind
+        self.kind = IdPortenFailure(kind)
 
 
 def level_for_need(needed: str | None) -> str:
@@ -83,10 +94,10 @@ def check_url(url: str, what: str) -> str:
     """https, or plain http on a loopback address (a test or development provider)."""
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or not parts.hostname:
-        raise IdPortenError("unavailable", f"ID-porten's {what} is not an absolute URL")
+        raise IdPortenError(IdPortenFailure.UNAVAILABLE, f"ID-porten's {what} is not an absolute URL")
     if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname)):
         return url
-    raise IdPortenError("unavailable", f"ID-porten's {what} must use https")
+    raise IdPortenError(IdPortenFailure.UNAVAILABLE, f"ID-porten's {what} must use https")
 
 
 def pkce_challenge(verifier: str) -> str:
@@ -169,16 +180,16 @@ class IdPortenClient:
                 status = response.status_code
         except requests.RequestException as exc:
             log.warning("ID-porten %s unreachable: %s", what, type(exc).__name__)
-            raise IdPortenError("unavailable", f"ID-porten's {what} could not be fetched") from None
+            raise IdPortenError(IdPortenFailure.UNAVAILABLE, f"ID-porten's {what} could not be fetched") from None
         if status != 200 or len(body) > MAX_DOCUMENT:
             log.warning("ID-porten %s answered HTTP %s (%d bytes)", what, status, len(body))
-            raise IdPortenError("unavailable", f"ID-porten's {what} could not be fetched")
+            raise IdPortenError(IdPortenFailure.UNAVAILABLE, f"ID-porten's {what} could not be fetched")
         try:
             data = json.loads(body)
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            raise IdPortenError("unavailable", f"ID-porten's {what} is not a JSON object")
+            raise IdPortenError(IdPortenFailure.UNAVAILABLE, f"ID-porten's {what} is not a JSON object")
         return data
 
     def metadata(self) -> ProviderMetadata:
@@ -190,7 +201,7 @@ class IdPortenClient:
         data = self._get_json(f"{self.issuer}/.well-known/openid-configuration", "discovery document")
         if data.get("issuer") != self.issuer:
             # OpenID Connect Discovery 4.3: the document must name exactly the issuer it was fetched for.
-            raise IdPortenError("unavailable", "ID-porten's discovery document names another issuer")
+            raise IdPortenError(IdPortenFailure.UNAVAILABLE, "ID-porten's discovery document names another issuer")
         try:
             methods = data.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
             metadata = ProviderMetadata(
@@ -202,7 +213,8 @@ class IdPortenClient:
                                       if data.get("end_session_endpoint") else None),
                 token_endpoint_auth_methods=tuple(str(m) for m in methods))
         except (KeyError, TypeError):
-            raise IdPortenError("unavailable", "ID-porten's discovery document lacks an endpoint") from None
+            raise IdPortenError(IdPortenFailure.UNAVAILABLE,
+                                "ID-porten's discovery document lacks an endpoint") from None
         with self._lock:
             self._metadata = (now, metadata)
         return metadata
@@ -218,7 +230,7 @@ class IdPortenClient:
             keys = jwk.JWKSet.from_json(json.dumps({"keys": [k for k in data.get("keys", []) if isinstance(k, dict)
                                                              and "d" not in k and k.get("use", "sig") == "sig"]}))
         except (JWException, ValueError, TypeError):
-            raise IdPortenError("unavailable", "ID-porten's signing keys could not be read") from None
+            raise IdPortenError(IdPortenFailure.UNAVAILABLE, "ID-porten's signing keys could not be read") from None
         with self._lock:
             self._jwks = (now, keys)
         return keys
@@ -246,15 +258,15 @@ class IdPortenClient:
         """Check the callback, exchange the code, verify the id_token: the verified person or IdPortenError."""
         state = params.get("state") or ""
         if not hmac.compare_digest(state.encode(), pending.state.encode()):
-            raise IdPortenError("state", "the login's state does not match the one we sent")
+            raise IdPortenError(IdPortenFailure.STATE, "the login's state does not match the one we sent")
         if self._clock() - pending.started > LOGIN_TTL:
-            raise IdPortenError("state", "the login took too long and has expired")
+            raise IdPortenError(IdPortenFailure.STATE, "the login took too long and has expired")
         if params.get("error"):
             # e.g. access_denied when the person cancels; the description is ID-porten's, not shown.
-            raise IdPortenError("refused", "ID-porten did not log the person in")
+            raise IdPortenError(IdPortenFailure.REFUSED, "ID-porten did not log the person in")
         code = params.get("code")
         if not code or len(code) > 2048:
-            raise IdPortenError("refused", "ID-porten sent no authorization code")
+            raise IdPortenError(IdPortenFailure.REFUSED, "ID-porten sent no authorization code")
         id_token = self._exchange(code, pending.code_verifier)
         return self.verify_id_token(id_token, nonce=pending.nonce, acr=pending.acr)
 
@@ -279,7 +291,8 @@ class IdPortenClient:
                 status = response.status_code
         except requests.RequestException as exc:
             log.warning("ID-porten token endpoint unreachable: %s", type(exc).__name__)
-            raise IdPortenError("unavailable", "ID-porten's token endpoint could not be reached") from None
+            raise IdPortenError(IdPortenFailure.UNAVAILABLE,
+                                "ID-porten's token endpoint could not be reached") from None
         try:
             data = json.loads(raw) if len(raw) <= MAX_DOCUMENT else None
         except ValueError:
@@ -287,39 +300,40 @@ class IdPortenClient:
         if status != 200 or not isinstance(data, dict):
             error = data.get("error") if isinstance(data, dict) and isinstance(data.get("error"), str) else "-"
             log.warning("ID-porten token endpoint refused the code: HTTP %s, error %s", status, error[:40])
-            raise IdPortenError("token", "ID-porten's token endpoint refused the authorization code")
+            raise IdPortenError(IdPortenFailure.TOKEN, "ID-porten's token endpoint refused the authorization code")
         token = data.get("id_token")
         if not isinstance(token, str) or not token:
-            raise IdPortenError("token", "ID-porten's token response holds no id_token")
+            raise IdPortenError(IdPortenFailure.TOKEN, "ID-porten's token response holds no id_token")
         return token
 
     def verify_id_token(self, token: str, *, nonce: str, acr: str) -> IdPortenIdentity:
         claims = self._verified_claims(token)
         now = self._clock()
         if claims.get("iss") != self.issuer:
-            raise IdPortenError("issuer", "the id_token was issued by someone else")
+            raise IdPortenError(IdPortenFailure.ISSUER, "the id_token was issued by someone else")
         aud = claims.get("aud")
         audiences = aud if isinstance(aud, list) else [aud]
         if self.client_id not in audiences or (len(audiences) > 1 and claims.get("azp") != self.client_id):
-            raise IdPortenError("audience", "the id_token was issued to another client")
+            raise IdPortenError(IdPortenFailure.AUDIENCE, "the id_token was issued to another client")
         exp, iat = claims.get("exp"), claims.get("iat")
         if not isinstance(exp, (int, float)) or exp < now - CLOCK_LEEWAY:
-            raise IdPortenError("expired", "the id_token has expired")
+            raise IdPortenError(IdPortenFailure.EXPIRED, "the id_token has expired")
         if isinstance(iat, (int, float)) and iat > now + CLOCK_LEEWAY:
-            raise IdPortenError("expired", "the id_token was issued in the future")
+            raise IdPortenError(IdPortenFailure.EXPIRED, "the id_token was issued in the future")
         got_nonce = claims.get("nonce")
         if not isinstance(got_nonce, str) or not hmac.compare_digest(got_nonce.encode(), nonce.encode()):
-            raise IdPortenError("nonce", "the id_token does not answer this login (wrong nonce)")
+            raise IdPortenError(IdPortenFailure.NONCE, "the id_token does not answer this login (wrong nonce)")
         got_acr = claims.get("acr")
         if got_acr not in LEVELS or rank(got_acr) < rank(acr):
-            raise IdPortenError("acr", "ID-porten authenticated the person at a lower level than asked for")
+            raise IdPortenError(IdPortenFailure.ACR,
+                                "ID-porten authenticated the person at a lower level than asked for")
         pid = claims.get("pid")
         try:
             national_id = parse_national_id(pid if isinstance(pid, str) else None)  # type: ignore[arg-type]
         except InvalidNationalId:
-            raise IdPortenError("pid", "the id_token holds no valid national identity number") from None
+            raise IdPortenError(IdPortenFailure.PID, "the id_token holds no valid national identity number") from None
         if not national_id.allows_national_card:
-            raise IdPortenError("pid", "the id_token holds no valid national identity number")
+            raise IdPortenError(IdPortenFailure.PID, "the id_token holds no valid national identity number")
         amr = claims.get("amr")
         methods = [m for m in amr if isinstance(m, str) and 0 < len(m) <= 64][:10] if isinstance(amr, list) else []
         sid = claims.get("sid") if isinstance(claims.get("sid"), str) and len(claims["sid"]) <= 256 else None
@@ -330,13 +344,13 @@ class IdPortenClient:
 
     def _verified_claims(self, token: str) -> dict[str, Any]:
         if not isinstance(token, str) or len(token) > 16 * 1024 or token.count(".") != 2:
-            raise IdPortenError("signature", "the id_token is not a signed JWT")
+            raise IdPortenError(IdPortenFailure.SIGNATURE, "the id_token is not a signed JWT")
         try:
             unverified = jws.JWS()
             unverified.deserialize(token)
             header = unverified.jose_header
         except (JWException, ValueError, TypeError):
-            raise IdPortenError("signature", "the id_token is not a signed JWT") from None
+            raise IdPortenError(IdPortenFailure.SIGNATURE, "the id_token is not a signed JWT") from None
         kid = header.get("kid") if isinstance(header, dict) else None
         keys = self._keys()
         if isinstance(kid, str) and keys.get_key(kid) is None:
@@ -345,9 +359,9 @@ class IdPortenClient:
             verified = jwt.JWT(jwt=token, key=keys, algs=ALGORITHMS, check_claims=False)
             claims = json.loads(verified.claims)
         except (JWException, ValueError, TypeError):
-            raise IdPortenError("signature", "the id_token's signature is not valid") from None
+            raise IdPortenError(IdPortenFailure.SIGNATURE, "the id_token's signature is not valid") from None
         if not isinstance(claims, dict):
-            raise IdPortenError("signature", "the id_token holds no claims")
+            raise IdPortenError(IdPortenFailure.SIGNATURE, "the id_token holds no claims")
         return claims
 
     # -- logout -----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from idp import migrate, notifications
+from idp.auth.patron_sessions import end_patron_sessions
 from idp.cli.common import Context, fail, handle_errors, out, pass_ctx, read_secret
 from idp.errors import IdpError
 from idp.registry import cards as cards_svc
@@ -232,14 +233,12 @@ def _set_secret(ctx: Context, card: str, kind: str, label: str, must_change: boo
 def _end_sessions(ctx: Context, patron_id: int) -> None:
     """A password set here ends the patron's sessions and the refresh tokens issued in them, as a change
     on the web does (with an embedded default's in-memory state there is nothing this process can reach)."""
-    from idp.web.sessions import end_patron_sessions  # late: loads Flask, which other commands do without
-
     if not ctx.services.settings.redis_url:
         # Said, not left for the operator to assume: the running server's sessions are out of reach here.
         out(sessions_ended="no: without IDP_REDIS_URL the sessions live in the server's memory; "
                            "restart idp serve to end them")
         return
-    end_patron_sessions(ctx.services, patron_id)
+    end_patron_sessions(ctx.services.state, ctx.services.oidc.grants, patron_id)
     out(sessions_ended="yes")
 
 

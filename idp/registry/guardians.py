@@ -16,6 +16,14 @@ CHILD_SELF_REGISTRATION_AGE = 15
 GUARDIAN_MIN_AGE = 18
 
 
+class GuardianRegisters(NotAllowed):
+    """The person is under 15: a guardian creates their card (the page says how, not this message)."""
+
+
+class RegistersAlone(NotAllowed):
+    """The child is 15 or older: they register themselves."""
+
+
 def _age(reg: Registry, patron: Patron) -> int | None:
     return age_on(patron.birth_date, reg.today()) if patron.birth_date else None
 
@@ -29,7 +37,7 @@ def register_child(reg: Registry, guardian: Patron, child: NewPatron) -> tuple[P
     child_age = _age(reg, patron)
     if child_age is None or child_age >= CHILD_SELF_REGISTRATION_AGE:
         # Raising rolls back the whole transaction, so the child's rows disappear with it.
-        raise NotAllowed(f"From {CHILD_SELF_REGISTRATION_AGE} a child registers alone.")
+        raise RegistersAlone(f"From {CHILD_SELF_REGISTRATION_AGE} a child registers alone.")
     reg.session.add(Guardianship(guardian_id=guardian.id, child_id=patron.id, created_at=reg.now()))
     reg.session.flush()
     reg.audit("guardianship.add", patron_id=patron.id, guardian_id=guardian.id)
@@ -42,8 +50,8 @@ def register_self(reg: Registry, new: NewPatron) -> tuple[Patron, Card]:
     nid = national_identity(new.national_id, today=reg.today(), national=True)
     assert nid is not None  # a national account always has one
     if nid.birth_date is None or age_on(nid.birth_date, reg.today()) < CHILD_SELF_REGISTRATION_AGE:
-        raise NotAllowed(f"Under {CHILD_SELF_REGISTRATION_AGE} a guardian creates the card: the guardian logs in "
-                         "with ID-porten and creates a card for their child.")
+        raise GuardianRegisters(f"Under {CHILD_SELF_REGISTRATION_AGE} a guardian creates the card: the guardian "
+                                "logs in with ID-porten and creates a card for their child.")
     patron, card = register_patron(reg, replace(new, local_card=None))
     reg.audit("patron.self_register", patron_id=patron.id, library_id=card.library_id)
     return patron, card

@@ -28,6 +28,7 @@ from idp.registry.models import Card, Patron
 from idp.web import services
 from idp.web.account_codes import code_step, done_target, has_proof, login_redirect, patron_id, remember_next, use_proof
 from idp.web.forms import PatronForm
+from idp.web.logged_in import current_login, step_down
 
 bp = Blueprint("account_totp", __name__, url_prefix="/account/totp")
 
@@ -191,8 +192,9 @@ def remove_submit() -> ResponseReturnValue:
         return _remove_page(RemoveTotpForm(formdata=None), error=_(
             "The password or the code is wrong. Nothing was changed."), status=401)
     use_proof("totp-remove")
-    if session.get("acr") == "mfa":
+    login = current_login()
+    if login is not None and login.acr == "mfa":
         # The session no longer rests on a second factor the patron still has.
-        session["acr"], session["amr"] = "password", [m for m in session.get("amr", []) if m != "otp"] or ["pwd"]
+        step_down(login, "password", "otp", "pwd")
     session["account_notice"] = "totp_removed"
     return redirect(done_target(), 303)

@@ -23,6 +23,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request, session, url_for
@@ -33,19 +34,22 @@ from flask_babel import lazy_gettext as _l
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
-from idp.auth.federation import (REQUEST_TTL, FederationError, FederationLogin, FederationSp, ServiceProvider,
-                                 card_owner, finish_login, in_response_to, resolve_login, withhold_pysaml2_values)
+from idp.assurance import rank
+from idp.auth.federation import (REQUEST_TTL, FederationError, FederationFailure, FederationLogin, FederationSp,
+                                 ServiceProvider, card_owner, finish_login, in_response_to, resolve_login,
+                                 withhold_pysaml2_values)
+from idp.auth.logins import Upstream
 from idp.auth.password import looks_like_pin
 from idp.errors import Conflict, IdpError, NotAllowed, NotFound
 from idp.registry import upstream
 from idp.registry.models import Patron
 from idp.registry.national_id import parse_national_id
 from idp.settings import Settings
-from idp.web import services
+from idp.web import login_methods, services, waiting
 from idp.web.forms import LoginForm, PatronForm
-from idp.web.idporten import waiting_requests
-from idp.web.login import CARRIED_OVER_LOGIN, safe_next
-from idp.web.sessions import join_patron_sessions, regenerate
+from idp.web.logged_in import complete_login
+from idp.web.login import safe_next
+from idp.web.login_methods import Button, LoginMethod, Offer
 
 log = logging.getLogger("idp.web.federation")
 bp = Blueprint("federation", __name__, url_prefix="/federation")
@@ -53,6 +57,7 @@ bp = Blueprint("federation", __name__, url_prefix="/federation")
 EXTENSION = "idp-federation-sp"
 STARTED = "federation_login"   # the login sent to a federation: request ID, federation, where to go after
 LINKING = "federation_link"    # a verified account that is linked to no patron yet
+UPSTREAM = "federation"        # the method's name: a login's federation, in the session
 RESULT_TTL = 120
 LINK_TTL = 900
 _SEAL_RESULT = b"federation/result"
@@ -62,6 +67,23 @@ _SEAL_LINK = b"federation/link"
 def install(app: Flask, settings: Settings) -> None:
     withhold_pysaml2_values()
     app.register_blueprint(bp)
+    login_methods.register(app, METHOD)
+
+
+def _levels() -> tuple[str, ...]:
+    return tuple(fed.top_level for fed in upstream.federation_choices(services().read))
+
+
+def _offer(needed: str, next_url: str) -> Offer | None:
+    """A button for each federation whose top level reaches ``needed``."""
+    buttons = tuple(Button(_("Log in with %(federation)s account", federation=fed.display_name),
+                           url_for("federation.start", name=fed.name, next=next_url))
+                    for fed in upstream.federation_choices(services().read) if rank(needed) <= rank(fed.top_level))
+    return Offer(buttons=buttons) if buttons else None
+
+
+# Federations offer no single logout: a logout here ends only our session.
+METHOD = LoginMethod(UPSTREAM, levels=_levels, offer=_offer, upstream=True)
 
 
 def _sp() -> FederationSp:
@@ -104,24 +126,29 @@ def _login_from_dict(data: dict[str, Any]) -> FederationLogin:
                            amr=list(data.get("amr") or []), auth_time=data.get("auth_time"))
 
 
-_MESSAGES = {
-    "unknown": _l("This login is not available. Choose another way to log in."),
-    "config": _l("Logging in this way does not work just now. Try again later, or choose another way to log in."),
-    "state": _l("This login has expired or was already completed. Start the login again."),
-    "status": _l("Your university or municipality did not log you in. You are not logged in here."),
-    "attribute": _l("Your university or municipality did not tell us who you are, so you cannot log in this way. "
-                    "Ask them, or choose another way to log in."),
+_MESSAGES: Mapping[FederationFailure, Callable[[], str]] = {
+    FederationFailure.UNKNOWN: lambda: _("This login is not available. Choose another way to log in."),
+    FederationFailure.CONFIG: lambda: _("Logging in this way does not work just now. Try again later, or choose "
+                                        "another way to log in."),
+    FederationFailure.STATE: lambda: _("This login has expired or was already completed. Start the login again."),
+    FederationFailure.STATUS: lambda: _("Your university or municipality did not log you in. You are not logged "
+                                        "in here."),
+    FederationFailure.ATTRIBUTE: lambda: _("Your university or municipality did not tell us who you are, so you "
+                                           "cannot log in this way. Ask them, or choose another way to log in."),
 }
 _UNVERIFIED = _l("The answer from your university or municipality could not be verified, so you are not logged in. "
                  "Start the login again.")
+_STATUS = {FederationFailure.CONFIG: 503, FederationFailure.UNKNOWN: 404}  # else 400
+_NO_RETRY = {FederationFailure.UNKNOWN, FederationFailure.CONFIG}  # starting again would fail the same way
 
 
 def _failure(exc: FederationError, federation: str | None = None) -> ResponseReturnValue:
-    log.warning("federation login failed: %s", exc.kind)
-    status = {"config": 503, "unknown": 404}.get(exc.kind, 400)
-    again = url_for("federation.start", name=federation) if federation and exc.kind not in {"unknown", "config"} else None
-    return render_template("federation_error.html", status=status, message=_MESSAGES.get(exc.kind, _UNVERIFIED),
-                           kind=exc.kind, again=again), status
+    log.warning("federation login failed: %s", exc.kind.value)
+    status = _STATUS.get(exc.kind, 400)
+    again = url_for("federation.start", name=federation) if federation and exc.kind not in _NO_RETRY else None
+    message = _MESSAGES[exc.kind]() if exc.kind in _MESSAGES else _UNVERIFIED
+    return render_template("federation_error.html", status=status, message=message, kind=exc.kind.value,
+                           again=again), status
 
 
 # -- our metadata ---------------------------------------------------------------------------------
@@ -147,9 +174,9 @@ def start(name: str) -> ResponseReturnValue:
         except NotFound:
             federation = None
         if federation is None or not federation.enabled:
-            return _failure(FederationError("unknown", "no such federation"))
+            return _failure(FederationError(FederationFailure.UNKNOWN, "no such federation"))
         # A service asking for a fresh login (prompt=login, max_age, ForceAuthn) gets one upstream too.
-        fresh = any(w["fresh"] for w in waiting_requests())
+        fresh = waiting.wants_fresh_upstream()
         try:
             url, request_id = _sp().begin(federation, force_authn=fresh)
         except FederationError as exc:
@@ -169,13 +196,14 @@ def acs() -> ResponseReturnValue:
     request_id = in_response_to(saml_response)
     record = services().state.take(f"federation:request:{request_id}") if request_id else None
     if record is None or request_id is None:
-        return _failure(FederationError("state", "an answer to no request of ours, or one already used"))
+        return _failure(FederationError(FederationFailure.STATE,
+                                        "an answer to no request of ours, or one already used"))
     name = json.loads(record)["federation"]
     with services().registry("web") as reg:
         try:
             federation = upstream.get_federation(reg, name)
         except NotFound:
-            return _failure(FederationError("unknown", "the federation was removed"))
+            return _failure(FederationError(FederationFailure.UNKNOWN, "the federation was removed"))
         try:
             login = _sp().verify(federation, saml_response, request_id)
         except FederationError as exc:
@@ -195,7 +223,7 @@ def complete() -> ResponseReturnValue:
     started = session.get(STARTED)
     if result is None or not isinstance(started, dict) or started.get("request_id") != result.get("request_id"):
         # Not this browser's login (or it was finished already): nothing is done with it.
-        return _failure(FederationError("state", "the answer does not belong to this browser's login"))
+        return _failure(FederationError(FederationFailure.STATE, "the answer does not belong to this browser's login"))
     session.pop(STARTED, None)
     login = _login_from_dict(result["login"])
     target = safe_next(started.get("next"))
@@ -203,7 +231,8 @@ def complete() -> ResponseReturnValue:
         with services().registry("federation") as reg:
             patron_id = resolve_login(reg, login)
     except NotAllowed:
-        return render_template("error.html", status=403, message=_("This library card is blocked. Ask your library.")), 403
+        return render_template("error.html", status=403,
+                               message=_("This library card is blocked. Ask your library.")), 403
     if patron_id is None:
         session[LINKING] = {"login": _seal(_login_to_dict(login), _SEAL_LINK), "next": target,
                             "until": int(time.time()) + LINK_TTL, "started": started.get("started", 0),
@@ -214,19 +243,13 @@ def complete() -> ResponseReturnValue:
 
 
 def _log_in(patron_id: int, login: FederationLogin, started: dict[str, Any]) -> None:
-    kept = {key: session[key] for key in CARRIED_OVER_LOGIN if key in session}
-    session.clear()
-    regenerate(session)
-    session.update(kept)
     # When the member authenticated (AuthnInstant), never later than now; after ForceAuthn at least
     # when we sent the browser there, so clock skew cannot undo a fresh login.
     auth_time = min(login.auth_time or int(time.time()), int(time.time()))
     if started.get("fresh"):
         auth_time = max(auth_time, int(started.get("started", 0)))
     # A university password is a password: acr "password" unless its AuthnContext says more.
-    session.update(patron_id=patron_id, acr=login.level, amr=list(login.amr), auth_time=auth_time,
-                   must_change=False, federation=login.federation)
-    join_patron_sessions(session, patron_id)
+    complete_login(patron_id, login.level, login.amr, auth_time, upstream=Upstream(UPSTREAM, login.federation))
 
 
 # -- linking a first login to a card -------------------------------------------------------------------
@@ -267,7 +290,7 @@ def link() -> ResponseReturnValue:
     """The first login with this account: which library card is yours? Its number and password."""
     found = _linking()
     if found is None:
-        return _failure(FederationError("state", "no account waits to be linked"))
+        return _failure(FederationError(FederationFailure.STATE, "no account waits to be linked"))
     return _link_page(LoginForm(), found[1])
 
 
@@ -276,7 +299,7 @@ def link_submit() -> ResponseReturnValue:
     """The card and its password; then a code goes to the card's e-mail address or phone."""
     found = _linking()
     if found is None:
-        return _failure(FederationError("state", "no account waits to be linked"))
+        return _failure(FederationError(FederationFailure.STATE, "no account waits to be linked"))
     pending, login = found
     # The login page's form and field names: password managers fill it, idp.web.limits reads the card.
     form = LoginForm()
@@ -323,7 +346,7 @@ def link_code() -> ResponseReturnValue:
 
     found = _linking()
     if found is None:
-        return _failure(FederationError("state", "no account waits to be linked"))
+        return _failure(FederationError(FederationFailure.STATE, "no account waits to be linked"))
     pending, login = found
     patron_id, challenge = pending.get("patron_id"), pending.get("challenge")
     if patron_id is None or not challenge:

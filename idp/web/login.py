@@ -2,23 +2,43 @@
 
 from __future__ import annotations
 
-import time
+from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, Response, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
 from idp.auth.password import Outcome, change_password, password_login
 from idp.errors import ValidationError
-from idp.web import services
+from idp.settings import Settings
+from idp.web import login_methods, services, waiting
 from idp.web.forms import ChangePasswordForm, LoginForm
-from idp.web.login_session import SID, end_login_session
-from idp.web.sessions import join_patron_sessions, password_changed, regenerate
+from idp.web.logged_in import complete_login, log_out
+from idp.web.login_methods import LoginMethod, Offer
+from idp.web.sessions import password_changed
 
 bp = Blueprint("login", __name__)
-# A new login in the same browser keeps its login session (SID): the logout ends what both issued.
-CARRIED_OVER_LOGIN = ("lang", "oidc_pending", "saml_pending", SID)
+LEVEL = "password"  # what the card and its password give on their own
+
+
+def _offer(needed: str, next_url: str) -> Offer | None:
+    """The card-and-password form, when a login that starts with it (and a second factor) can reach ``needed``."""
+    return Offer(form=True) if login_methods.reaches(METHOD.name, needed) else None
+
+
+METHOD = LoginMethod("password", levels=lambda: (LEVEL,), offer=_offer)
+
+
+def install(app: Flask, settings: Settings) -> None:
+    app.register_blueprint(bp)
+    login_methods.register(app, METHOD)
+    app.context_processor(_template_helpers)
+
+
+def _template_helpers() -> dict[str, Any]:
+    # The ways to log in that can reach the level the waiting service needs (templates/login.html).
+    return {"login_page": lambda next_url: login_methods.login_page(waiting.needed_level(), next_url or "")}
 
 
 def safe_next(target: str | None) -> str:
@@ -54,15 +74,8 @@ def login_submit() -> ResponseReturnValue:
     if not result.ok:
         return render_template("login.html", form=form, error=_("Login failed. Check the card number and "
                                                                 "password and try again.")), 401
-    # A fresh session (new id, nothing from before the login) keeps only the language and a login
-    # in progress for a service.
-    kept = {key: session[key] for key in CARRIED_OVER_LOGIN if key in session}
-    session.clear()
-    regenerate(session)
-    session.update(kept)
-    session.update(patron_id=result.patron_id, acr="password", amr=["pwd"], auth_time=int(time.time()),
-                   must_change=result.must_change)
-    join_patron_sessions(session, result.patron_id)
+    assert result.patron_id is not None  # a successful login names its patron
+    complete_login(result.patron_id, LEVEL, ["pwd"], must_change=result.must_change)
     target = safe_next(form.next.data)
     if result.must_change:
         return redirect(url_for("login.change_password_form", next=target), 303)
@@ -94,13 +107,8 @@ def change_password_form() -> ResponseReturnValue:
 
 @bp.post("/logout")
 def logout() -> Response:
-    from idp.web.idporten import upstream_logout
-
-    # A login through ID-porten is ended there too (read before the session is cleared).
-    upstream = upstream_logout(url_for("pages.landing"))
-    end_login_session()  # the tokens issued in this login end with it
-    session.clear()
-    return upstream or redirect(url_for("pages.landing"), 303)
+    # A login through an upstream (ID-porten) is ended there too.
+    return log_out(url_for("pages.landing")) or redirect(url_for("pages.landing"), 303)
 
 
 def must_change_gate() -> ResponseReturnValue | None:

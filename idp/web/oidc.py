@@ -16,6 +16,7 @@ from flask_babel import gettext as _
 
 from idp import relying_parties
 from idp.assurance import can_meet, required_level
+from idp.auth.logins import PendingRequest
 from idp.oidc.authorization import (claims_decision, issue_code, parse_authentication_request, registered_redirect,
                                     settle_claims)
 from idp.oidc.errors import (AccessDenied, ConsentRequired, InvalidRequest, LoginRequired, OidcError, Reason,
@@ -28,7 +29,9 @@ from idp.oidc.wiring import OidcParts
 from idp.web import services
 from idp.web.authorize_checks import request_problem, unambiguous_target
 from idp.web.errors import OUTAGE_ERRORS, error_page, is_outage, log_outage, unexpected
-from idp.web.login_session import end_login_session, login_session_id
+from idp.web import waiting
+from idp.web.logged_in import current_login, log_out
+from idp.web.login_session import login_session_id
 from idp.web.pending import authenticate_then, consent_page, session_meets
 from idp.web.security import allow_form_target
 
@@ -143,9 +146,11 @@ def authorize() -> ResponseReturnValue:
     if not can_meet(needed, idporten=services().settings.idporten_enabled):
         return _error_redirect(params, UnmetAuthenticationRequirements(
             f"this provider cannot yet authenticate at {needed}"))
-    session[PENDING] = {"params": params, "needed": needed, "since": int(time.time()),
-                        "fresh": "login" in parsed.get("prompt", []) or "max_age" in parsed and
-                        int(parsed["max_age"]) == 0}
+    waiting.store(PendingRequest("oidc", needed, int(time.time()),
+                                 fresh="login" in parsed.get("prompt", []) or "max_age" in parsed and
+                                 int(parsed["max_age"]) == 0,
+                                 max_age=int(parsed["max_age"]) if "max_age" in parsed else None,
+                                 payload={"params": params}))
     return _proceed(parsed)
 
 
@@ -157,9 +162,8 @@ def resume() -> ResponseReturnValue:
     return _proceed()
 
 
-def _session_is_good_enough(pending: dict[str, Any], parsed: Any) -> bool:
-    return session_meets(pending["needed"], since=pending["since"], fresh=bool(pending.get("fresh")),
-                         max_age=int(parsed["max_age"]) if "max_age" in parsed else None)
+def _session_is_good_enough(pending: PendingRequest) -> bool:
+    return session_meets(pending)
 
 
 def _proceed(parsed: Any = None) -> ResponseReturnValue:
@@ -168,17 +172,16 @@ def _proceed(parsed: Any = None) -> ResponseReturnValue:
     ``parsed`` is given when the request was just parsed; a resumed one is parsed again from
     the session (pyop's message objects do not survive JSON).
     """
-    pending = session[PENDING]
-    params = pending["params"]
+    pending = waiting.load("oidc")
+    assert pending is not None  # the callers checked
+    params = pending.payload["params"]
     if parsed is None:
         parsed = _oidc().provider.parse_authentication_request(urlencode(params))
-    if not _session_is_good_enough(pending, parsed):
+    if not _session_is_good_enough(pending):
         if "none" in parsed.get("prompt", []):
             session.pop(PENDING, None)
             return _error_redirect(params, LoginRequired("the patron must log in"))
-        return authenticate_then("oidc.resume", pending["needed"], since=pending["since"],
-                                 fresh=bool(pending.get("fresh")),
-                                 max_age=int(parsed["max_age"]) if "max_age" in parsed else None)
+        return authenticate_then(pending)
     patron_id = int(session["patron_id"])
     with services().registry("oidc") as reg:
         rp = relying_parties.get(reg, parsed["client_id"])
@@ -189,26 +192,26 @@ def _proceed(parsed: Any = None) -> ResponseReturnValue:
         if "none" in parsed.get("prompt", []):
             session.pop(PENDING, None)
             return _error_redirect(params, ConsentRequired("the patron must consent"))
-        pending["released"] = released
-        session[PENDING] = pending
+        waiting.store(pending.with_payload(released=released))
         return consent_page(rp_name, released, "oidc.consent")
     return _issue_code(parsed, params, patron_id, released)
 
 
 @bp.post("/authorize/consent")
 def consent() -> ResponseReturnValue:
-    pending = session.get(PENDING)
-    if pending is None or "released" not in pending or session.get("patron_id") is None:
+    pending = waiting.load("oidc")
+    login = current_login()
+    if pending is None or "released" not in pending.payload or login is None:
         return _error_page(_("This login has expired or was already completed. Go back to the service "
                              "and start again."))
-    params = pending["params"]
+    params = pending.payload["params"]
     if request.form.get("decision") != "allow":
         session.pop(PENDING, None)
         return _error_redirect(params, AccessDenied("the patron declined"))
-    patron_id = int(session["patron_id"])
-    _oidc().grants.give_consent(patron_id, params["client_id"], pending["released"])
+    released = list(pending.payload["released"])
+    _oidc().grants.give_consent(login.patron_id, params["client_id"], released)
     parsed = _oidc().provider.parse_authentication_request(urlencode(params))
-    return _issue_code(parsed, params, patron_id, pending["released"])
+    return _issue_code(parsed, params, login.patron_id, released)
 
 
 def _issue_code(parsed: Any, params: dict[str, Any], patron_id: int, released: list[str]) -> ResponseReturnValue:
@@ -218,9 +221,11 @@ def _issue_code(parsed: Any, params: dict[str, Any], patron_id: int, released: l
     except LoginRequired as exc:
         session.clear()
         return _error_redirect(params, exc)
+    login = current_login()
+    assert login is not None and login.patron_id == patron_id
     location = issue_code(_oidc(), parsed, CodeGrant(
-        patron_id=patron_id, client_id=parsed["client_id"], acr=session.get("acr", "password"),
-        amr=list(session.get("amr", [])), auth_time=int(session.get("auth_time", 0)), claims=released,
+        patron_id=patron_id, client_id=parsed["client_id"], acr=login.acr,
+        amr=list(login.amr), auth_time=login.auth_time, claims=released,
         values=values, sid=login_session_id()), _issuer())
     session.pop(PENDING, None)
     allow_form_target(parsed["redirect_uri"])
@@ -301,12 +306,8 @@ def confirm_logout() -> ResponseReturnValue:
 
 
 def _log_out(target: str | None) -> ResponseReturnValue:
-    from idp.web.idporten import upstream_logout
-
-    # A login through ID-porten is ended there too, which then sends the browser on to ``target``.
-    upstream = upstream_logout(target)
-    end_login_session()
-    session.clear()
+    # A login through an upstream (ID-porten) is ended there too, which then sends the browser on to ``target``.
+    upstream = log_out(target)
     if upstream is not None:
         return upstream
     if target:

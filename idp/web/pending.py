@@ -6,39 +6,45 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from flask import Response, redirect, render_template, session, url_for
+from flask import Response, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 
 from idp.assurance import rank
+from idp.auth.logins import LoggedIn, PendingRequest
 from idp.oidc.flow import Grants
 from idp.web import services, stepup
 from idp.web.facts import in_words
+from idp.web.logged_in import current_login
 
 
-def session_meets(needed: str, *, since: int, fresh: bool, max_age: int | None = None) -> bool:
-    """Whether the patron's session serves a request waiting since ``since``: logged in, no
-    forced password change, at ``needed`` or above, logged in after ``since`` when ``fresh``
-    (prompt=login, ForceAuthn), and no longer ago than ``max_age`` seconds when given."""
-    if session.get("patron_id") is None or session.get("must_change"):
+def _meets(login: LoggedIn | None, needed: str, *, since: int, fresh: bool, max_age: int | None) -> bool:
+    """Logged in, no forced password change, at ``needed`` or above, logged in after ``since`` when
+    ``fresh`` (prompt=login, ForceAuthn), and no longer ago than ``max_age`` seconds when given."""
+    if login is None or login.must_change:
         return False
-    if rank(session.get("acr", "pin")) < rank(needed):
+    if rank(login.acr) < rank(needed):
         return False
-    auth_time = int(session.get("auth_time", 0))
-    if fresh and auth_time < since:
+    if fresh and login.auth_time < since:
         return False
-    if max_age is not None and time.time() - auth_time > max_age:
+    if max_age is not None and time.time() - login.auth_time > max_age:
         return False
     return True
 
 
-def authenticate_then(resume_endpoint: str, needed: str, *, since: int, fresh: bool,
-                      max_age: int | None = None) -> Response:
+def session_meets(request: PendingRequest) -> bool:
+    """Whether the patron's session serves ``request``, waiting since ``request.since``."""
+    return _meets(current_login(), request.needed, since=request.since, fresh=request.fresh,
+                  max_age=request.max_age)
+
+
+def authenticate_then(request: PendingRequest) -> Response:
     """Where a session that falls short goes: the second factor when only the level is short (logged
-    in, recently enough), else the login page; back to ``resume_endpoint`` afterwards."""
-    held = session.get("acr", "password")
-    if stepup.wants_second_factor(needed) and session_meets(held, since=since, fresh=fresh, max_age=max_age):
-        return stepup.step_up_then(resume_endpoint)
-    return login_then(resume_endpoint)
+    in, recently enough), else the login page; back to the request's resume endpoint afterwards."""
+    login = current_login()
+    if login is not None and stepup.wants_second_factor(request.needed) and _meets(
+            login, login.acr, since=request.since, fresh=request.fresh, max_age=request.max_age):
+        return stepup.step_up_then(request.resume)
+    return login_then(request.resume)
 
 
 def login_then(resume_endpoint: str) -> Response:

@@ -30,9 +30,12 @@ from idp.registry.models import Patron, RelyingParty
 from idp.saml import (AUTHN_REQUEST, BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, LOGOUT_REQUEST, LogoutRequestInfo,
                       PostForm, Reason, RedirectTo, Rejected, SamlParts, SsoRequest, StatusError, decode)
 from idp.saml import errors as status
+from idp.auth.logins import PendingRequest
 from idp.saml.sso import claims_asked
 from idp.web import services
+from idp.web import waiting
 from idp.web.errors import error_page
+from idp.web.logged_in import current_login
 from idp.web.login_session import end_login_session
 from idp.web.pending import authenticate_then, consent_page, consent_store, session_meets
 from idp.web.security import allow_form_target
@@ -176,7 +179,8 @@ def _begin(sso_request: SsoRequest) -> ResponseReturnValue:
         sso_request = _saml().sso.settle(sso_request, sp)
     except StatusError as exc:
         return _refuse(exc.request, exc.status, exc.sub_status, exc.message)
-    session[PENDING] = {"request": sso_request.as_dict(), "since": int(time.time())}
+    waiting.store(PendingRequest("saml", sso_request.needed, int(time.time()), fresh=sso_request.force_authn,
+                                 payload={"request": sso_request.as_dict()}))
     return _proceed()
 
 
@@ -187,14 +191,14 @@ def resume() -> ResponseReturnValue:
 
 def _proceed() -> ResponseReturnValue:
     """Log in, ask consent, or answer: whichever the waiting request needs next."""
-    pending = session[PENDING]
-    sso_request = SsoRequest.from_dict(pending["request"])
-    if not session_meets(sso_request.needed, since=pending["since"], fresh=sso_request.force_authn):
+    pending = waiting.load("saml")
+    assert pending is not None  # the callers checked
+    sso_request = SsoRequest.from_dict(pending.payload["request"])
+    if not session_meets(pending):
         if sso_request.passive:
             session.pop(PENDING, None)
             return _refuse(sso_request, status.RESPONDER, status.NO_PASSIVE, "the patron must log in")
-        return authenticate_then("saml.resume", sso_request.needed, since=pending["since"],
-                                 fresh=sso_request.force_authn)
+        return authenticate_then(pending)
     patron_id = int(session["patron_id"])
     sp = _sp(sso_request.client_id)
     released = list(decide_for(sp, claims_asked(sp)).released)
@@ -202,7 +206,7 @@ def _proceed() -> ResponseReturnValue:
         if sso_request.passive:
             session.pop(PENDING, None)
             return _refuse(sso_request, status.RESPONDER, status.NO_PASSIVE, "the patron must consent")
-        session[PENDING] = {**pending, "released": released}
+        waiting.store(pending.with_payload(released=released))
         return consent_page(sp.name, released, "saml.consent")
     return _answer(sso_request, patron_id, released)
 
@@ -231,8 +235,10 @@ def _answer(sso_request: SsoRequest, patron_id: int, released: list[str]) -> Res
         values = release(reg, patron_id, sp, released, protocol="saml").values
         reg.session.expunge(sp)
     principal = parts.principal_name(patron_id) if sp.subject_type == relying_parties.PUBLIC_SUB else None
-    form = parts.sso.respond(sso_request, sp, patron_id=patron_id, acr=session.get("acr", "password"),
-                             auth_time=int(session.get("auth_time", 0)), values=values, principal_name=principal)
+    login = current_login()
+    assert login is not None
+    form = parts.sso.respond(sso_request, sp, patron_id=patron_id, acr=login.acr,
+                             auth_time=login.auth_time, values=values, principal_name=principal)
     session.pop(PENDING, None)
     return _post_page(form, sp.name)
 

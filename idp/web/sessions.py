@@ -6,8 +6,9 @@ session, and ``regenerate`` gives a new id at login (no session fixation).
 
 A password change or reset ends the patron's other sessions: every login is tied to the patron's
 *session generation* (``join_patron_sessions``), a random value under ``patron-sessions:<id>``
-that the change replaces (``end_patron_sessions``). A session read with an older generation is
-empty from then on, and the same round trip that reads the session reads the generation.
+that the change replaces (idp.auth.patron_sessions, which the CLI calls too). A session read with
+an older generation is empty from then on, and the same round trip that reads the session reads
+the generation.
 """
 
 from __future__ import annotations
@@ -22,13 +23,12 @@ from flask.sessions import SessionInterface, SessionMixin
 from flask_babel import gettext as _
 from werkzeug.datastructures import CallbackDict
 
-from idp.services import Services
+from idp.auth.patron_sessions import GENERATIONS as _GENERATIONS
+from idp.auth.patron_sessions import SESSION_TTL, current_generation, end_patron_sessions
 from idp.state import StateStore
 from idp.web import services
 
-SESSION_TTL = 8 * 3600  # seconds of idle time before a login is forgotten
 _PREFIX = "session:"
-_GENERATIONS = "patron-sessions:"
 OF_PATRON = "sessions_of"  # the patron whose session generation this login belongs to (str: a state key's end)
 GENERATION = "session_generation"  # that generation when it logged in; None while the patron had none
 
@@ -61,29 +61,17 @@ def _key(sid: str) -> str:
 
 def join_patron_sessions(session: SessionMixin, patron_id: int) -> None:
     """Call where a login completes: a later password change or reset of the patron ends this session."""
-    current = services().state.get(_GENERATIONS + str(patron_id))
     session[OF_PATRON] = str(patron_id)
-    session[GENERATION] = current.decode() if current is not None else None
-
-
-def end_patron_sessions(svc: Services, patron_id: int, keep_sid: str | None = None) -> str:
-    """End every session of ``patron_id`` and the OIDC grants issued in them, but those of login session
-    ``keep_sid`` (no Flask needed: the CLI calls it too); returns the new generation, for a session to keep.
-
-    The generation lives as long as an idle session: a session older than it either makes a request
-    in that time (and finds itself ended) or expires by itself.
-    """
-    generation = secrets.token_urlsafe(16)
-    svc.state.put(_GENERATIONS + str(patron_id), generation.encode(), SESSION_TTL)
-    svc.oidc.grants.revoke_patron(patron_id, keep_sid=keep_sid)
-    return generation
+    session[GENERATION] = current_generation(services().state, patron_id)
 
 
 def password_changed(session: SessionMixin, patron_id: int) -> None:
     """After a password change or reset of ``patron_id``: end the patron's other sessions and the refresh
     tokens issued in them, keep this session if it is the patron's, and tell the patron (a flashed message)."""
     mine = session.get("patron_id") == patron_id
-    generation = end_patron_sessions(services(), patron_id, keep_sid=session.get("sid") if mine else None)
+    svc = services()
+    generation = end_patron_sessions(svc.state, svc.oidc.grants, patron_id,
+                                     keep_sid=session.get("sid") if mine else None)
     if mine:
         session[OF_PATRON], session[GENERATION] = str(patron_id), generation
     flash(_("You have been logged out everywhere else; services you logged in to must ask you to log in again."))

@@ -9,9 +9,7 @@ types the code from their app (or a recovery code); a patron without it is told 
 
 from __future__ import annotations
 
-import time
-
-from flask import Blueprint, Response, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, Response, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -20,14 +18,32 @@ from wtforms.validators import DataRequired, Length
 
 from idp.assurance import rank
 from idp.auth import recovery, totp
-from idp.web import services
+from idp.settings import Settings
+from idp.web import login_methods, services
 from idp.web.forms import PatronForm
+from idp.web.logged_in import current_login, step_up
 from idp.web.login import safe_next
-from idp.web.sessions import regenerate
+from idp.web.login_methods import LoginMethod, Notice, Offer
 
 bp = Blueprint("stepup", __name__)
 LEVEL = "mfa"  # what this page gives: password + TOTP
-IDPORTEN_ENDPOINTS = ("idporten.login", "idporten.start")  # offered as the alternative when installed
+AFTER = "password"  # the login it steps up
+
+
+def _offer(needed: str, next_url: str) -> Offer | None:
+    """On the login page, a service needing this level is announced (the password comes first)."""
+    if needed != LEVEL or not login_methods.reaches(AFTER, needed):
+        return None
+    return Offer(notice=Notice("mfa-help", _("This service requires two-step login: after your password, you type "
+                                             "a code from the authenticator app on your phone.")))
+
+
+METHOD = LoginMethod("second_factor", levels=lambda: (LEVEL,), offer=_offer, after=AFTER)
+
+
+def install(app: Flask, settings: Settings) -> None:
+    app.register_blueprint(bp)
+    login_methods.register(app, METHOD)
 
 
 class SecondFactorForm(PatronForm):
@@ -39,19 +55,16 @@ class SecondFactorForm(PatronForm):
 
 def wants_second_factor(needed: str) -> bool:
     """True when a logged-in session falls short of ``needed`` and this page can close the gap."""
-    if session.get("patron_id") is None or session.get("must_change"):
+    login = current_login()
+    if login is None or login.must_change:
         return False
-    held = session.get("acr", "password")
-    return rank(held) < rank(needed) <= rank(LEVEL)
+    return rank(login.acr) < rank(needed) <= rank(LEVEL)
 
 
-def _idporten_url(target: str) -> str | None:
-    if not getattr(services().settings, "idporten_issuer", None):
-        return None
-    for endpoint in IDPORTEN_ENDPOINTS:
-        if endpoint in current_app.view_functions:
-            return url_for(endpoint, next=target)
-    return None
+def _instead(target: str) -> login_methods.Button | None:
+    """Another registered way to reach this level, offered on this page (ID-porten, when set up)."""
+    offers = login_methods.login_page(LEVEL, target).buttons
+    return next((button for button in offers if button.instead), None)
 
 
 def _page(form: SecondFactorForm, *, error: str | None = None, status: int = 200) -> ResponseReturnValue:
@@ -61,7 +74,7 @@ def _page(form: SecondFactorForm, *, error: str | None = None, status: int = 200
         enrolled = totp.is_enrolled(reg, pid)
     return render_template("stepup.html", form=form, enrolled=enrolled, error=error,
                            setup_url=url_for("account_totp.setup", next=target),
-                           idporten_url=_idporten_url(target), cancel_url=target), status
+                           instead=_instead(target), cancel_url=target), status
 
 
 @bp.get("/login/second-factor")
@@ -69,7 +82,8 @@ def second_factor() -> ResponseReturnValue:
     if session.get("patron_id") is None:
         return redirect(url_for("login.login_form", next=request.full_path.rstrip("?")), 303)
     form = SecondFactorForm(formdata=None, next=request.args.get("next", ""))
-    if rank(session.get("acr", "password")) >= rank(LEVEL):
+    login = current_login()
+    if login is not None and rank(login.acr) >= rank(LEVEL):
         return redirect(safe_next(form.next.data), 303)
     return _page(form)
 
@@ -96,9 +110,9 @@ def submit() -> ResponseReturnValue:
         return _page(form, error=_("That code is not right, or it was used already. Wait for the next code in "
                                    "your app and try again."), status=401)
     # A new authentication: a new session id, and the level and methods it rests on.
-    regenerate(session)
-    amr = [m for m in session.get("amr", ["pwd"]) if m != "otp"]
-    session.update(acr=LEVEL, amr=[*amr, "otp"], auth_time=int(time.time()))
+    login = current_login()
+    assert login is not None
+    step_up(login, LEVEL, "otp")
     return redirect(safe_next(form.next.data), 303)
 
 

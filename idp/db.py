@@ -61,7 +61,7 @@ def _ping_when_idle(engine: Engine) -> None:
             return
         try:
             engine.dialect.do_ping(dbapi_connection)
-        except Exception as exc:  # noqa: BLE001 - any failure means: do not hand this one out
+        except Exception as exc:  # any failure means: do not hand this one out
             raise DisconnectionError("a pooled connection did not answer its ping") from exc
 
     event.listen(engine, "connect", stamp)

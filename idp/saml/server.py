@@ -125,8 +125,10 @@ class ServerFactory:
             "service": {"idp": {
                 "name": "patron-idp",
                 "endpoints": {
-                    "single_sign_on_service": [(endpoints.sso, BINDING_HTTP_REDIRECT), (endpoints.sso, BINDING_HTTP_POST)],
-                    "single_logout_service": [(endpoints.slo, BINDING_HTTP_REDIRECT), (endpoints.slo, BINDING_HTTP_POST)],
+                    "single_sign_on_service": [(endpoints.sso, BINDING_HTTP_REDIRECT),
+                                               (endpoints.sso, BINDING_HTTP_POST)],
+                    "single_logout_service": [(endpoints.slo, BINDING_HTTP_REDIRECT),
+                                              (endpoints.slo, BINDING_HTTP_POST)],
                 },
                 "name_id_format": list(SUPPORTED),
                 # Per SP, by its metadata (idp.saml.sso): pysaml2's switch is global.

@@ -34,7 +34,7 @@ SIGNING_ALGORITHM = SIG_RSA_SHA256
 DIGEST_ALGORITHM = DIGEST_SHA256
 
 
-class IdpServer(Server):  # type: ignore[misc]
+class IdpServer(Server):
     """No AssertionIDRequest or AuthnQuery service: pysaml2 would otherwise keep every
     assertion it issues in process memory, for ever."""
 

@@ -19,10 +19,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	IDP_MODE=development $(VENV)/bin/idp demo
 
-## The layering (README, Layout) as import-linter contracts in pyproject.toml ([tool.importlinter]).
-## ruff and mypy join this target in a later change.
+## The layering (README, Layout) as import-linter contracts, then ruff and mypy: all configured in
+## pyproject.toml ([tool.importlinter], [tool.ruff], [tool.mypy]). Any finding fails the target.
 lint: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 ## The whole suite: on the embedded default and on PostgreSQL + Redis (see README)
 test: $(STAMP)
@@ -41,7 +43,7 @@ bench-oidc: $(STAMP)
 	$(PY) bench/oidc.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
 
 ## Refresh idp/translations after changing user-facing strings (then translate the new entries)
 translations: $(STAMP)

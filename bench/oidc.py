@@ -921,7 +921,8 @@ class Benchmark:
         basic = "Basic " + base64.b64encode(f"{floor_app.CLIENT_ID}:{floor_app.CLIENT_SECRET}".encode()).decode()
         exchange = {"grant_type": "authorization_code", "code": secrets.token_urlsafe(32), "redirect_uri": CALLBACK,
                     "code_verifier": secrets.token_urlsafe(48)}
-        requests = {**{f"code exchange ({alg} id_token)": (f"/token/exchange/{alg}", exchange) for alg in ID_TOKEN_ALGS},
+        requests = {**{f"code exchange ({alg} id_token)": (f"/token/exchange/{alg}", exchange)
+                       for alg in ID_TOKEN_ALGS},
                     "refresh": ("/token/refresh", {"grant_type": "refresh_token",
                                                    "refresh_token": secrets.token_urlsafe(32)})}
         for what, (path, fields) in requests.items():

@@ -26,7 +26,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     """
     settings = settings or (services.settings if services else load_settings())
     services = services or build_services(settings)
-    from idp.web import outage
+    # The web layer (pyop and pysaml2 under it) loads when an app is made, not on every `import idp`:
+    # the CLI and the domain code import this package too.
+    from idp.web import outage  # noqa: PLC0415 - see the comment above
 
     # An outage of Redis or the database answers 503, also where it strikes outside a view (idp.web.outage).
     app = outage.OutageAwareFlask(__name__, template_folder=str(resources.files("idp.templates")),
@@ -52,8 +54,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops,  # type: ignore[method-assign]
                                 x_host=settings.proxy_hops)
 
-    from idp import i18n
-    from idp.web import account, api, errors, facts, limits, login, oidc, pages, security
+    from idp import i18n  # noqa: PLC0415 - as above
+    from idp.web import account, api, errors, facts, limits, login, oidc, pages, security  # noqa: PLC0415 - as above
     app.session_interface = outage.OutageAwareSessions(services.state)
     csrf = CSRFProtect(app)
     i18n.install(app, settings.home / "var" / "translations")
@@ -61,17 +63,17 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(pages.bp)
     app.register_blueprint(oidc.bp)
     app.register_blueprint(account.bp)
-    from idp.web import account_changes, account_codes, account_reset, account_totp, stepup
+    from idp.web import account_changes, account_codes, account_reset, account_totp, stepup  # noqa: PLC0415 - as above
 
     for blueprint in (account_codes.bp, account_changes.bp, account_totp.bp, account_reset.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(api.bp)
-    from idp.web import saml as saml_web
+    from idp.web import saml as saml_web  # noqa: PLC0415 - as above
 
     app.register_blueprint(saml_web.bp)
-    from idp.web import federation as federation_web
-    from idp.web import idporten as idporten_web
-    from idp.web import idporten_register
+    from idp.web import federation as federation_web  # noqa: PLC0415 - as above
+    from idp.web import idporten as idporten_web  # noqa: PLC0415 - as above
+    from idp.web import idporten_register  # noqa: PLC0415 - as above
 
     # The login methods, one line each: each registers its pages and itself (idp.web.login_methods);
     # the login page and logout know them only through that registry. Their order is the login page's.

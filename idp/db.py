@@ -61,7 +61,7 @@ def _ping_when_idle(engine: Engine) -> None:
             return
         try:
             engine.dialect.do_ping(dbapi_connection)
-        except Exception as exc:  # noqa: BLE001 - any failure means: do not hand this one out
+        except Exception as exc:  # any failure means: do not hand this one out
             raise DisconnectionError("a pooled connection did not answer its ping") from exc
 
     event.listen(engine, "connect", stamp)
@@ -75,7 +75,7 @@ def _begin_immediate(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # Foreign keys are off by default in SQLite; WAL lets readers run beside the one writer.
     cursor.execute("PRAGMA foreign_keys=ON")

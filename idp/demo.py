@@ -38,7 +38,7 @@ DEMO_LIBRARIES = [
     ("NO-2030001", "Demo Town Library (Bergen)", None),
     ("IT-MO0001", "Demo BiblioMo member library (Modena)", BIBLIOMO_RULES),
 ]
-DEMO_PASSWORD = "demo-password-1"
+DEMO_PASSWORD = "demo-password-1"  # noqa: S105 - the demo's published development password
 DEMO_PIN = "2468"
 DEMO_CARD_HOLDER = date(1985, 3, 12)  # Kari's birth date: the adult a newcomer is told to log in as
 
@@ -155,7 +155,7 @@ def ensure_platform(reg: Registry, stored: PlatformClient | None,
     if rp is None:
         rp, secret = relying_parties.add_oidc(reg, PLATFORM_NAME, wanted_uris, claims=PLATFORM_CLAIMS,
                                               dpa_signed=reg.today())
-        assert secret is not None  # a confidential client always gets one
+        assert secret is not None  # noqa: S101 - a confidential client always gets one
         return PlatformClient(rp.client_id, secret), [f"demo platform: registered as relying party {rp.client_id}"]
 
     lines = [f"demo platform: relying party {rp.client_id} (registered before)"]
@@ -216,7 +216,7 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 def _die_with_parent() -> None:
     # Linux: should the IdP be killed outright (no finally runs), the platform goes with it
     # instead of holding its port until someone finds it.
-    PR_SET_PDEATHSIG = 1
+    PR_SET_PDEATHSIG = 1  # noqa: N806 - its name in <sys/prctl.h>
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
@@ -247,11 +247,11 @@ NOTICE_INTERVAL = 5.0  # seconds between the demo's notice runs
 def start_notice_deliverer(interval: float = NOTICE_INTERVAL) -> subprocess.Popen[bytes]:
     """``idp notifications deliver --every`` as a child process, with the IdP's own settings: a
     demo patron's notices (a locked login, a changed PIN) land in var/outbox/ within seconds."""
-    from idp.cli.common import idp_command
+    from idp.cli.common import idp_command  # noqa: PLC0415 - the whole CLI (pysaml2 too), only when started
 
     command = [*idp_command(), "notifications", "deliver", "--every", str(interval)]
     # preexec_fn is unsafe only with threads, and the CLI has started none at this point.
-    return subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    return subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"},  # noqa: S603 - our own CLI, no shell
                             preexec_fn=_die_with_parent if sys.platform == "linux" else None)  # noqa: PLW1509
 
 

@@ -37,7 +37,7 @@ def compile_catalogues(target: Path) -> Path:
 
 def select_locale() -> str:
     chosen = session.get("lang")
-    if chosen in LANGUAGES:
+    if isinstance(chosen, str) and chosen in LANGUAGES:
         return chosen
     # Nynorsk and generic Norwegian readers get bokmål, the closest catalogue we have.
     best = request.accept_languages.best_match(("nb", "no", "nn", "en"), default=DEFAULT)

@@ -39,8 +39,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
+from cryptography.hazmat.primitives.asymmetric import rsa
 from jwcrypto.jwk import JWK
 from jwcrypto.jws import JWS
 
@@ -259,7 +260,8 @@ def _parse_key(alg: str, role: str, data: Any) -> JWK:
     if alg == "RS256":
         if key.get("kty") != "RSA":
             raise _Invalid(f"{where} is not an RSA key")
-        if key.get_op_key("sign").key_size < MIN_RSA_BITS:
+        # An RSA key with a private part (both checked above) signs with an RSAPrivateKey.
+        if cast(rsa.RSAPrivateKey, key.get_op_key("sign")).key_size < MIN_RSA_BITS:
             raise _Invalid(f"{where} is shorter than {MIN_RSA_BITS} bits")
     if key.get("alg") != alg or key.get("use") != "sig":
         raise _Invalid(f"{where} must have alg {alg} and use sig")

@@ -14,6 +14,7 @@ import re
 import secrets
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
+from typing import overload
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -119,6 +120,10 @@ def check_min_acr(min_acr: str, *, pin_allowed: bool) -> str:
     return min_acr
 
 
+@overload
+def check_dpa_date(reg: Registry, signed: date) -> date: ...
+@overload
+def check_dpa_date(reg: Registry, signed: date | None) -> date | None: ...
 def check_dpa_date(reg: Registry, signed: date | None) -> date | None:
     if signed is None:
         return None

@@ -7,11 +7,12 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from idp import create_app
 from idp.errors import ConfigError
 from idp.settings import Settings
 
 
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
+class _Gunicorn(BaseApplication):
     def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
         self._settings = settings
         self._options = options
@@ -23,8 +24,6 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from idp import create_app
-
         return create_app(self._settings)
 
 
@@ -44,7 +43,8 @@ def worker_count(requested: int | None, settings: Settings) -> int:
         return DEFAULT_WORKERS_WITH_REDIS if settings.redis_url else 1
     if requested > 1 and not settings.redis_url:
         raise ConfigError(f"--workers {requested} needs IDP_REDIS_URL: without Redis each worker keeps its own "
-                          "sessions and authorization codes, so run one worker (its threads serve requests in parallel)")
+                          "sessions and authorization codes, so run one worker "
+                          "(its threads serve requests in parallel)")
     return requested
 
 

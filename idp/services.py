@@ -50,7 +50,8 @@ class Services:
         with transaction(self.sessions) as session:
             yield Registry(session=session, cipher=self.cipher, hasher=self.hasher, actor=actor, clock=self.clock)
 
-    def read(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Row[Any]]:
+    def read(self, statement: Executable,
+             params: Mapping[str, Any] | None = None) -> Sequence[Row[*tuple[Any, ...]]]:
         """One read outside any transaction, for hot paths that need no snapshot across statements
         (the login page's federations): no BEGIN and COMMIT round trips, no ORM session."""
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
@@ -71,20 +72,20 @@ class Services:
     @cached_property
     def saml(self) -> SamlParts:
         """The SAML IdP; its signing key is created in development, required in production."""
-        from idp.saml import build_saml  # late: pysaml2 is slow to import; only SAML requests need it
+        from idp.saml import build_saml  # noqa: PLC0415 - pysaml2 is slow to import; only SAML requests need it
 
         return build_saml(self)
 
     @cached_property
     def oidc(self) -> OidcParts:
-        from idp.oidc.wiring import build_oidc  # late: pyop, built on first use, like SAML
+        from idp.oidc.wiring import build_oidc  # noqa: PLC0415 - pyop, built on first use, like SAML
 
         return build_oidc(self)
 
     @cached_property
     def messenger(self) -> Messenger:
         """E-mail and SMS to patrons (one-time codes, reset links, notices); tests may replace it."""
-        from idp.delivery import build_messenger  # late: built on first use, like SAML
+        from idp.delivery import build_messenger  # noqa: PLC0415 - built on first use, like SAML
 
         return build_messenger(self.settings)
 

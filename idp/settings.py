@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from limits import parse_many
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 from sqlalchemy.engine import make_url
 
 from idp.errors import ConfigError
@@ -166,8 +168,6 @@ class Settings(BaseModel):
     @field_validator("otp_limit_per_account", "totp_limit_per_account")
     @classmethod
     def _account_limit_parses(cls, value: str, info: ValidationInfo) -> str:
-        from limits import parse_many
-
         try:
             parse_many(value)
         except ValueError:
@@ -249,19 +249,19 @@ class Settings(BaseModel):
     @field_validator("login_limit_per_ip", "verify_limit_per_client")
     @classmethod
     def _limit_parses(cls, value: str, info: ValidationInfo) -> str:
-        from limits import parse_many
-
         try:
             parse_many(value)
         except ValueError:
-            raise ValueError(f"IDP_{str(info.field_name).upper()} must look like '30 per minute;300 per hour'") from None
+            raise ValueError(f"IDP_{str(info.field_name).upper()} must look like "
+                             "'30 per minute;300 per hour'") from None
         return value
 
     @field_validator("data_key")
     @classmethod
     def _data_key_is_32_bytes(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(_decode_key(value.get_secret_value())) != 32:
-            raise ValueError("IDP_DATA_KEY must be 32 bytes, base64url-encoded (generate one with: idp keys new-secret)")
+            raise ValueError("IDP_DATA_KEY must be 32 bytes, base64url-encoded "
+                             "(generate one with: idp keys new-secret)")
         return value
 
     @model_validator(mode="after")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
-from typing import Protocol
+from typing import Protocol, cast
 
 import redis
 
@@ -161,16 +161,16 @@ class _Batching:
             return value
         if key in unit.deletes:
             return None
-        value = self._raw_take(key)
+        taken = self._raw_take(key)
         unit.memo[key] = None
-        return value
+        return taken
 
     def incr(self, key: str, ttl: int, prefetch: Sequence[str] = ()) -> int:
         unit = _active.get()
         reads = [k for k in dict.fromkeys(prefetch) if k not in unit.memo] if unit is not None else []
         count, values = self._raw_incr(key, ttl, reads)
         if unit is not None:
-            unit.memo.update(zip(reads, values))
+            unit.memo.update(zip(reads, values, strict=True))  # one value per key read
         return count
 
 
@@ -206,7 +206,8 @@ class RedisState(_Batching):
         # One script call, atomic like MULTI/EXEC but a single command for redis-py to pack and parse.
         p, puts = self._prefix, list(unit.puts.items())
         keys = [p + k for k in (*unit.consumes, *(k for k, _ in puts), *unit.deletes)]
-        args = [len(unit.consumes), len(puts), *(v for _, (v, _) in puts), *(ttl for _, (_, ttl) in puts)]
+        args: list[bytes | int] = [len(unit.consumes), len(puts), *(v for _, (v, _) in puts),
+                                   *(ttl for _, (_, ttl) in puts)]
         return bool(self._commit(keys=keys, args=args))
 
     def _raw_incr(self, key: str, ttl: int, reads: list[str]) -> tuple[int, list[bytes | None]]:
@@ -286,7 +287,8 @@ class MemoryState(_Batching):
     def _raw_incr(self, key: str, ttl: int, reads: list[str]) -> tuple[int, list[bytes | None]]:
         with self._lock:
             item = self._live(key)
-            count = (int(item[0]) if item else 0) + 1
+            # A counter's key holds a count (or the bytes of one put there), never an index.
+            count = (int(cast("int | bytes", item[0])) if item else 0) + 1
             self._data[key] = (count, item[1] if item else time.monotonic() + ttl)
             return count, [self._bytes(k) for k in reads]
 

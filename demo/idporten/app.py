@@ -174,7 +174,8 @@ def create_app(config: FakeConfig) -> Flask:
                   "nonce": params.get("nonce", ""), "iat": now, "exp": now + 120, "auth_time": now, "locale": "nb"}
         signed = jwt.JWT(header={"alg": "RS256", "kid": key.kid, "typ": "JWT"}, claims=claims)
         signed.make_signed_token(key)
-        return jsonify(access_token=secrets.token_urlsafe(24), token_type="Bearer", expires_in=120,
+        return jsonify(access_token=secrets.token_urlsafe(24), token_type="Bearer",  # noqa: S106 - a token type, no password
+                       expires_in=120,
                        id_token=signed.serialize())
 
     @app.get("/logout")

@@ -39,7 +39,7 @@ class ClaimCatalogue:
                 if family.matches(name):
                     self._clash(f"claim {name!r}", plugin, other)
             for other in self._families:
-                assert other.family is not None
+                assert other.family is not None  # noqa: S101 - only plugins with a family are in _families
                 # Any name both could produce starts with both prefixes, so one prefix starts the other.
                 if other.family.prefix.startswith(family.prefix) or family.prefix.startswith(other.family.prefix):
                     labels = dict.fromkeys((other.family.label, family.label))
@@ -84,7 +84,7 @@ def load_claims(found: Iterable[EntryPoint] | None = None) -> ClaimCatalogue:
         source = f"'{entry.name} = {entry.value}'" + (f" (from {dist.name})" if dist is not None else "")
         try:
             plugin = entry.load()
-        except Exception as exc:  # noqa: BLE001 - any import failure is a start-up configuration error
+        except Exception as exc:  # any import failure is a start-up configuration error
             raise ConfigError(f"Claim plugin {source} could not be loaded: {type(exc).__name__}: {exc}") from exc
         if not isinstance(plugin, ClaimPlugin):
             raise ConfigError(f"Claim plugin {source} gives a {type(plugin).__name__!r}, not an "

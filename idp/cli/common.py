@@ -85,7 +85,7 @@ def handle_errors(fn: F) -> F:
             fail(f"the database refused the change ({type(exc).__name__}); nothing was saved")
         except (click.ClickException, click.Abort, click.exceptions.Exit):
             raise
-        except Exception as exc:  # noqa: BLE001 - the operator gets one line, the debug log the rest
+        except Exception as exc:  # the operator gets one line, the debug log the rest
             log.debug("unexpected failure", exc_info=True)
             fail(f"unexpected failure ({type(exc).__name__}); nothing was saved. "
                  "Run again with IDP_LOG_LEVEL=DEBUG for details.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
@@ -162,8 +163,6 @@ def federation_unlink(ctx: Context, card: str, name: str) -> None:
 def federation_sp_key(ctx: Context, replace: bool) -> None:
     """Create our service provider's key and certificate (in the keys directory)."""
     settings = ctx.services.settings
-    from urllib.parse import urlsplit
-
     key, cert = create_sp_keys(settings.keys_dir, urlsplit(settings.issuer).hostname or "patron-idp", replace=replace)
     out(key=key, certificate=cert)
 

@@ -65,7 +65,7 @@ def _print_kids(ring: KeyRing) -> None:
 @handle_errors
 def serve(ctx: Context, host: str, port: int, workers: int | None, threads: int) -> None:
     """Serve the IdP (gunicorn)."""
-    from idp.server import run, worker_count  # late: gunicorn and the Flask app, only for serving
+    from idp.server import run, worker_count  # noqa: PLC0415 - gunicorn and the Flask app, only for serving
 
     workers = worker_count(workers, ctx.services.settings)
     ctx.services.require_current_schema()
@@ -91,7 +91,7 @@ def demo(ctx: Context, host: str, port: int, no_serve: bool, no_platform: bool, 
          no_idporten: bool = False, idporten_port: int = 5002) -> None:
     """Development only: migrate, seed demo libraries and patrons, register the demo e-book
     platform as a relying party, and serve the IdP with the platform beside it."""
-    from idp import demo as demo_data  # late: development-only code, loaded only for `idp demo`
+    from idp import demo as demo_data  # noqa: PLC0415 - development-only code, only for `idp demo`
 
     if requested_mode() != Mode.DEVELOPMENT or not ctx.services.settings.is_development:
         fail("idp demo seeds made-up patrons and runs only with IDP_MODE=development (make demo sets it)")
@@ -111,7 +111,7 @@ def demo(ctx: Context, host: str, port: int, no_serve: bool, no_platform: bool, 
         click.echo(line)
     if no_serve:
         return
-    from idp.server import run  # late: gunicorn and the Flask app, only for serving
+    from idp.server import run  # noqa: PLC0415 - gunicorn and the Flask app, only for serving
 
     platform = None
     if not no_platform:
@@ -125,7 +125,7 @@ def demo(ctx: Context, host: str, port: int, no_serve: bool, no_platform: bool, 
                    "(DEVELOPMENT ONLY)")
     fake_idporten = None
     if not no_idporten and not settings.idporten_enabled:
-        from idp.devtools import idporten as dev_idporten  # late: development only, as above
+        from idp.devtools import idporten as dev_idporten  # noqa: PLC0415 - development only, as above
 
         try:
             fake_idporten = dev_idporten.start(settings, idporten_port)

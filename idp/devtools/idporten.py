@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 import json
 
+from idp.demo import DEMO_CARD_HOLDER, _die_with_parent, platform_source, port_is_free, stop_child
 from idp.errors import ConfigError
 from idp.registry.dates import oslo_date, utcnow, years_before
 from idp.registry.national_id import synthetic_national_ids
@@ -39,8 +40,6 @@ class DevIdPorten:
 
 def people(today: date | None = None) -> list[dict[str, str]]:
     """Made-up people to log in as (synthetic numbers, month + 80: never a real person's)."""
-    from idp.demo import DEMO_CARD_HOLDER
-
     today = today or oslo_date(utcnow())
     fifteen = years_before(today, 15)
     return [
@@ -60,8 +59,6 @@ def settings_for(settings: Settings, fake: DevIdPorten) -> Settings:
 
 def start(settings: Settings, port: int = DEFAULT_PORT) -> DevIdPorten:
     """Start demo/idporten as a child process on 127.0.0.1:PORT. Raises Unavailable when it cannot."""
-    from idp.demo import _die_with_parent, platform_source, port_is_free
-
     if not settings.is_development:
         raise ConfigError("the fake ID-porten is for development only")
     checkout = platform_source()
@@ -77,13 +74,11 @@ def start(settings: Settings, port: int = DEFAULT_PORT) -> DevIdPorten:
                DEMO_IDPORTEN_LOGOUT_URIS=f"{settings.issuer}/idporten/logged-out",
                DEMO_IDPORTEN_PEOPLE=json.dumps(people()), PYTHONUNBUFFERED="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(checkout), env.get("PYTHONPATH")])))
-    process = subprocess.Popen([sys.executable, "-m", "demo.idporten.app"], cwd=checkout, env=env,  # noqa: S603
+    process = subprocess.Popen([sys.executable, "-m", "demo.idporten.app"], cwd=checkout, env=env,
                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)  # noqa: PLW1509
     return DevIdPorten(fake.issuer, fake.client_id, fake.client_secret, process)
 
 
 def stop(fake: DevIdPorten) -> None:
-    from idp.demo import stop_child
-
     if fake.process is not None:
         stop_child(fake.process)

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import sqlalchemy as sa
@@ -110,7 +110,7 @@ def import_patrons(reg: Registry, rows: Iterable[PatronImport], *, library_isil:
     dialect = reg.session.get_bind().dialect
     # COPY does not go through the column types, so the timestamp's rule (aware, UTC) is applied here.
     today, now = reg.today(), Timestamp().process_bind_param(reg.now(), dialect)
-    assert now is not None
+    assert now is not None  # noqa: S101 - a datetime in, a datetime out
     copy = dialect.name == "postgresql" and dialect.driver == "psycopg"
     writer: _CopyWriter | _CoreWriter = _CopyWriter(reg) if copy else _CoreWriter(reg)
     total = 0
@@ -220,8 +220,9 @@ class _CopyWriter:
 
     def write(self, batch: Sequence[_Clean], numbers: Sequence[int], library: Library, now: datetime) -> list[int]:
         reg = self._reg
-        dbapi = reg.session.connection().connection.dbapi_connection
-        assert dbapi is not None
+        # This writer is chosen for the psycopg driver only; SQLAlchemy types the connection as any DBAPI one.
+        dbapi = cast("psycopg.Connection[Any] | None", reg.session.connection().connection.dbapi_connection)
+        assert dbapi is not None  # noqa: S101 - an open connection has its DBAPI one
         with dbapi.cursor() as cur:
             cur.execute("SELECT nextval(pg_get_serial_sequence('patron', 'id')) FROM generate_series(1, %s)",
                         (len(batch),))

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVarTuple
 
 from sqlalchemy import Row, Select, and_, bindparam, select, update
 from sqlalchemy.orm import joinedload
@@ -154,7 +154,7 @@ class SecretOnFile:
 _ACTIVE_READING = and_(Card.number.in_(bindparam("numbers", expanding=True)), Card.status == "active")
 _CARD = select(Card).where(_ACTIVE_READING)
 _CARD_WITH_PATRON = select(Card).options(joinedload(Card.patron)).where(_ACTIVE_READING)
-_SECRET_ON_FILE = (select(Card.number, Card.patron_id, Patron.status, Patron.last_activity_at,
+_SECRET_ON_FILE = (select(Card.number, Patron.id, Patron.status, Patron.last_activity_at,
                           Patron.inactivity_warned_at, Credential.hash, Credential.must_change)
                    .join(Patron, Patron.id == Card.patron_id)
                    .outerjoin(Credential, and_(Credential.patron_id == Card.patron_id,
@@ -184,8 +184,11 @@ def find_secret_on_file(reg: Registry, typed: str, kind: str) -> SecretOnFile | 
     return SecretOnFile(patron_id, status, kind, secret_hash, bool(must_change), last_activity, warned)
 
 
-def _one_reading(reg: Registry, typed: str, query: Select[Any], number_of: Callable[[Row[Any]], str],
-                 **params: Any) -> Row[Any] | None:
+_Columns = TypeVarTuple("_Columns")
+
+
+def _one_reading(reg: Registry, typed: str, query: Select[*_Columns],
+                 number_of: Callable[[Row[*_Columns]], str], **params: Any) -> Row[*_Columns] | None:
     # A national number reads the same under every library's rules: skip loading them.
     candidates = lookup_candidates(typed, [] if national_form(generic(typed)) else _rule_sets(reg))
     rows = list(reg.session.execute(query, {"numbers": candidates, **params}))
@@ -207,7 +210,7 @@ def merge_local_card(reg: Registry, local_typed: str, national_typed: str) -> Pa
     local = require_card(reg, local_typed)
     national = require_card(reg, national_typed)
     source, target = local.patron, national.patron
-    assert source is not None and target is not None
+    assert source is not None and target is not None  # noqa: S101 - require_card answers only cards with a patron
     if local.kind != "local" or source.local_library_id is None:
         raise ValidationError("The first card must be a local card.")
     if national.kind == "local" or target.local_library_id is not None:

@@ -7,6 +7,7 @@ whether a card exists.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Callable
@@ -93,7 +94,5 @@ class SecretHasher:
         return Verification(True, self.hash(secret) if self._ph.check_needs_rehash(stored) else None)
 
     def _burn(self, secret: str = "") -> None:
-        try:
+        with contextlib.suppress(VerificationError):
             self._on_hashing_thread(lambda: self._ph.verify(self._dummy, secret or "x"))
-        except VerificationError:
-            pass

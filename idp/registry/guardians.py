@@ -48,7 +48,7 @@ def register_self(reg: Registry, new: NewPatron) -> tuple[Patron, Card]:
     """A person registers themselves (identified by ID-porten): a national account and a digital
     card, from 15 only; under 15 a guardian creates the card (``register_child``)."""
     nid = national_identity(new.national_id, today=reg.today(), national=True)
-    assert nid is not None  # a national account always has one
+    assert nid is not None  # noqa: S101 - a national account always has one
     if nid.birth_date is None or age_on(nid.birth_date, reg.today()) < CHILD_SELF_REGISTRATION_AGE:
         raise GuardianRegisters(f"Under {CHILD_SELF_REGISTRATION_AGE} a guardian creates the card: the guardian "
                                 "logs in with ID-porten and creates a card for their child.")

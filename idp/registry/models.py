@@ -7,10 +7,11 @@ traceback shows ids, never names, national ids or contact details.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Date, DateTime, ForeignKey, Index,
-                        Integer, LargeBinary, MetaData, String, Text, TypeDecorator, UniqueConstraint, false, text)
+                        Integer, LargeBinary, MetaData, String, Table, Text, TypeDecorator, UniqueConstraint, false,
+                        text)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -45,6 +46,9 @@ class Timestamp(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+    if TYPE_CHECKING:
+        # Every class here maps one Table (none maps a join or a select); SQLAlchemy types it FromClause.
+        __table__: ClassVar[Table]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} id={getattr(self, 'id', '?')}>"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal, overload
 
 from sqlalchemy import delete, select, update
 
@@ -88,6 +88,10 @@ def _clean_address(address: Address | None) -> Address | None:
     return Address(*parts) if any(parts) else None
 
 
+@overload
+def national_identity(raw: str | None, *, today: date, national: Literal[True]) -> NationalId: ...
+@overload
+def national_identity(raw: str | None, *, today: date, national: bool) -> NationalId | None: ...
 def national_identity(raw: str | None, *, today: date, national: bool) -> NationalId | None:
     """Parse an identity number for a new account; a national account needs one, and not a DUF number."""
     if raw is None or raw == "":
@@ -155,7 +159,7 @@ def find_by_national_id(reg: Registry, raw: str) -> Patron | None:
 
 def patron_by_card(reg: Registry, typed: str) -> Patron:
     patron = require_card(reg, typed).patron
-    assert patron is not None
+    assert patron is not None  # noqa: S101 - require_card answers only cards with a patron
     return patron
 
 

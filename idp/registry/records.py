@@ -44,7 +44,8 @@ class LimitedRecord:
     full: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))
+        data: dict[str, Any] = _plain(asdict(self))
+        return data
 
     def __repr__(self) -> str:
         return "<LimitedRecord>"
@@ -71,7 +72,7 @@ class PatronRecord:
     full: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        data = _plain(asdict(self))
+        data: dict[str, Any] = _plain(asdict(self))
         for key in ("birth_date", "created_at", "last_activity_at"):
             data[key] = data[key].isoformat() if data[key] is not None else None
         return data

@@ -94,7 +94,8 @@ def add_federation(reg: Registry, spec: FederationSpec) -> Federation:
     if not 1 <= len(display_name) <= 100 or not display_name.isprintable():
         raise ValidationError("A federation's display name has 1 to 100 printable characters (e.g. UniMoRe).")
     if spec.link_attribute not in LINK_ATTRIBUTES:
-        raise ValidationError(f"The link attribute must identify a member for good: one of {', '.join(LINK_ATTRIBUTES)}.")
+        raise ValidationError("The link attribute must identify a member for good: one of "
+                              f"{', '.join(LINK_ATTRIBUTES)}.")
     if spec.national_id_attribute is not None and spec.national_id_attribute not in NATIONAL_ID_ATTRIBUTES:
         raise ValidationError(f"The national-id attribute is one of {', '.join(NATIONAL_ID_ATTRIBUTES)}.")
     if not spec.entity_id or len(spec.entity_id) > 1024:
@@ -186,7 +187,7 @@ _CHOICES = (select(Federation.name, Federation.display_name, Federation.authn_co
             .where(Federation.enabled.is_(True)).order_by(Federation.display_name, Federation.name))
 
 
-def federation_choices(read: Callable[[Executable], Sequence[Row[Any]]]) -> list[FederationChoice]:
+def federation_choices(read: Callable[[Executable], Sequence[Row[*tuple[Any, ...]]]]) -> list[FederationChoice]:
     """The enabled federations as the login page offers them. Every login page asks, so this is
     one statement through ``read`` (Services.read: no transaction) and three columns, not the
     metadata."""
@@ -249,7 +250,7 @@ def refresh_owned_fields(reg: Registry, identity: UpstreamIdentity, values: Mapp
     """
     cleaners = {"name": clean_name, "email": clean_email, "phone": clean_phone}
     patron = reg.session.get(Patron, identity.patron_id)
-    assert patron is not None
+    assert patron is not None  # noqa: S101 - the link's patron_id is a foreign key (cascade)
     changed: list[str] = []
     refused: list[str] = []
     for field in identity.federation.attribute_map:

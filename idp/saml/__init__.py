@@ -47,7 +47,8 @@ from idp.xmlsec1 import xmlsec_program
 if TYPE_CHECKING:
     from idp.services import Services
 
-__all__ = ["AUTHN_REQUEST", "BINDING_HTTP_POST", "BINDING_HTTP_REDIRECT", "LOGOUT_REQUEST", "Endpoints", "InboundMessage", "LogoutRequestInfo", "PostForm",
+__all__ = ["AUTHN_REQUEST", "BINDING_HTTP_POST", "BINDING_HTTP_REDIRECT", "LOGOUT_REQUEST", "Endpoints",
+           "InboundMessage", "LogoutRequestInfo", "PostForm",
            "Reason", "RedirectTo", "Rejected", "SamlParts", "SigningCredentials", "SsoRequest", "StatusError",
            "build_saml", "create_signing_key", "decode", "signing_credentials"]
 

@@ -74,7 +74,7 @@ class _Names(Mapping[str, str]):
         return len(STANDARD)
 
 
-class ClaimConverter(AttributeConverter):  # type: ignore[misc]
+class ClaimConverter(AttributeConverter):
     """pysaml2's attribute converter, answering from the table above."""
 
     def __init__(self) -> None:
@@ -88,7 +88,7 @@ class ClaimConverter(AttributeConverter):  # type: ignore[misc]
                 for key, value in attrvals.items()]
 
 
-class ReleasePolicy(Policy):  # type: ignore[misc]
+class ReleasePolicy(Policy):
     """Exactly ``released`` for one SP, with our assertion lifetime; nothing from pysaml2's defaults."""
 
     def __init__(self, sp_entity_id: str, released: Iterable[str], lifetime_minutes: int) -> None:

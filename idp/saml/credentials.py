@@ -60,7 +60,9 @@ class SigningCredentials:
                               "--replace (then give SPs the new metadata)") from None
         if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < MIN_RSA_BITS:
             raise ConfigError(f"the SAML signing key in {path} must be RSA of at least {MIN_RSA_BITS} bits")
-        if certificate.public_key().public_numbers() != key.public_key().public_numbers():
+        ours = key.public_key().public_numbers()
+        certified = certificate.public_key()  # of any kind: one that is not RSA cannot be this key's
+        if not isinstance(certified, rsa.RSAPublicKey) or certified.public_numbers() != ours:
             raise ConfigError(f"the certificate in {path} does not belong to its key; replace both: "
                               "idp saml new-key --replace")
         pem = certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")

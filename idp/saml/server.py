@@ -34,7 +34,7 @@ SIGNING_ALGORITHM = SIG_RSA_SHA256
 DIGEST_ALGORITHM = DIGEST_SHA256
 
 
-class IdpServer(Server):  # type: ignore[misc]
+class IdpServer(Server):
     """No AssertionIDRequest or AuthnQuery service: pysaml2 would otherwise keep every
     assertion it issues in process memory, for ever."""
 
@@ -125,8 +125,10 @@ class ServerFactory:
             "service": {"idp": {
                 "name": "patron-idp",
                 "endpoints": {
-                    "single_sign_on_service": [(endpoints.sso, BINDING_HTTP_REDIRECT), (endpoints.sso, BINDING_HTTP_POST)],
-                    "single_logout_service": [(endpoints.slo, BINDING_HTTP_REDIRECT), (endpoints.slo, BINDING_HTTP_POST)],
+                    "single_sign_on_service": [(endpoints.sso, BINDING_HTTP_REDIRECT),
+                                               (endpoints.sso, BINDING_HTTP_POST)],
+                    "single_logout_service": [(endpoints.slo, BINDING_HTTP_REDIRECT),
+                                              (endpoints.slo, BINDING_HTTP_POST)],
                 },
                 "name_id_format": list(SUPPORTED),
                 # Per SP, by its metadata (idp.saml.sso): pysaml2's switch is global.

@@ -251,7 +251,7 @@ def test_two_reservations_do_not_overlap(idp: Idp, bergen: str) -> None:
 
 def test_an_explicit_first_number_overlapping_another_library_is_refused(
         idp: Idp, oslo: Series, bergen: str) -> None:
-    first, last = oslo["printed"]
+    _first, last = oslo["printed"]
     line = failed(idp("series", "reserve", BERGEN, "--count", "10", "--first", national(last - 5)))
     assert OSLO in line
     assert idp("series", "list", BERGEN).stdout == ""

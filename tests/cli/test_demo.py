@@ -35,7 +35,7 @@ PLATFORM = "http://127.0.0.1:5001"
 
 
 @pytest.fixture
-def idp(cli_env: dict[str, str]) -> Idp:  # noqa: F811  - cli_env is the imported fixture, injected by name
+def idp(cli_env: dict[str, str]) -> Idp:  # cli_env is the imported fixture, injected by name
     return make_idp(cli_env)
 
 
@@ -240,7 +240,8 @@ def test_demo_writes_patrons_notices_to_the_outbox_and_stops_its_deliverer_with_
                                       email="demo.new@example.org")
         finally:
             services.close()
-        outbox, changed = DevOutbox(tmp_path / "var" / "outbox"), "E-postadressen for bibliotekinnloggingen din er endret"
+        outbox = DevOutbox(tmp_path / "var" / "outbox")
+        changed = "E-postadressen for bibliotekinnloggingen din er endret"
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and not any(changed in text for text in mail_texts(outbox)):
             time.sleep(0.2)

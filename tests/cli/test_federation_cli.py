@@ -12,7 +12,7 @@ import pytest
 from click.testing import Result
 
 from idp.auth.federation import create_sp_keys, sp_key_paths
-from idp.registry import upstream
+from idp.registry import patrons, upstream
 from idp.registry.models import Federation, UpstreamIdentity
 from idp.services import Services
 from idp.settings import Settings
@@ -79,7 +79,8 @@ def test_unusable_metadata_is_refused(idp: Idp, tmp_path: Path, metadata_file: P
     garbage.write_text("this is not XML at all <")
     assert "not usable SAML metadata" in failed(add_unimore(idp, garbage))
     expired = tmp_path / "expired.xml"
-    expired.write_text(metadata_file.read_text().replace(" entityID=", ' validUntil="2020-01-01T00:00:00Z" entityID=', 1))
+    expired.write_text(metadata_file.read_text().replace(" entityID=", ' validUntil="2020-01-01T00:00:00Z" entityID=',
+                                                         1))
     assert "validUntil (2020-01-01 00:00 UTC) has passed" in failed(add_unimore(idp, expired))
     assert count(services, Federation) == 0
     succeeded(add_unimore(idp, metadata_file))
@@ -117,8 +118,6 @@ def test_the_fields_a_federation_owns_are_read_only_for_staff(idp: Idp, metadata
                          "kari@example.org", "--home-library", OSLO, input="\n"))["card_number"]
     succeeded(add_unimore(idp, metadata_file))
     with services.registry("test") as reg:
-        from idp.registry import patrons
-
         upstream.link(reg, upstream.get_federation(reg, "unimore"), "kari@uni.test", patrons.patron_by_card(reg, card),
                       how="operator")
     refused = failed(idp("patron", "update", card, "--name", "Kari Nordmann", "--phone", "+4791234567"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import date
 
 import pytest
 from flask.testing import FlaskClient
@@ -22,7 +23,8 @@ from idp.settings import Settings
 from tests.cli.test_cli import Idp, add_patron, failed, succeeded
 from tests.cli.test_cli import cli_env, idp, oslo  # noqa: F401 - fixtures
 from tests.conftest import FakeClock
-from tests.unit.test_otp_delivery import SmtpSink
+from tests.nin import person
+from tests.unit.test_otp_delivery import SmtpSink, free_port
 from tests.unit.test_otp_delivery import smtp_sink  # noqa: F401 - fixture
 from tests.web.conftest import csrf_token
 
@@ -207,8 +209,6 @@ def test_no_email_address_means_a_clear_error_and_no_change(idp: Idp, oslo: obje
 
 
 def test_an_unreachable_mail_server_is_one_error_line_and_no_link(idp: Idp, oslo: object, services: Services) -> None:
-    from tests.unit.test_otp_delivery import free_port
-
     card = add_patron(idp, password=OLD_PASSWORD)
     line = failed(idp("patron", "reset-password", card, env={"IDP_SMTP_HOST": "127.0.0.1",
                                                               "IDP_SMTP_PORT": str(free_port()),
@@ -227,8 +227,4 @@ def test_development_without_smtp_puts_the_link_in_the_outbox(idp: Idp, oslo: ob
 
 
 def _nin() -> str:
-    from datetime import date
-
-    from tests.nin import person
-
     return person(date(1990, 5, 17))

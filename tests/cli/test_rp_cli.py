@@ -25,7 +25,7 @@ RP_COMMANDS = ["add-oidc", "add-saml", "disable", "enable", "list", "load-saml-m
 
 
 @pytest.fixture
-def idp(cli_env: dict[str, str]) -> Idp:  # noqa: F811  - cli_env is the imported fixture, injected by name
+def idp(cli_env: dict[str, str]) -> Idp:
     return make_idp(cli_env)
 
 

@@ -24,7 +24,7 @@ KOMMUNE = "https://skole.kommune.example/sp"
 
 
 @pytest.fixture
-def idp(cli_env: dict[str, str]) -> Idp:  # noqa: F811
+def idp(cli_env: dict[str, str]) -> Idp:
     return make_idp(cli_env)
 
 
@@ -167,7 +167,7 @@ def test_load_saml_metadata_adds_refreshes_and_reports_bad_files(idp: Idp, servi
 
 # -- idp saml ---------------------------------------------------------------------------------------
 
-def test_saml_metadata_writes_our_metadata(idp: Idp, tmp_path: Path, cli_env: dict[str, str]) -> None:  # noqa: F811
+def test_saml_metadata_writes_our_metadata(idp: Idp, tmp_path: Path, cli_env: dict[str, str]) -> None:
     out = tmp_path / "out"
     shown = succeeded(idp("saml", "metadata", "--out", str(out)))
     written = Path(shown["written"])

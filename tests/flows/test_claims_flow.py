@@ -10,10 +10,11 @@ from datetime import UTC, date, datetime
 
 import requests
 
+from idp import relying_parties
 from idp.registry.dates import oslo_date
 from idp.registry.patrons import Address
 from tests.flows.conftest import LiveIdp
-from tests.flows.test_oidc_flow import (CALLBACK, PASSWORD, Browser, Client, callback_params, csrf, register,
+from tests.flows.test_oidc_flow import (PASSWORD, Browser, Client, callback_params, csrf, register,
                                         rp_session, start, verify_id_token)
 from tests.nin import person
 from tests.unit.factories import ADULT_BORN, library, patron
@@ -98,7 +99,6 @@ def test_no_personal_data_beyond_the_policy_for_a_patron_with_a_secret_address(l
     # The broadest policy there is: everything but the person's identifying data may go out.
     partner = register(live, claims=EVERYTHING)
     with live.services.registry("test") as reg:
-        from idp import relying_parties
         relying_parties.get(reg, partner.client_id).pin_allowed = True
     token, _, _, raw_userinfo = _login(live, partner, card.number,
                                        scope="openid patron library profile email age_over_15 age_over_18")

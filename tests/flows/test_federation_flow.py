@@ -26,11 +26,12 @@ from typing import Any
 
 import pytest
 import requests
+from argon2 import PasswordHasher
 from saml2.xmldsig import DIGEST_SHA1, DIGEST_SHA256, SIG_RSA_SHA1, SIG_RSA_SHA256
 from sqlalchemy import event, func, select
 
 from idp.errors import NotAllowed
-from idp.registry import owned, upstream
+from idp.registry import cards, owned, upstream
 from idp.registry import patrons as patrons_svc
 from idp.registry.models import AuditEvent, Patron, UpstreamIdentity
 from tests.fakes.university import REFEDS_MFA, FakeUniversity, form_fields, running_university
@@ -118,8 +119,6 @@ def work(live: LiveIdp, monkeypatch: pytest.MonkeyPatch) -> Iterator[Work]:
     """Counts the work of the live server (it runs in this process): every argon2 hash and verify
     (the register's hasher runs them on its own threads, through argon2's PasswordHasher), every
     SQL statement on its engine, and every write to its state store (method and key prefix)."""
-    from argon2 import PasswordHasher
-
     counted = Work()
 
     def count_argon2(method: Any) -> Any:
@@ -250,9 +249,8 @@ def test_the_owned_fields_are_read_only_for_patron_and_staff(live: LiveIdp, univ
                                                              giulia: int) -> None:
     university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
     university_login(browser(), live)
-    with pytest.raises(NotAllowed, match="kept up to date by UniMoRe"):
-        with live.services.registry("test") as reg:
-            patrons_svc.update_patron(reg, reg.session.get(Patron, giulia), name="Someone Else")
+    with pytest.raises(NotAllowed, match="kept up to date by UniMoRe"), live.services.registry("test") as reg:
+        patrons_svc.update_patron(reg, reg.session.get(Patron, giulia), name="Someone Else")
     with live.services.registry("test") as reg:
         assert patrons_svc.update_patron(reg, reg.session.get(Patron, giulia), phone="+47 999 99 999") == ["phone"]
         # Setting an owned field to the value it has is no change, and no refusal.
@@ -265,7 +263,7 @@ def test_a_university_login_is_a_password_login_for_a_relying_party(live: LiveId
     university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
     client = register(live)
     rp = rp_session(live, client)
-    url, state, verifier = start(live, rp)
+    url, _state, verifier = start(live, rp)
     b = browser()
     login_page = b.follow(url)
     landed = university_login(b, live, university_button(login_page))
@@ -282,7 +280,7 @@ def test_a_fresh_login_asked_by_a_service_is_forced_at_the_university(live: Live
     university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
     client = register(live)
     rp = rp_session(live, client)
-    url, _, verifier = start(live, rp, prompt="login")
+    url, _, _verifier = start(live, rp, prompt="login")
     b = browser()
     landed = university_login(b, live, university_button(b.follow(url)))
     request_xml = zlib.decompress(base64.b64decode(university.requests_seen[-1]["SAMLRequest"]), -15).decode()
@@ -442,7 +440,8 @@ def test_an_unsigned_answer_is_refused(live: LiveIdp, university: FakeUniversity
 
 
 def test_a_tampered_answer_is_refused_and_nothing_of_it_is_logged(live: LiveIdp, university: FakeUniversity,
-                                                                   giulia: int, caplog: pytest.LogCaptureFixture) -> None:
+                                                                   giulia: int,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
     b = browser()
@@ -660,8 +659,6 @@ def test_deleting_the_patron_removes_the_link(live: LiveIdp, university: FakeUni
 
 def test_a_merged_local_card_keeps_its_university_link(live: LiveIdp, university: FakeUniversity,
                                                        unimore: str) -> None:
-    from idp.registry import cards
-
     with live.services.registry("test") as reg:
         library(reg, "IT-MO0001", "BiblioMo")
         local, local_card = patrons_svc.register_patron(reg, patrons_svc.NewPatron(

@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from idp.auth.federation import national_id_from, read_login
+from idp.auth.federation import FederationError, national_id_from, read_login, resolve_login
 from idp.errors import Conflict, NotAllowed, ValidationError
 from idp.registry import owned, patrons, upstream
 from idp.registry.context import Registry
@@ -112,16 +112,12 @@ def test_national_ids_are_read_only_from_norwegian_codes() -> None:
 
 
 def test_a_missing_link_attribute_is_an_error(reg: Registry) -> None:
-    from idp.auth.federation import FederationError
-
     with pytest.raises(FederationError) as missing:
         read_login(federation(reg), {"displayName": ["Kari"]}, [])
     assert missing.value.kind == "attribute"
 
 
 def test_a_first_login_with_a_national_id_links_itself(reg: Registry, kari: patrons.Patron) -> None:
-    from idp.auth.federation import resolve_login
-
     fed = federation(reg, national_id_attribute="norEduPersonNIN")
     login = read_login(fed, {"eduPersonPrincipalName": ["kari@unimore.it"], "norEduPersonNIN": [person(ADULT_BORN)],
                              "displayName": ["Kari Rossi"]}, [])

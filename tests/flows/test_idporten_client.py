@@ -4,6 +4,7 @@ refusals, and the settings that switch it on."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -24,8 +25,6 @@ CALLBACK = "http://127.0.0.1:9/idporten/callback"
 
 class Clock:
     def __init__(self) -> None:
-        import time
-
         self.now = time.time()
 
     def __call__(self) -> float:
@@ -93,7 +92,7 @@ def test_the_token_endpoint_refusing_the_code_is_a_clear_error(client: IdPortenC
 
 
 def test_a_state_that_does_not_match_is_refused(client: IdPortenClient) -> None:
-    url, pending = client.begin(SUBSTANTIAL)
+    _url, pending = client.begin(SUBSTANTIAL)
     with pytest.raises(IdPortenError) as refused:
         client.complete(pending, {"state": "forged", "code": "x"})
     assert refused.value.kind == "state"
@@ -131,8 +130,10 @@ def test_only_https_or_loopback_is_fetched() -> None:
 
 def test_pkce_and_levels() -> None:
     # RFC 7636, appendix B.
-    assert pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk") == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-    assert level_for_need(HIGH) == HIGH and level_for_need("password") == SUBSTANTIAL and level_for_need(None) == SUBSTANTIAL
+    verifier, challenge = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    assert pkce_challenge(verifier) == challenge
+    assert level_for_need(HIGH) == HIGH
+    assert level_for_need("password") == SUBSTANTIAL and level_for_need(None) == SUBSTANTIAL
 
 
 def test_idporten_settings_come_all_together(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from tests.fakes.live import serve_idp
 from tests.flows.conftest import LiveIdp, free_port
 from tests.flows.test_oidc_flow import (CALLBACK, Browser, Client, callback_params, csrf, register, rp_session,
                                         start, verify_id_token)
+from tests.flows.test_oidc_flow import register as register_rp
 from tests.nin import person
 from tests.unit.factories import ADULT_BORN, library, patron
 
@@ -101,7 +102,7 @@ def rp_login_with_idporten(live: LiveIdp, client: Client, b: Browser | None = No
     """The relying party sends the browser to the IdP; the login page offers ID-porten; click it."""
     b = b or browser()
     rp = rp_session(live, client)
-    url, state, verifier = start(live, rp, **params)
+    url, _state, verifier = start(live, rp, **params)
     login_page = b.follow(url)
     assert login_page.status_code == 200, login_page.text[:300]
     return b, b.follow(idporten_link(login_page)), rp, verifier
@@ -184,7 +185,7 @@ def test_a_service_asking_for_a_fresh_login_gets_one_at_idporten(live: LiveIdp, 
                              ["id_token"], client, "n-0S6")
     assert claims["acr"] == SUBSTANTIAL
     # Without prompt=login, ID-porten's single sign-on may answer: no prompt is sent.
-    b2, page2, _, _ = rp_login_with_idporten(live, client)
+    _b2, _page2, _, _ = rp_login_with_idporten(live, client)
     assert "prompt" not in idporten.authorize_requests[-1]
 
 
@@ -196,8 +197,6 @@ def test_the_login_page_offers_idporten_beside_the_password(live: LiveIdp, oslo:
 
 def test_a_service_needing_more_than_a_password_is_refused_without_idporten(settings: Settings, services: Services,
                                                                             clock: FakeClock) -> None:
-    from tests.flows.test_oidc_flow import register as register_rp
-
     with serve_idp(settings, services, clock, free_port()) as plain:
         client = register_rp(plain, min_acr=HIGH)
         url, state, _ = start(plain, rp_session(plain, client))
@@ -491,7 +490,8 @@ def test_the_started_login_is_in_the_session_not_in_the_url(live: LiveIdp, idpor
     to_idporten = browser().http.get(f"{live.url}/idporten/login?next=/account/services", allow_redirects=False,
                                      timeout=5)
     query = parse_qs(urlsplit(to_idporten.headers["Location"]).query)
-    assert to_idporten.status_code == 303 and "code_verifier" not in query and query["code_challenge_method"] == ["S256"]
+    assert to_idporten.status_code == 303
+    assert "code_verifier" not in query and query["code_challenge_method"] == ["S256"]
     assert len(query["state"][0]) >= 43 and len(query["nonce"][0]) >= 43
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from idp import notifications
@@ -24,7 +25,7 @@ WRONG_GUESSES_PER_DAY = 10  # README: "per card at most 10 wrong guesses in any 
 
 
 @pytest.fixture
-def settings(settings: Settings, smtp_sink: SmtpSink) -> Settings:  # noqa: F811 - extends the suite's settings
+def settings(settings: Settings, smtp_sink: SmtpSink) -> Settings:
     """The suite's settings, with mail going to the SMTP server on loopback (with a login)."""
     smtp_sink.require_auth = True
     return settings.model_copy(update={"smtp_host": smtp_sink.host, "smtp_port": smtp_sink.port, "smtp_tls": "none",
@@ -33,8 +34,6 @@ def settings(settings: Settings, smtp_sink: SmtpSink) -> Settings:  # noqa: F811
 
 
 def _secret(value: str) -> object:
-    from pydantic import SecretStr
-
     return SecretStr(value)
 
 
@@ -51,7 +50,7 @@ def csrf(html: str) -> str:
     return match.group(1)
 
 
-def test_a_code_sent_over_smtp_changes_the_pin_once(live: LiveIdp, smtp_sink: SmtpSink,  # noqa: F811
+def test_a_code_sent_over_smtp_changes_the_pin_once(live: LiveIdp, smtp_sink: SmtpSink,
                                                    browser: requests.Session) -> None:
     with live.services.registry("test") as reg:
         library(reg)
@@ -95,7 +94,7 @@ def test_a_code_sent_over_smtp_changes_the_pin_once(live: LiveIdp, smtp_sink: Sm
     assert "The PIN of your library login has been changed" in notice.text
 
 
-def test_a_locked_card_is_reported_to_its_patron_by_mail(live: LiveIdp, smtp_sink: SmtpSink,  # noqa: F811
+def test_a_locked_card_is_reported_to_its_patron_by_mail(live: LiveIdp, smtp_sink: SmtpSink,
                                                          browser: requests.Session) -> None:
     with live.services.registry("test") as reg:
         library(reg)

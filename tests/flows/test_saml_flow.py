@@ -20,6 +20,7 @@ from idp.saml import registry as sp_registry
 from tests.flows.conftest import LiveIdp
 from tests.flows.test_oidc_flow import register as register_oidc
 from tests.flows.test_oidc_flow import rp_session, start
+from tests.flows.test_oidc_flow import Browser as OidcBrowser, callback_params, login_and_consent
 from tests.saml.sps import (EMAIL, PASSWORD, PERSISTENT, POST, TRANSIENT, Browser, Form, OneLoginSp, Pysaml2Sp,
                             decode_response, post_form)
 from tests.unit.factories import library, patron
@@ -165,8 +166,6 @@ def test_signed_requests_over_redirect_and_post_are_accepted(live: LiveIdp, card
 
 
 def test_an_oidc_login_serves_a_saml_sp_without_a_second_password(live: LiveIdp, card: str) -> None:
-    from tests.flows.test_oidc_flow import Browser as OidcBrowser, callback_params, login_and_consent
-
     client = register_oidc(live)
     oidc_browser = OidcBrowser(requests.Session())
     url, _, _ = start(live, rp_session(live, client))
@@ -276,8 +275,6 @@ def test_single_logout_over_post_ends_the_shared_session(live: LiveIdp, card: st
 
 
 def test_single_logout_ends_the_oidc_tokens_issued_in_that_login(live: LiveIdp, card: str) -> None:
-    from tests.flows.test_oidc_flow import Browser as OidcBrowser, callback_params, login_and_consent
-
     client = register_oidc(live)
     oidc_browser = OidcBrowser(requests.Session())
     rp = rp_session(live, client)

@@ -23,7 +23,7 @@ from idp import relying_parties
 from idp.auth import totp
 from idp.registry.models import Patron
 from tests.flows.conftest import LiveIdp
-from tests.flows.test_browser import (PASSWORD, Platform, add_patron, claim, consent, log_in,  # noqa: F401
+from tests.flows.test_browser import (PASSWORD, Platform, add_patron, claim, consent, log_in,
                                       start_at_platform)
 from tests.flows.test_browser import context, page, platform  # noqa: F401 - fixtures (browser: conftest)
 from tests.unit.test_otp_delivery import one_time_code_in
@@ -49,7 +49,7 @@ def outbox_names(live: LiveIdp) -> set[str]:
     return {p.name for p in outbox.glob("*")} if outbox.is_dir() else set()
 
 
-def test_the_totp_enrolment_page(page: Page, live: LiveIdp) -> None:  # noqa: F811
+def test_the_totp_enrolment_page(page: Page, live: LiveIdp) -> None:
     card = add_patron(live, password=PASSWORD)
     page.goto(f"{live.url}/login?next=/account")
     log_in(page, card, PASSWORD)
@@ -91,7 +91,7 @@ def test_the_totp_enrolment_page(page: Page, live: LiveIdp) -> None:  # noqa: F8
     expect(page.locator("#totp-state")).to_have_text("on")
 
 
-def test_the_step_up_prompt_on_the_way_to_a_service(page: Page, platform: Platform,  # noqa: F811
+def test_the_step_up_prompt_on_the_way_to_a_service(page: Page, platform: Platform,
                                                     live: LiveIdp) -> None:
     card = add_patron(live, password=PASSWORD)
     with live.services.registry("test") as reg:

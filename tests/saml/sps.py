@@ -24,6 +24,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from saml2 import BINDING_HTTP_POST
+from saml2.client import Saml2Client
+from saml2.config import SPConfig
+from saml2.metadata import entity_descriptor
 
 from idp.registry.dates import utcnow
 
@@ -121,9 +125,12 @@ class Browser:
 class OneLoginSp:
     """A python3-saml SP: e.g. a film platform at https://film.example."""
 
+    # python3-saml is imported in the methods: it loads xmlsec with its own libxml2 (which must match
+    # lxml's, see pyproject.toml), so only the tests that use this SP depend on that pair.
+
     def __init__(self, idp_url: str, host: str, *, sign_requests: bool = False, name_id_format: str = PERSISTENT,
                  slo_binding: str = REDIRECT) -> None:
-        from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
+        from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser  # noqa: PLC0415 - see the class
 
         key, cert = sp_key_pair()
         self.host = host
@@ -150,13 +157,13 @@ class OneLoginSp:
         return str(self.settings["sp"]["entityId"])
 
     def metadata(self) -> bytes:
-        from onelogin.saml2.settings import OneLogin_Saml2_Settings
+        from onelogin.saml2.settings import OneLogin_Saml2_Settings  # noqa: PLC0415 - see the class
 
         metadata = OneLogin_Saml2_Settings(self.settings, sp_validation_only=True).get_sp_metadata()
         return metadata if isinstance(metadata, bytes) else metadata.encode()
 
     def _auth(self, path: str, *, get: dict[str, str] | None = None, post: dict[str, str] | None = None) -> Any:
-        from onelogin.saml2.auth import OneLogin_Saml2_Auth
+        from onelogin.saml2.auth import OneLogin_Saml2_Auth  # noqa: PLC0415 - see the class
 
         return OneLogin_Saml2_Auth({"https": "on", "http_host": self.host, "script_name": path,
                                     "get_data": get or {}, "post_data": post or {}}, self.settings)
@@ -195,9 +202,6 @@ class Pysaml2Sp:
 
     def __init__(self, idp_url: str, host: str, workdir: Path, *, allow_unsolicited: bool = False,
                  sign_requests: bool = False, requested: list[str] | None = None) -> None:
-        from saml2.client import Saml2Client
-        from saml2.config import SPConfig
-
         key, cert = sp_key_pair()
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "sp.key").write_text(key)
@@ -234,8 +238,6 @@ class Pysaml2Sp:
         return str(self.config.entityid)
 
     def metadata(self) -> bytes:
-        from saml2.metadata import entity_descriptor
-
         return str(entity_descriptor(self.config)).encode()
 
     def login_url(self, binding: str = REDIRECT, **kwargs: Any) -> tuple[str, Any, str]:
@@ -247,15 +249,11 @@ class Pysaml2Sp:
         return info["url"], _form_fields(info["data"]), request_id
 
     def acs(self, form: Form, outstanding: dict[str, str] | None) -> Any:
-        from saml2 import BINDING_HTTP_POST
-
         assert form.url == f"{self.base}/acs", form.url
         return self.client.parse_authn_request_response(form.fields["SAMLResponse"], BINDING_HTTP_POST,
                                                         outstanding=outstanding)
 
     def logout_form(self, name_id: Any, session_index: str | None) -> tuple[str, dict[str, str]]:
-        from saml2 import BINDING_HTTP_POST
-
         _, request = self.client.create_logout_request(
             self.idp_slo, self.idp_entity_id, name_id=name_id,
             session_indexes=[session_index] if session_index else None, sign=True)
@@ -263,8 +261,6 @@ class Pysaml2Sp:
         return info["url"], _form_fields(info["data"])
 
     def slo(self, form: Form) -> Any:
-        from saml2 import BINDING_HTTP_POST
-
         assert form.url == f"{self.base}/slo", form.url
         return self.client.parse_logout_request_response(form.fields["SAMLResponse"], BINDING_HTTP_POST)
 

@@ -29,7 +29,8 @@ def reason(binding: str, value: str) -> Reason:
 
 
 def test_a_plain_request_passes_over_both_bindings() -> None:
-    for binding, value in ((BINDING_HTTP_REDIRECT, redirect_query(request())), (BINDING_HTTP_POST, post_value(request()))):
+    for binding, value in ((BINDING_HTTP_REDIRECT, redirect_query(request())),
+                           (BINDING_HTTP_POST, post_value(request()))):
         message = decode(binding, value, AUTHN_REQUEST)
         assert (message.issuer, message.message_id, message.enveloped_signature) == (ISSUER, "_r1", False)
 

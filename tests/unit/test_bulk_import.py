@@ -86,9 +86,8 @@ def next_numbers(services: Services) -> list[int]:
 
 def import_fails(services: Services, rows: list[PatronImport], error: type[Exception], **kwargs: int) -> str:
     """Run an import that must fail in its own transaction; the context manager rolls it back."""
-    with pytest.raises(error) as info:
-        with services.registry("test") as reg:
-            import_patrons(reg, rows, library_isil=ISIL, **kwargs)
+    with pytest.raises(error) as info, services.registry("test") as reg:
+        import_patrons(reg, rows, library_isil=ISIL, **kwargs)
     return str(info.value)
 
 

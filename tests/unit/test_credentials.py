@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -85,8 +86,6 @@ def test_the_gate_is_one_by_default(tmp_path: Path) -> None:
 
 
 def test_a_process_forked_after_hashing_hashes_with_threads_of_its_own() -> None:
-    import os
-
     hasher = SecretHasher(time_cost=1, memory_kib=64, parallelism=1)
     stored = hasher.hash("correct horse battery")  # the parent's hashing thread now runs
     child = os.fork()

@@ -9,7 +9,9 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import OperationalError
 
 from idp import db
+from idp.registry.models import Library
 from idp.services import Services
+from tests.unit.factories import library
 
 pytestmark = pytest.mark.backends  # pooled PostgreSQL connections; readers beside a writer
 
@@ -53,9 +55,6 @@ def test_a_connection_in_steady_use_is_not_pinged(postgres_database: str, monkey
 def test_a_hot_read_runs_beside_a_writer_without_waiting_for_its_lock(services: Services) -> None:
     """Services.read (the login page's federations) needs no transaction: on SQLite it must not
     queue behind a writer's lock, and on either backend it sees only what was committed."""
-    from idp.registry.models import Library
-    from tests.unit.factories import library
-
     isils = select(Library.isil).order_by(Library.isil)
     with services.registry("test") as reg:
         library(reg)  # an open write transaction: SQLite's write lock is taken

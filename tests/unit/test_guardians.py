@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -47,8 +47,6 @@ def test_a_minor_cannot_be_a_guardian(services: Services) -> None:
 
 
 def test_the_link_ends_on_the_15th_birthday_oslo_time(services: Services, clock: FakeClock) -> None:
-    from datetime import UTC, datetime
-
     with services.registry("test") as reg:
         library(reg)
         parent, _ = patron(reg)

@@ -37,7 +37,7 @@ Deliver = Callable[..., notifications.DeliveryReport]
 
 
 @pytest.fixture
-def messenger(smtp_sink: SmtpSink, gateway: Gateway) -> Messenger:  # noqa: F811
+def messenger(smtp_sink: SmtpSink, gateway: Gateway) -> Messenger:
     return Messenger(SmtpMailer(host=smtp_sink.host, port=smtp_sink.port, tls="none"),
                      HttpSmsGateway(gateway.url, "gw-token"), SENDER)
 
@@ -75,7 +75,7 @@ def stored(services: Services, notice_id: int) -> Notification:
 # -- what the patron receives ----------------------------------------------------------------
 
 def test_a_lock_notice_is_mailed_in_both_languages_once(services: Services, deliver: Deliver,
-                                                       smtp_sink: SmtpSink) -> None:  # noqa: F811
+                                                       smtp_sink: SmtpSink) -> None:
     notice_id = queue(services, failures=10)
     report = deliver()
     assert (report.email, report.sent, report.retry) == (1, 1, 0)
@@ -93,7 +93,7 @@ def test_a_lock_notice_is_mailed_in_both_languages_once(services: Services, deli
 
 
 def test_a_patron_without_e_mail_gets_an_sms_in_bokmal(services: Services, deliver: Deliver,
-                                                       gateway: Gateway) -> None:  # noqa: F811
+                                                       gateway: Gateway) -> None:
     notice_id = queue(services, "account_changed", email=None, phone="+4791234567", what="pin")
     assert deliver().sms == 1
     (sent,) = gateway.requests
@@ -104,7 +104,7 @@ def test_a_patron_without_e_mail_gets_an_sms_in_bokmal(services: Services, deliv
 
 
 def test_library_and_date_are_written_out(services: Services, deliver: Deliver,
-                                          smtp_sink: SmtpSink) -> None:  # noqa: F811
+                                          smtp_sink: SmtpSink) -> None:
     queue(services, "library_added", email="ola@example.org", library="NO-2030000")
     queue(services, "inactivity_warning", email="per@example.org", deletion_on="2027-01-06")
     assert deliver().email == 2
@@ -114,7 +114,7 @@ def test_library_and_date_are_written_out(services: Services, deliver: Deliver,
 
 
 def test_a_patron_without_any_address_is_settled_not_retried(services: Services, deliver: Deliver,
-                                                             smtp_sink: SmtpSink) -> None:  # noqa: F811
+                                                             smtp_sink: SmtpSink) -> None:
     notice_id = queue(services, email=None, phone=None)
     assert deliver().no_address == 1
     assert deliver().no_address == 0
@@ -125,8 +125,8 @@ def test_a_patron_without_any_address_is_settled_not_retried(services: Services,
 
 
 def test_a_changed_address_is_reported_to_the_old_one_which_is_then_erased(services: Services, deliver: Deliver,
-                                                                            smtp_sink: SmtpSink,  # noqa: F811
-                                                                            gateway: Gateway) -> None:  # noqa: F811
+                                                                            smtp_sink: SmtpSink,
+                                                                            gateway: Gateway) -> None:
     with services.registry("test") as reg:
         kari, _ = patron(reg, nth=next(_patrons), email="new@example.org", phone="+4790000002")
         reg.notify(kari.id, "account_changed", what="email", to="old@example.org")
@@ -181,7 +181,7 @@ def test_a_failing_mail_server_is_retried_later_and_later_then_given_up(services
 
 
 def test_a_failed_send_is_delivered_by_a_later_run(services: Services, deliver: Deliver, clock: FakeClock,
-                                                   smtp_sink: SmtpSink) -> None:  # noqa: F811
+                                                   smtp_sink: SmtpSink) -> None:
     notice_id = queue(services)
     down = Messenger(SmtpMailer(host="127.0.0.1", port=free_port(), tls="none", timeout=2),
                      Unconfigured("IDP_SMS_URL", "SMS delivery"), SENDER)
@@ -194,7 +194,7 @@ def test_a_failed_send_is_delivered_by_a_later_run(services: Services, deliver: 
 
 
 def test_an_unconfigured_channel_keeps_notices_waiting_uncounted(services: Services, deliver: Deliver,
-                                                                 smtp_sink: SmtpSink) -> None:  # noqa: F811
+                                                                 smtp_sink: SmtpSink) -> None:
     notice_id = queue(services)
     unconfigured = Messenger(Unconfigured("IDP_SMTP_HOST", "e-mail delivery"),
                              Unconfigured("IDP_SMS_URL", "SMS delivery"), SENDER)
@@ -206,7 +206,7 @@ def test_an_unconfigured_channel_keeps_notices_waiting_uncounted(services: Servi
 
 
 def test_a_notice_older_than_a_week_is_not_sent(services: Services, deliver: Deliver, clock: FakeClock,
-                                                smtp_sink: SmtpSink) -> None:  # noqa: F811
+                                                smtp_sink: SmtpSink) -> None:
     stale = queue(services, email="old@example.org")
     clock.advance(days=7, minutes=1)
     fresh = queue(services, email="new@example.org")
@@ -217,7 +217,7 @@ def test_a_notice_older_than_a_week_is_not_sent(services: Services, deliver: Del
 
 
 def test_a_run_sends_at_most_its_limit_oldest_first(services: Services, deliver: Deliver,
-                                                    smtp_sink: SmtpSink) -> None:  # noqa: F811
+                                                    smtp_sink: SmtpSink) -> None:
     ids = [queue(services, email=f"p{n}@example.org") for n in range(3)]
     assert deliver(limit=2).email == 2
     assert [stored(services, i).outcome for i in ids] == ["email", "email", None]
@@ -225,7 +225,7 @@ def test_a_run_sends_at_most_its_limit_oldest_first(services: Services, deliver:
 
 
 def test_two_deliverers_at_once_send_each_notice_once(services: Services, messenger: Messenger,
-                                                      smtp_sink: SmtpSink) -> None:  # noqa: F811
+                                                      smtp_sink: SmtpSink) -> None:
     if services.engine.dialect.name != "postgresql":
         pytest.skip("concurrent deliverers need PostgreSQL's SKIP LOCKED; with SQLite run one deliverer")
     for n in range(12):
@@ -259,7 +259,7 @@ def test_every_kind_has_its_words_and_unknown_kinds_are_refused(services: Servic
 
 
 def test_notices_never_carry_the_address_or_a_card_number(services: Services, deliver: Deliver,
-                                                          smtp_sink: SmtpSink) -> None:  # noqa: F811
+                                                          smtp_sink: SmtpSink) -> None:
     with services.registry("test") as reg:
         kari, card = patron(reg, nth=next(_patrons), email="kari@example.org")
         reg.notify(kari.id, "account_changed", what="email")
@@ -282,7 +282,7 @@ def deliver_command(settings: Settings, smtp_host: str, smtp_port: int) -> Resul
 
 
 def test_the_cli_delivers_and_reports(settings: Settings, services: Services, clock: FakeClock,
-                                      smtp_sink: SmtpSink) -> None:  # noqa: F811
+                                      smtp_sink: SmtpSink) -> None:
     clock.now = datetime.now(UTC)  # the command runs on the real clock
     queue(services)
     queue(services, email=None, phone=None)
@@ -302,7 +302,7 @@ def test_the_cli_exits_1_when_a_send_failed(settings: Settings, services: Servic
 
 
 def test_a_contact_change_by_staff_is_reported_to_the_old_address(services: Services, deliver: Deliver,
-                                                                   smtp_sink: SmtpSink) -> None:  # noqa: F811
+                                                                   smtp_sink: SmtpSink) -> None:
     with services.registry("test") as reg:
         kari, _ = patron(reg, nth=next(_patrons), email="kari@example.org")
         assert patrons.update_patron(reg, kari, email="thief@example.org", name="Kari N") == ["name", "email"]

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 
 from idp.auth import otp
-from idp.delivery import DeliveryError, Messenger
+from idp.delivery import DeliveryError, Messenger, Unconfigured
 from idp.errors import NotFound, ValidationError
 from idp.registry.models import Patron
 from idp.services import Services
@@ -214,8 +214,6 @@ def test_blocked_patrons_get_no_codes(services: Services, outbox: Recorder, kari
 
 
 def test_channels_leave_out_what_cannot_be_sent(services: Services, kari: int) -> None:
-    from idp.delivery import Unconfigured
-
     recorder = Recorder()
     sms = Unconfigured("IDP_SMS_URL", "SMS delivery")
     services.messenger = Messenger(recorder, sms, "n@e.no")  # type: ignore[misc]

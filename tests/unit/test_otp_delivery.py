@@ -10,6 +10,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import re
 import socket
 import threading
 import time
@@ -61,7 +62,7 @@ class SmtpSink:
     require_auth: bool = False
     received: list[Received] = field(default_factory=list)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
         if self.require_auth and not session.authenticated:
             return "530 Authentication required"
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
@@ -101,8 +102,6 @@ def smtp_sink() -> Iterator[SmtpSink]:
 
 
 def one_time_code_in(text: str) -> str:
-    import re
-
     match = re.search(r"(?:code is|koden din er): (\d{6})", text)
     assert match, "no one-time code in the message"
     return match.group(1)

@@ -9,11 +9,13 @@ from sqlalchemy import func, select, text
 
 from idp.errors import CardOutsideSeries, Conflict, InvalidCardNumber, NotAllowed, NotFound, \
     ValidationError
-from idp.registry import cards, libraries, patrons
+from idp.registry import cards, libraries, memberships, patrons
 from idp.registry.cardnumbers import BIBLIOMO_RULES
 from idp.registry.context import Registry
+from idp.registry.credentials import SecretHasher
 from idp.registry.models import AuditEvent, Card, Credential, Membership, Notification, Patron
 from idp.services import Services
+from idp.settings import OWASP_ARGON2_MIN_MEMORY_KIB, Settings
 from tests.conftest import FakeClock
 from tests.nin import duf, person
 from tests.unit.factories import ADULT_BORN, library, patron
@@ -92,7 +94,7 @@ def test_a_duf_number_gets_only_a_local_card(services: Services) -> None:
         p, card = patron(reg, national_id=duf(2019, 123456), home_library="IT-MO0001", local_card="u0003125",
                          birth_date=date(1990, 1, 1))
         assert (card.kind, card.number, p.id_kind, p.local_library.isil) == ("local", "U03125", "duf", "IT-MO0001")
-        with pytest.raises(NotAllowed, match="DUF|local"):
+        with pytest.raises(NotAllowed, match=r"DUF|local"):
             cards.issue_card(reg, p, p.home_library, kind="digital")
 
 
@@ -178,7 +180,7 @@ def test_merging_a_local_card_retires_its_number(reg: Registry) -> None:
     library(reg)
     library(reg, "NO-1833000", "Rana", digital=0, printed=0)
     national, national_card = patron(reg)
-    local, local_card = patron(reg, home_library="NO-1833000", local_card="RANA-0042")
+    local, _local_card = patron(reg, home_library="NO-1833000", local_card="RANA-0042")
     assert cards.find_card(reg, "rana0042").patron_id == local.id
     merged = cards.merge_local_card(reg, "RANA 0042", national_card.number)
     assert merged.id == national.id
@@ -293,8 +295,6 @@ def test_a_blocked_patron_does_not_verify(reg: Registry) -> None:
 def with_outdated_password(reg: Registry) -> tuple[Patron, Card]:
     """A patron whose password "correct horse battery" is stored with weaker argon2 parameters
     than today's (m=256 KiB), flagged must-change."""
-    from idp.registry.credentials import SecretHasher
-
     library(reg)
     p, card = patron(reg)
     weak = SecretHasher(time_cost=1, memory_kib=256, parallelism=1)
@@ -314,8 +314,6 @@ def test_outdated_hash_parameters_are_upgraded_on_successful_login(reg: Registry
 
 
 def test_production_hash_parameters_meet_owasp(services: Services) -> None:
-    from idp.settings import OWASP_ARGON2_MIN_MEMORY_KIB, Settings
-
     defaults = Settings.model_fields
     assert defaults["argon2_memory_kib"].default >= OWASP_ARGON2_MIN_MEMORY_KIB == 19456
     assert defaults["argon2_time_cost"].default >= 2
@@ -325,8 +323,6 @@ def test_production_hash_parameters_meet_owasp(services: Services) -> None:
 
 def test_deleting_tells_where_the_person_remains_a_patron_and_keeps_numbers_retired(
         services: Services, oslo: None) -> None:
-    from idp.registry import memberships
-
     with services.registry("test") as reg:
         library(reg, "NO-4601000", "Bergen")
         p, card = patron(reg, password="correct horse battery")
@@ -360,7 +356,8 @@ def test_a_series_loaded_before_another_transaction_allocated_is_reread(services
     assert int(second.number[1:]) == int(first.number[1:]) + 1
 
 
-def test_activity_is_written_once_per_oslo_day_and_always_clears_a_purge_warning(reg: Registry, clock: FakeClock) -> None:
+def test_activity_is_written_once_per_oslo_day_and_always_clears_a_purge_warning(reg: Registry,
+                                                                                 clock: FakeClock) -> None:
     library(reg)
     person_, _ = patron(reg)
     registered = person_.last_activity_at

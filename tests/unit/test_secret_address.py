@@ -320,7 +320,7 @@ def test_cli_registration_with_a_secret_address_keeps_only_the_flag(
     card = card_from(added)
     join_libraries(services, card)
 
-    errors = [("idp patron add", added.output)] + cli_errors(cli, card, 4) + service_errors(services, card, 4)
+    errors = [("idp patron add", added.output), *cli_errors(cli, card, 4), *service_errors(services, card, 4)]
     assert_never_revealed(services, cli, card, caplog, errors)
 
 
@@ -333,7 +333,7 @@ def test_cli_update_giving_a_secret_patron_an_address_keeps_none_of_it(
     assert updated.stdout.strip() == "changed: nothing"
     join_libraries(services, card)
 
-    errors = [("idp patron update", updated.output)] + cli_errors(cli, card, 5)
+    errors = [("idp patron update", updated.output), *cli_errors(cli, card, 5)]
     assert_never_revealed(services, cli, card, caplog, errors)
 
 

@@ -14,6 +14,7 @@ from idp.registry import libraries
 from idp.registry.context import Registry
 from idp.registry.models import CardSeries, Library
 from idp.services import Services
+import itertools
 
 pytestmark = pytest.mark.backends  # the overlap guard (EXCLUDE vs a trigger) and reservation races
 
@@ -32,7 +33,7 @@ def ranges(services: Services) -> list[tuple[int, int]]:
 
 
 def assert_disjoint(spans: list[tuple[int, int]]) -> None:
-    for (_, last), (first, _) in zip(spans, spans[1:]):
+    for (_, last), (first, _) in itertools.pairwise(spans):
         assert last < first, f"overlapping series: {spans}"
 
 

@@ -15,8 +15,9 @@ from sqlalchemy import select, text
 from idp.auth import recovery, totp
 from idp.errors import ConfigError, Conflict
 from idp.registry.crypto import derive_key
-from idp.registry.models import RecoveryCode, TotpCredential
-from idp.services import Services
+from idp.registry.models import Patron, RecoveryCode, TotpCredential
+from idp.registry.patrons import delete_patron
+from idp.services import Services, build_services
 from idp.state import MemoryState
 from tests.conftest import FakeClock
 from tests.unit.factories import library, patron
@@ -142,7 +143,6 @@ def test_a_replay_is_refused_by_another_worker(services: Services, clock: FakeCl
     """Two workers (own database engine, own state connection) share only the store: Redis in production."""
     app, _ = enrol(services, clock, kari)
     code = app.at(clock.now)
-    from idp.services import build_services
 
     other = build_services(services.settings)
     other.clock = clock
@@ -202,9 +202,6 @@ def test_removal_takes_the_seed_and_the_recovery_codes(services: Services, clock
 
 
 def test_deleting_the_patron_deletes_the_second_factor(services: Services, clock: FakeClock, kari: int) -> None:
-    from idp.registry.models import Patron
-    from idp.registry.patrons import delete_patron
-
     enrol(services, clock, kari)
     with services.registry("test") as reg:
         delete_patron(reg, reg.session.get(Patron, kari))  # type: ignore[arg-type]

@@ -53,14 +53,14 @@ def test_a_slow_client_does_not_hold_up_the_worker_for_everyone_else(tmp_path: P
     env = idp_env(tmp_path)
     assert run_idp("demo", "--no-serve", env=env).returncode == 0
     port = free_port()
-    with running(["serve", "--port", str(port), "--workers", "1"], env, tmp_path / "serve.log") as (base, _):
-        with socket.create_connection(("127.0.0.1", port)) as slow:
-            slow.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Language: e")  # headers unfinished
-            time.sleep(0.3)  # the worker has taken the slow connection by now
-            started = time.monotonic()
-            status, _, body = get(f"{base}/healthz")
-            assert status == 200 and json.loads(body)["status"] == "ok"
-            assert time.monotonic() - started < 3
+    with (running(["serve", "--port", str(port), "--workers", "1"], env, tmp_path / "serve.log") as (base, _),
+          socket.create_connection(("127.0.0.1", port)) as slow):
+        slow.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Language: e")  # headers unfinished
+        time.sleep(0.3)  # the worker has taken the slow connection by now
+        started = time.monotonic()
+        status, _, body = get(f"{base}/healthz")
+        assert status == 200 and json.loads(body)["status"] == "ok"
+        assert time.monotonic() - started < 3
 
 
 def test_serve_refuses_a_thread_count_of_no_use(tmp_path: Path) -> None:

@@ -104,7 +104,7 @@ def test_new_recovery_codes_need_a_code_and_replace_the_old(logged_in: FlaskClie
 
 def test_removal_needs_a_code_the_password_and_the_second_factor(logged_in: FlaskClient, outbox: Recorder,
                                                                  services: Services, clock: FakeClock) -> None:
-    app, codes = enrol_in_browser(logged_in, outbox, clock)
+    _app, codes = enrol_in_browser(logged_in, outbox, clock)
     assert "we first send you a one-time code" in get(logged_in, "/account/totp/remove").text
     prove(logged_in, outbox, "totp-remove", "/account/totp/remove")
     page = get(logged_in, "/account/totp/remove")

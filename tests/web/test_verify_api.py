@@ -13,11 +13,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
-from idp import relying_parties
+from idp import create_app, relying_parties
+from idp.registry import cards as card_rules
 from idp.registry.models import ClaimRelease, Notification
 from idp.services import Services
 from idp.web.api import openapi_document
 from tests.unit.factories import library, patron
+from tests.web.conftest import csrf_token
 
 PASSWORD = "correct horse battery"
 PIN = "4711"
@@ -116,7 +118,6 @@ def test_a_door_with_pin_learns_the_loan_ban(client: FlaskClient, services: Serv
 def test_every_failure_gets_the_same_answer(client: FlaskClient, services: Services, film: Partner,
                                            cards: dict[str, str]) -> None:
     with services.registry("test") as reg:
-        from idp.registry import cards as card_rules
         card_rules.find_card(reg, cards["banned"]).patron.status = "blocked"  # type: ignore[union-attr]
     answers = [post(client, film, {"card_number": number, "password": secret, "age_over": [15]})
                for number, secret in ((cards["adult"], "wrong password"), ("N999999999", PASSWORD),
@@ -185,7 +186,7 @@ BAD_BODIES: list[tuple[Any, str]] = [
     ({"card_number": "N000000001", "pin": "123"}, "4 to 6 digits"),  # README: "PIN (4-6 digits)"
     ({"card_number": "N000000001", "pin": "1234567"}, "4 to 6 digits"),
     ({"card_number": "N000000001", "pin": "12ab"}, "4 to 6 digits"),
-    ({"card_number": "N000000001", "pin": "１２３４"}, "4 to 6 digits"),  # full-width digits
+    ({"card_number": "N000000001", "pin": "１２３４"}, "4 to 6 digits"),  # noqa: RUF001 - full-width digits
     ({"card_number": "N000000001", "password": PASSWORD, "age_over": 15}, "list"),
     ({"card_number": "N000000001", "password": PASSWORD, "age_over": [0]}, "1 to 99"),
     ({"card_number": "N000000001", "password": PASSWORD, "age_over": [100]}, "1 to 99"),
@@ -263,7 +264,6 @@ def test_wrong_secrets_lock_the_card_together_with_the_login_page(client: FlaskC
     conforms(locked)
     # The web login page now refuses the same card, even with the right password.
     page = client.get("/login")
-    from tests.web.conftest import csrf_token
     web = client.post("/login", data={"username": cards["adult"], "password": PASSWORD,
                                       "csrf_token": csrf_token(page.text)})
     assert web.status_code == 429
@@ -285,8 +285,6 @@ def test_successful_checks_do_not_use_up_the_allowance(client: FlaskClient, film
 @pytest.mark.backends
 def test_the_per_partner_limit_is_kept_apart_from_strangers_sending_its_id(services: Services,
                                                                           cards: dict[str, str]) -> None:
-    from idp import create_app
-
     settings = services.settings.model_copy(update={"verify_limit_per_client": "3 per minute"})
     app = create_app(settings, services=services, config={"RATELIMIT_KEY_PREFIX": f"idp-test-{uuid.uuid4().hex}"})
     film = _partner(services, FILM_POLICY)

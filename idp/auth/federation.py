@@ -26,6 +26,18 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from defusedxml.ElementTree import fromstring
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
+from saml2.attribute_converter import ac_factory
+from saml2.client import Saml2Client
+from saml2.config import SPConfig
+from saml2.mdstore import InMemoryMetaData
+from saml2.metadata import entity_descriptor, metadata_tostring_fix
+from saml2.response import StatusError
+from saml2.saml import NAMEID_FORMAT_TRANSIENT, SCM_BEARER
+from saml2.validate import valid_instance
 
 from idp.errors import ConfigError, IdpError, InvalidNationalId, NotAllowed, ValidationError
 from idp.registry import cards, patrons, upstream
@@ -145,7 +157,6 @@ class ServiceProvider:
                 raise FederationError(FederationFailure.CONFIG,
                                       f"the federation service provider has no key in {keys_dir}; "
                                                 "create one with: idp federation sp-key")
-            from urllib.parse import urlsplit
 
             create_sp_keys(keys_dir, urlsplit(issuer).hostname or "patron-idp")
         return cls(entity_id=f"{issuer}/federation/sp", acs_url=f"{issuer}/federation/acs", key_file=key_file,
@@ -156,8 +167,6 @@ class ServiceProvider:
 
 def identity_providers_in(metadata_xml: str) -> list[str]:
     """The entityIDs of the identity providers a metadata document describes (the operator's file)."""
-    from saml2.attribute_converter import ac_factory
-    from saml2.mdstore import InMemoryMetaData
 
     if not metadata_xml or len(metadata_xml) > 50 * 1024 * 1024:
         raise ValidationError("The metadata file is empty or too large.")
@@ -172,7 +181,6 @@ def identity_providers_in(metadata_xml: str) -> list[str]:
 
 def metadata_valid_until(metadata_xml: str) -> dt.datetime | None:
     """The document's validUntil (pysaml2 checks it only on an EntitiesDescriptor, so we do it too)."""
-    from defusedxml.ElementTree import fromstring
 
     try:
         value = fromstring(metadata_xml.encode()).attrib.get("validUntil")
@@ -308,7 +316,6 @@ def finish_login(reg: Registry, federation: Federation, identity: UpstreamIdenti
 
 def in_response_to(saml_response: str) -> str | None:
     """The InResponseTo of a posted SAMLResponse, read before verification to find our request."""
-    from saml2 import samlp
 
     if not saml_response or len(saml_response) > MAX_RESPONSE:
         return None
@@ -350,9 +357,6 @@ class FederationSp:
         return cached[1]
 
     def _load(self, federation: Federation | None) -> Any:
-        from saml2 import BINDING_HTTP_POST
-        from saml2.config import SPConfig
-        from saml2.saml import NAMEID_FORMAT_TRANSIENT
 
         config = SPConfig()
         config.load({
@@ -382,7 +386,6 @@ class FederationSp:
         return config
 
     def _client(self, federation: Federation) -> Any:
-        from saml2.client import Saml2Client
 
         try:
             return Saml2Client(config=self._config(federation))
@@ -397,7 +400,6 @@ class FederationSp:
     def begin(self, federation: Federation, *, force_authn: bool = False) -> tuple[str, str]:
         """The URL that sends the browser to the federation's login, and the request's ID.
         ``force_authn``: the member must authenticate again (a service asked for a fresh login)."""
-        from saml2 import BINDING_HTTP_REDIRECT
 
         client = self._client(federation)
         extra = {"force_authn": "true"} if force_authn else {}
@@ -417,8 +419,6 @@ class FederationSp:
 
     def verify(self, federation: Federation, saml_response: str, request_id: str) -> FederationLogin:
         """Verify a posted SAMLResponse answering ``request_id`` to ``federation``; read the login."""
-        from saml2 import BINDING_HTTP_POST
-        from saml2.response import StatusError
 
         client = self._client(federation)
         try:
@@ -453,8 +453,6 @@ class FederationSp:
     def metadata_xml(self) -> str:
         """Our service provider's metadata (no federation's metadata is needed for it), advertising
         only the strong algorithms (pysaml2 lists every one xmlsec1 knows, MD5 and SHA-1 too)."""
-        from saml2.metadata import entity_descriptor, metadata_tostring_fix
-        from saml2.validate import valid_instance
 
         descriptor = entity_descriptor(self._config(None))
         if descriptor.extensions is not None:
@@ -503,7 +501,6 @@ def weak_algorithms(response: Any) -> list[str]:
 def confirmed_for(response: Any, acs_url: str) -> bool:
     """Every assertion is confirmed by a bearer SubjectConfirmation whose Recipient is our ACS, and
     none names another (pysaml2 checks the Recipient only against a conversation we do not give it)."""
-    from saml2.saml import SCM_BEARER
 
     if not response.assertions:
         return False

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote_plus, urlencode, urlsplit
 
 import requests
 from jwcrypto import jwk, jws, jwt
@@ -60,7 +60,7 @@ class IdPortenFailure(StrEnum):
     UNAVAILABLE = "unavailable"  # ID-porten did not answer usably
     REFUSED = "refused"  # ID-porten answered with an error, e.g. the person cancelled
     STATE = "state"  # an unknown, expired or replayed login
-    TOKEN = "token"  # the token endpoint refused the code
+    TOKEN = "token"  # noqa: S105 - a failure kind: the token endpoint refused the code
     SIGNATURE = "signature"
     ISSUER = "issuer"
     AUDIENCE = "audience"
@@ -277,8 +277,6 @@ class IdPortenClient:
         headers = {"Accept": "application/json"}
         if "client_secret_basic" in metadata.token_endpoint_auth_methods:
             # RFC 6749 2.3.1: id and secret are form-encoded before they are joined and base64-encoded.
-            from urllib.parse import quote_plus
-
             pair = f"{quote_plus(self.client_id)}:{quote_plus(self._secret)}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
         else:
@@ -298,7 +296,8 @@ class IdPortenClient:
         except ValueError:
             data = None
         if status != 200 or not isinstance(data, dict):
-            error = data.get("error") if isinstance(data, dict) and isinstance(data.get("error"), str) else "-"
+            said = data.get("error") if isinstance(data, dict) else None
+            error = said if isinstance(said, str) else "-"
             log.warning("ID-porten token endpoint refused the code: HTTP %s, error %s", status, error[:40])
             raise IdPortenError(IdPortenFailure.TOKEN, "ID-porten's token endpoint refused the authorization code")
         token = data.get("id_token")

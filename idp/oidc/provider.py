@@ -397,10 +397,10 @@ def _client_credentials(token_request: Mapping[str, str], header: str | None) ->
         if token_request.get("client_id") not in (None, client_id):
             raise InvalidClientAuthentication("client_id differs from the authenticated client")
         return client_id, secret
-    client_id = token_request.get("client_id")
-    if not client_id:
+    named = token_request.get("client_id")
+    if not named:
         raise InvalidClientAuthentication("client authentication is missing")
-    return client_id, token_request.get("client_secret")
+    return named, token_request.get("client_secret")
 
 
 def basic_credentials(header: str) -> tuple[str, str]:

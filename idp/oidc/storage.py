@@ -53,7 +53,7 @@ class StateMapping(MutableMapping[str, Any]):
         self._state.delete(self._prefix + key)
 
     def __contains__(self, key: object) -> bool:
-        return _plausible(key) and self._state.get(self._prefix + key) is not None
+        return isinstance(key, str) and _plausible(key) and self._state.get(self._prefix + key) is not None
 
     def __iter__(self) -> Iterator[str]:
         # pyop only scans these to log a user out, which idp.oidc.provider does by index instead.

@@ -50,12 +50,10 @@ def build_oidc(services: Services) -> OidcParts:
     def authenticate(client_id: str, secret: str | None) -> ClientEntry | None:
         entry = clients.entry(client_id)
         rp = entry.record if entry is not None else None
-        if secret is None:
-            # A public client proves nothing here; PKCE binds its code instead.
-            allowed = rp is not None and rp.public
-        else:
-            allowed = relying_parties.secret_matches(rp, secret)
-        if not allowed or entry is None or relying_parties.refusal_reason(rp, oslo_date(services.clock())):
+        # A public client proves nothing here (PKCE binds its code instead); an unknown client's
+        # secret is still compared, so timing does not tell which client ids exist.
+        allowed = (rp is not None and rp.public) if secret is None else relying_parties.secret_matches(rp, secret)
+        if not allowed or rp is None or relying_parties.refusal_reason(rp, oslo_date(services.clock())):
             return None
         return entry
 

@@ -126,7 +126,7 @@ def pin() -> ResponseReturnValue:
     try:
         with services().registry("web") as reg:
             patron = reg.session.get(Patron, pid)
-            assert patron is not None
+            assert patron is not None  # noqa: S101 - the logged-in patron (a deleted one has no session)
             patrons.set_secret(reg, patron, "pin", form.new.data or "")
             reg.notify(pid, "account_changed", what="pin")
     except ValidationError:
@@ -250,7 +250,7 @@ def _contact_confirm(kind: str) -> ResponseReturnValue:
     try:
         with services().registry("web") as reg:
             patron = reg.session.get(Patron, pid)
-            assert patron is not None
+            assert patron is not None  # noqa: S101 - the logged-in patron (a deleted one has no session)
             patrons.update_patron(reg, patron, **{kind: pending["value"]})  # notifies the old address
     except NotAllowed:  # a federation took the field over since the page was shown
         session.pop(CONTACT, None)

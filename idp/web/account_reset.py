@@ -24,7 +24,7 @@ from idp.web.forms import PatronForm
 from idp.web.sessions import password_changed
 
 bp = Blueprint("account_reset", __name__)
-TOKEN = "reset_token"
+TOKEN = "reset_token"  # noqa: S105 - the form field's name, not a secret
 
 
 class ResetCodeForm(PatronForm):

@@ -35,6 +35,7 @@ from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
 from idp.assurance import rank
+from idp.auth import otp
 from idp.auth.federation import (REQUEST_TTL, FederationError, FederationFailure, FederationLogin, FederationSp,
                                  ServiceProvider, card_owner, finish_login, in_response_to, resolve_login,
                                  withhold_pysaml2_values)
@@ -319,8 +320,6 @@ def link_submit() -> ResponseReturnValue:
 
 def _send_code(pending: dict[str, Any], login: FederationLogin, patron_id: int, form: LoginForm) -> ResponseReturnValue:
     """The card's holder proved the password: a code to their e-mail address (else phone)."""
-    from idp.auth import otp
-
     channels = otp.channels_for(services(), patron_id)
     if not channels:
         return _link_page(form, login, 400, error=_("No e-mail address or phone number is registered for this card, "
@@ -342,8 +341,6 @@ def _send_code(pending: dict[str, Any], login: FederationLogin, patron_id: int, 
 
 @bp.route("/link/code", methods=["GET", "POST"])
 def link_code() -> ResponseReturnValue:
-    from idp.auth import otp
-
     found = _linking()
     if found is None:
         return _failure(FederationError(FederationFailure.STATE, "no account waits to be linked"))

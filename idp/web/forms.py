@@ -17,7 +17,7 @@ from idp.registry.credentials import PASSWORD_MAX, PASSWORD_MIN
 
 
 @lru_cache(maxsize=8)
-def _wtforms_catalogue(locale: str) -> support.Translations:
+def _wtforms_catalogue(locale: str) -> support.NullTranslations:
     return support.Translations.load(messages_path(), [locale], domain="wtforms")
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from flask import Response, session
+from flask import session
+from werkzeug.wrappers import Response
 
 from idp.auth.logins import LoggedIn, Upstream
 from idp.web import login_methods

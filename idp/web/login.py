@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from werkzeug.wrappers import Response
 
 from idp.auth.password import Outcome, change_password, password_login
 from idp.errors import ValidationError
@@ -74,7 +75,7 @@ def login_submit() -> ResponseReturnValue:
     if not result.ok:
         return render_template("login.html", form=form, error=_("Login failed. Check the card number and "
                                                                 "password and try again.")), 401
-    assert result.patron_id is not None  # a successful login names its patron
+    assert result.patron_id is not None  # noqa: S101 - a successful login names its patron
     complete_login(result.patron_id, LEVEL, ["pwd"], must_change=result.must_change)
     target = safe_next(form.next.data)
     if result.must_change:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from flask import Flask, Response, current_app
+from flask import Flask, current_app
+from werkzeug.wrappers import Response
 
 from idp.assurance import rank
 from idp.auth.logins import LoggedIn

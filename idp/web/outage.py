@@ -41,7 +41,7 @@ class OutageAwareSessions(StateSessionInterface):
             if not is_outage(exc):
                 raise
             unavailable = ServerSession(new=True)
-            unavailable.outage = exc  # type: ignore[attr-defined] - raised by raise_session_outage
+            unavailable.outage = exc  # raised by raise_session_outage
             return unavailable
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:

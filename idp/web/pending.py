@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from flask import Response, redirect, render_template, url_for
+from flask import redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
+from werkzeug.wrappers import Response
 
 from idp.assurance import rank
 from idp.auth.logins import LoggedIn, PendingRequest

@@ -47,7 +47,7 @@ def register(app: Flask) -> None:
     def add_headers(response: Response) -> Response:
         # One pass over the response's headers: this runs on every answer, the token endpoint's too.
         headers = response.headers
-        present = {name.lower() for name in headers.keys()}
+        present = {name.lower() for name, _ in headers.items()}
         if "content-security-policy" not in present:
             headers.add("Content-Security-Policy", _content_security_policy())
         for low, name, value in lowered:

@@ -43,6 +43,8 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         self.new = new
         self.modified = False
         self.regenerate_requested = False
+        # Set when the store could not be read: the first before-request hook raises it (idp.web.outage).
+        self.outage: Exception | None = None
 
     def __repr__(self) -> str:
         return "<ServerSession>"
@@ -100,7 +102,7 @@ class StateSessionInterface(SessionInterface):
         return ServerSession(new=True)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        assert isinstance(session, ServerSession)
+        assert isinstance(session, ServerSession)  # noqa: S101 - open_session makes only these
         name, domain, path = self.get_cookie_name(app), self.get_cookie_domain(app), self.get_cookie_path(app)
         if not session:
             if session.sid and session.modified:

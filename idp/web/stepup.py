@@ -9,12 +9,13 @@ types the code from their app (or a recovery code); a patron without it is told 
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from wtforms import HiddenField, StringField
 from wtforms.validators import DataRequired, Length
+from werkzeug.wrappers import Response
 
 from idp.assurance import rank
 from idp.auth import recovery, totp
@@ -111,7 +112,7 @@ def submit() -> ResponseReturnValue:
                                    "your app and try again."), status=401)
     # A new authentication: a new session id, and the level and methods it rests on.
     login = current_login()
-    assert login is not None
+    assert login is not None  # noqa: S101 - the step-up page is reached only when logged in
     step_up(login, LEVEL, "otp")
     return redirect(safe_next(form.next.data), 303)
 

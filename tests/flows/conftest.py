@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import sync_playwright
 from werkzeug.serving import make_server
 
 from idp import create_app
 from idp.services import Services, build_services
 from idp.settings import Settings
-from tests.conftest import FakeClock
+from tests.conftest import REQUIRE_SERVICES, FakeClock
 
 
 # One Chromium for the whole run, shared by every browser test module: Playwright's sync API runs
@@ -31,10 +32,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking"
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """The system's Chromium (never `playwright install`); skipped here without it, failed in CI."""
-    from playwright.sync_api import sync_playwright
-
-    from tests.conftest import REQUIRE_SERVICES
-
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} is missing (apt-get install chromium; never `playwright install`)"
         if REQUIRE_SERVICES:

@@ -14,7 +14,7 @@ def test_a_saml_request_stored_before_the_typed_shape_keeps_its_level_and_forced
     assert request.payload["request"]["client_id"] == "sp"
 
 
-def test_an_oidc_request_stored_before_the_typed_shape_keeps_its_max_age_which_asks_upstream_for_a_fresh_login() -> None:
+def test_an_oidc_request_stored_before_the_typed_shape_keeps_its_max_age_so_upstream_is_asked_fresh() -> None:
     stored = {"params": {"client_id": "rp", "max_age": "60"}, "needed": "password", "since": 5, "fresh": False}
     request = PendingRequest.from_dict("oidc", stored)
     assert request is not None and request.max_age == 60 and not request.fresh and request.fresh_upstream

@@ -230,6 +230,11 @@ def test_demo_writes_patrons_notices_to_the_outbox_and_stops_its_deliverer_with_
     log = tmp_path / "demo.log"
     with running(["demo", "--port", str(port), "--no-platform", "--no-idporten"], env, log):
         assert "notices to patrons: delivered every 5 s" in log.read_text()
+        # Started before the IdP answers, but a forked child shows its own command line only once it
+        # has exec'd: on a busy machine that can come a moment after /healthz.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not deliverers_for(tmp_path):
+            time.sleep(0.1)
         assert len(deliverers_for(tmp_path)) == 1
         services = build_services(load_settings(env))
         try:

@@ -19,14 +19,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	IDP_MODE=development $(VENV)/bin/idp demo
 
-## The layering (README, Layout) as import-linter contracts, then ruff and mypy: all configured in
+## The layering (README, Architecture) as import-linter contracts, then ruff and mypy: all configured in
 ## pyproject.toml ([tool.importlinter], [tool.ruff], [tool.mypy]). Any finding fails the target.
 lint: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-## The whole suite: on the embedded default and on PostgreSQL + Redis (see README)
+## The whole suite: on the embedded default, and on PostgreSQL + Redis where the backend matters (docs/testing.md)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 

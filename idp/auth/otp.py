@@ -10,7 +10,7 @@ new address). The API is two calls, and it is meant to stay as it is:
                      purpose="account:password")
     if check.ok: ...  # the code is gone now: a second use is refused
 
-Rules (README, "One-time codes"):
+Rules (docs/account.md, "One-time codes"):
 
 - a code is 6 digits from ``secrets``, valid ``IDP_OTP_CODE_TTL`` seconds (default 10 minutes),
   for one patron and one *purpose* (a short string such as ``"account:email"`` or

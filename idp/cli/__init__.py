@@ -26,8 +26,8 @@ from idp.cli.common import Context
 def main(ctx: click.Context, config: Path | None) -> None:
     """patron-idp: the identity provider in front of the national patron register.
 
-    Settings come from IDP_* environment variables and the TOML file in IDP_CONFIG; see the
-    README. Every command prints plain `key: value` lines and exits non-zero on error.
+    Settings come from IDP_* environment variables and the TOML file in IDP_CONFIG; see
+    docs/configuration.md. Every command prints plain `key: value` lines and exits non-zero on error.
     """
     if config is not None:
         os.environ["IDP_CONFIG"] = str(config.resolve())

@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
@@ -154,6 +154,21 @@ def test_a_service_needing_level_high_gets_it_asked_for_and_reflected(live: Live
     claims = verify_id_token(live, rp.fetch_token(f"{live.url}/token", code=back["code"], code_verifier=verifier)
                              ["id_token"], client, "n-0S6")
     assert claims["acr"] == HIGH and claims["amr"] == ["BankID"]
+
+
+def test_a_saml_service_needing_level_high_is_sent_to_log_in_with_idporten(live: LiveIdp, clock: FakeClock) -> None:
+    from tests.flows.test_saml_flow import FILM
+    from tests.flows.test_saml_flow import register as register_sp
+    from tests.saml.sps import Browser, OneLoginSp
+
+    clock.now = datetime.now(UTC)  # the SP stamps its AuthnRequest with the wall clock; we check its age
+    sp = OneLoginSp(live.url, "film.example")
+    register_sp(live, sp, FILM, min_acr=HIGH)
+    url, _ = sp.login_url()
+    page = Browser(live.url).go(url)
+    # Not refused (NoAuthnContext) as without ID-porten: the login page, where only ID-porten reaches the level.
+    assert page.status_code == 200 and 'id="idporten-login"' in page.text
+    assert "This service requires a login with ID-porten." in page.text and "SAMLResponse" not in page.text
 
 
 def test_a_password_session_steps_up_to_idporten_for_a_service_that_needs_it(live: LiveIdp, idporten: FakeIdPorten,

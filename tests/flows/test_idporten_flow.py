@@ -13,10 +13,8 @@ from __future__ import annotations
 import html
 import logging
 import re
-import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -27,7 +25,6 @@ from idp.registry.models import AuditEvent, Card, Guardianship, Membership, Patr
 from idp.registry import patrons as patrons_svc
 from idp.services import Services
 from idp.settings import Settings
-from idp.web import idporten as idporten_pages
 from tests.conftest import FakeClock
 from tests.fakes.idporten import HIGH, SUBSTANTIAL, FakeIdPorten, running_idporten
 from tests.fakes.live import serve_idp
@@ -364,13 +361,11 @@ def test_under_fifteen_a_guardian_must_create_the_card(live: LiveIdp, idporten: 
 @pytest.mark.parametrize(("later", "waits"), [(REGISTRATION_WAIT - 5, True), (REGISTRATION_WAIT + 5, False)],
                          ids=["within-30-minutes", "after-30-minutes"])
 def test_a_verified_person_has_30_minutes_to_register(live: LiveIdp, idporten: FakeIdPorten, oslo: None,
-                                                      monkeypatch: pytest.MonkeyPatch, later: int, waits: bool) -> None:
+                                                      clock: FakeClock, later: int, waits: bool) -> None:
     idporten.person = person(ADULT_BORN)
     b = browser()
     assert 'name="home_library"' in b.follow(f"{live.url}/idporten/login?next=/register").text
-    # The wait is timed by the wall clock (time.time), not the services' clock: move that one on.
-    now = time.time()
-    monkeypatch.setattr(idporten_pages, "time", SimpleNamespace(time=lambda: now + later))
+    clock.advance(seconds=later)  # the services' clock times the wait
     page = b.http.get(f"{live.url}/register", timeout=5)
     assert ('name="home_library"' in page.text) is waits
 

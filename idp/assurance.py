@@ -25,11 +25,6 @@ def satisfies(held: str, required: str) -> bool:
     return rank(held) >= rank(required)
 
 
-# The strongest level our own pages reach: password + TOTP (step-up, idp/web/stepup.py). A patron
-# without TOTP who is asked for it is shown how to set it up, so mfa is always within reach.
-HIGHEST_AVAILABLE = "mfa"
-
-
 def required_level(rp_minimum: str, asked: list[str] | None) -> str:
     """The relying party's minimum holds whatever it asks; a known, higher request (OIDC acr_values,
     SAML RequestedAuthnContext) raises it."""
@@ -39,8 +34,3 @@ def required_level(rp_minimum: str, asked: list[str] | None) -> str:
     if known:
         needed = max(needed, min(known))
     return LEVELS[needed]
-
-
-def can_meet(level: str, *, idporten: bool = False) -> bool:
-    """Whether a login can reach ``level``: with ID-porten configured, its levels are within reach too."""
-    return rank(level) <= rank(IDPORTEN_HIGH if idporten else HIGHEST_AVAILABLE)

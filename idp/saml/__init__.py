@@ -6,7 +6,7 @@ The web layer (idp.web.saml) uses it like this::
     message = decode(binding, saml_request, AUTHN_REQUEST)       # size, DTDs, wrapping
     sp = relying_parties.get_saml(reg, message.issuer)
     request = parts.sso.accept(message, sp, received_at=..., raw_query=..., relay_state=...)
-    request = parts.sso.settle(request, sp)             # NameID format, assurance level
+    request = parts.sso.settle(request, sp, reachable=...)  # NameID format, assurance level
     form = parts.sso.respond(request, sp, patron_id=..., acr=..., auth_time=..., values=released)
 
 Refusals raise ``Rejected`` (show a page) or ``StatusError`` (post ``parts.sso.refuse(...)``).
@@ -90,6 +90,5 @@ def build_saml(services: Services) -> SamlParts:
     subjects = Subjects(settings.data_key_bytes(), services.state)
     seen = SeenRequests(services.state, ttl=REQUEST_MAX_AGE + 2 * 60)
     return SamlParts(endpoints=endpoints, servers=servers, subjects=subjects,
-                     sso=SsoService(servers, seen, subjects, lambda: services.clock(),
-                                    idporten=settings.idporten_enabled),
+                     sso=SsoService(servers, seen, subjects, lambda: services.clock()),
                      slo=SloService(servers, seen, lambda: services.clock()))

@@ -22,7 +22,7 @@ from typing import Any
 
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
 
-from idp.assurance import can_meet, required_level
+from idp.assurance import required_level
 from idp.claims import Value
 from idp.registry.models import RelyingParty
 from idp.saml import errors
@@ -127,8 +127,7 @@ def clean_relay_state(relay_state: str | None) -> str | None:
 
 class SsoService:
     def __init__(self, servers: ServerFactory, seen: SeenRequests, subjects: Subjects,
-                 clock: Callable[[], datetime], *, idporten: bool = False) -> None:
-        self._idporten = idporten  # ID-porten is configured: its levels can be reached too
+                 clock: Callable[[], datetime]) -> None:
         self._servers = servers
         self._seen = seen
         self._subjects = subjects
@@ -191,9 +190,10 @@ class SsoService:
                           acs_url=default_consumer(described), relay_state=clean_relay_state(relay_state),
                           requested_format=None)
 
-    def settle(self, request: SsoRequest, sp: RelyingParty) -> SsoRequest:
+    def settle(self, request: SsoRequest, sp: RelyingParty, *, reachable: Callable[[str], bool]) -> SsoRequest:
         """The NameID format and assurance level this SP gets; StatusError if its policy or our
-        methods cannot give what it asks."""
+        login methods cannot give what it asks. ``reachable(level)``: whether some login method here
+        reaches ``level`` (the web layer asks its registry of login methods)."""
         fmt = choose_format(request.requested_format, list(sp.name_id_formats or []))
         if fmt is None:
             raise StatusError(request, errors.REQUESTER, errors.INVALID_NAME_ID_POLICY,
@@ -203,7 +203,7 @@ class SsoService:
             raise StatusError(request, errors.RESPONDER, errors.NO_AUTHN_CONTEXT,
                               "none of the requested authentication contexts is supported")
         needed = required_level(sp.min_acr, asked)
-        if not can_meet(needed, idporten=self._idporten):
+        if not reachable(needed):
             raise StatusError(request, errors.RESPONDER, errors.NO_AUTHN_CONTEXT,
                               f"this provider cannot yet authenticate at {needed}")
         return replace(request, needed=needed, name_id_format=fmt)

@@ -9,7 +9,6 @@ fresh code, and a mistake in the new value (a too-short password) does not waste
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from flask import Blueprint, Flask, redirect, render_template, request, session, url_for
@@ -30,7 +29,7 @@ from idp.auth import otp
 from idp.delivery import Channel, DeliveryError
 from idp.registry.models import Patron
 from idp.settings import Settings
-from idp.web import services
+from idp.web import clock_seconds, services
 from idp.web.forms import PatronForm
 from idp.web.limits import limit_views
 from idp.web.login import safe_next
@@ -89,7 +88,7 @@ def done_target() -> str:
 
 def has_proof(action: str) -> bool:
     proof = session.get(PROOF)
-    return bool(proof and proof.get("action") == action and time.time() - proof.get("at", 0) <= PROOF_TTL
+    return bool(proof and proof.get("action") == action and clock_seconds() - proof.get("at", 0) <= PROOF_TTL
                 and proof.get("patron_id") == patron_id())
 
 
@@ -193,7 +192,7 @@ def check() -> ResponseReturnValue:
                          else 400)
     # The challenge stays in the session until the change is made: typing the code again meets
     # the store's "already used", not a page that forgot it.
-    session[PROOF] = {"action": action, "at": int(time.time()), "patron_id": pid}
+    session[PROOF] = {"action": action, "at": clock_seconds(), "patron_id": pid}
     return redirect(url_for(ACTIONS[action][0]), 303)
 
 

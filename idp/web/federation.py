@@ -46,7 +46,7 @@ from idp.registry import upstream
 from idp.registry.models import Patron
 from idp.registry.national_id import parse_national_id
 from idp.settings import Settings
-from idp.web import login_methods, services, waiting
+from idp.web import clock_seconds, login_methods, services, waiting
 from idp.web.forms import LoginForm, PatronForm
 from idp.web.logged_in import complete_login
 from idp.web.login import safe_next
@@ -236,7 +236,7 @@ def complete() -> ResponseReturnValue:
                                message=_("This library card is blocked. Ask your library.")), 403
     if patron_id is None:
         session[LINKING] = {"login": _seal(_login_to_dict(login), _SEAL_LINK), "next": target,
-                            "until": int(time.time()) + LINK_TTL, "started": started.get("started", 0),
+                            "until": clock_seconds() + LINK_TTL, "started": started.get("started", 0),
                             "fresh": bool(started.get("fresh"))}
         return redirect(url_for("federation.link"), 303)
     _log_in(patron_id, login, started)
@@ -262,7 +262,7 @@ class CodeForm(PatronForm):
 
 def _linking() -> tuple[dict[str, Any], FederationLogin] | None:
     pending = session.get(LINKING)
-    if not isinstance(pending, dict) or int(pending.get("until", 0)) < time.time():
+    if not isinstance(pending, dict) or int(pending.get("until", 0)) < clock_seconds():
         session.pop(LINKING, None)
         return None
     data = _unseal(pending.get("login"), _SEAL_LINK)

@@ -35,7 +35,7 @@ from idp.i18n import DEFAULT
 from idp.oidc.flow import FAMILY_TTL
 from idp.registry import patrons
 from idp.settings import Settings
-from idp.web import login_methods, services, waiting
+from idp.web import clock_seconds, login_methods, services, waiting
 from idp.web.logged_in import complete_login, current_login, fresh_session
 from idp.web.login import safe_next
 from idp.web.login_methods import Button, Link, LoginMethod, Notice, Offer
@@ -198,14 +198,14 @@ def _remember_person(identity: IdPortenIdentity, target: str, auth_time: int) ->
     fresh_session()
     session[PERSON] = {"nid": _seal(identity.national_id.value, _SEAL_PERSON), "acr": identity.acr,
                        "amr": identity.amr, "auth_time": auth_time, "sid": identity.sid,
-                       "hint": _seal(identity.id_token, _SEAL_HINT), "until": int(time.time()) + REGISTRATION_TTL,
+                       "hint": _seal(identity.id_token, _SEAL_HINT), "until": clock_seconds() + REGISTRATION_TTL,
                        "next": target}
 
 
 def waiting_person() -> tuple[dict[str, Any], str] | None:
     """The person ID-porten vouched for who has no card yet (their stored login, identity number), if any."""
     person = session.get(PERSON)
-    if not isinstance(person, dict) or int(person.get("until", 0)) < time.time():
+    if not isinstance(person, dict) or int(person.get("until", 0)) < clock_seconds():
         session.pop(PERSON, None)
         return None
     nid = _unseal(person.get("nid"), _SEAL_PERSON)

@@ -105,6 +105,12 @@ def reaches(name: str, needed: str) -> bool:
     return top is not None and rank(needed) <= rank(top)
 
 
+def can_reach(needed: str) -> bool:
+    """Whether any login here can reach ``needed`` (a first method with its second factors): what a
+    service may ask for at all. A second factor whose method is not registered reaches nothing."""
+    return any(reaches(method.name, needed) for method in methods() if method.after is None)
+
+
 def login_page(needed: str, next_url: str) -> LoginPage:
     """What the login page offers a service needing ``needed``: only the ways that can reach it."""
     offers = [method.offer(needed, next_url) for method in methods() if method.offer is not None]

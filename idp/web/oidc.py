@@ -15,7 +15,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
 from idp import relying_parties
-from idp.assurance import can_meet, required_level
+from idp.assurance import required_level
 from idp.auth.logins import PendingRequest
 from idp.oidc.authorization import (claims_decision, issue_code, parse_authentication_request, registered_redirect,
                                     settle_claims)
@@ -29,7 +29,7 @@ from idp.oidc.wiring import OidcParts
 from idp.web import services
 from idp.web.authorize_checks import request_problem, unambiguous_target
 from idp.web.errors import OUTAGE_ERRORS, error_page, is_outage, log_outage, unexpected
-from idp.web import waiting
+from idp.web import login_methods, waiting
 from idp.web.logged_in import current_login, log_out
 from idp.web.login_session import login_session_id
 from idp.web.pending import authenticate_then, consent_page, session_meets
@@ -143,7 +143,7 @@ def authorize() -> ResponseReturnValue:
         # Before any login: the patron could not give this service what it insists on anyway.
         return _error_redirect(params, AccessDenied("the policy for this client does not allow the essential "
                                                     f"claim(s) {', '.join(decision.forbidden_essential)}"))
-    if not can_meet(needed, idporten=services().settings.idporten_enabled):
+    if not login_methods.can_reach(needed):
         return _error_redirect(params, UnmetAuthenticationRequirements(
             f"this provider cannot yet authenticate at {needed}"))
     waiting.store(PendingRequest("oidc", needed, int(time.time()),

@@ -32,7 +32,7 @@ from idp.saml import (AUTHN_REQUEST, BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, L
 from idp.saml import errors as status
 from idp.auth.logins import PendingRequest
 from idp.saml.sso import claims_asked
-from idp.web import services
+from idp.web import login_methods, services
 from idp.web import waiting
 from idp.web.errors import error_page
 from idp.web.logged_in import current_login
@@ -176,7 +176,7 @@ def _begin(sso_request: SsoRequest) -> ResponseReturnValue:
         allow_form_target(back.url)
         return render_template("not_approved.html", rp_name=sp.name, back_form=back), 403
     try:
-        sso_request = _saml().sso.settle(sso_request, sp)
+        sso_request = _saml().sso.settle(sso_request, sp, reachable=login_methods.can_reach)
     except StatusError as exc:
         return _refuse(exc.request, exc.status, exc.sub_status, exc.message)
     waiting.store(PendingRequest("saml", sso_request.needed, int(time.time()), fresh=sso_request.force_authn,

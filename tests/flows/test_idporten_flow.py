@@ -13,10 +13,8 @@ from __future__ import annotations
 import html
 import logging
 import re
-import time
 from collections.abc import Iterator
-from datetime import date
-from types import SimpleNamespace
+from datetime import UTC, date, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -27,7 +25,6 @@ from idp.registry.models import AuditEvent, Card, Guardianship, Membership, Patr
 from idp.registry import patrons as patrons_svc
 from idp.services import Services
 from idp.settings import Settings
-from idp.web import idporten as idporten_pages
 from tests.conftest import FakeClock
 from tests.fakes.idporten import HIGH, SUBSTANTIAL, FakeIdPorten, running_idporten
 from tests.fakes.live import serve_idp
@@ -155,6 +152,21 @@ def test_a_service_needing_level_high_gets_it_asked_for_and_reflected(live: Live
     claims = verify_id_token(live, rp.fetch_token(f"{live.url}/token", code=back["code"], code_verifier=verifier)
                              ["id_token"], client, "n-0S6")
     assert claims["acr"] == HIGH and claims["amr"] == ["BankID"]
+
+
+def test_a_saml_service_needing_level_high_is_sent_to_log_in_with_idporten(live: LiveIdp, clock: FakeClock) -> None:
+    from tests.flows.test_saml_flow import FILM
+    from tests.flows.test_saml_flow import register as register_sp
+    from tests.saml.sps import Browser, OneLoginSp
+
+    clock.now = datetime.now(UTC)  # the SP stamps its AuthnRequest with the wall clock; we check its age
+    sp = OneLoginSp(live.url, "film.example")
+    register_sp(live, sp, FILM, min_acr=HIGH)
+    url, _ = sp.login_url()
+    page = Browser(live.url).go(url)
+    # Not refused (NoAuthnContext) as without ID-porten: the login page, where only ID-porten reaches the level.
+    assert page.status_code == 200 and 'id="idporten-login"' in page.text
+    assert "This service requires a login with ID-porten." in page.text and "SAMLResponse" not in page.text
 
 
 def test_a_password_session_steps_up_to_idporten_for_a_service_that_needs_it(live: LiveIdp, idporten: FakeIdPorten,
@@ -348,13 +360,11 @@ def test_under_fifteen_a_guardian_must_create_the_card(live: LiveIdp, idporten: 
 @pytest.mark.parametrize(("later", "waits"), [(REGISTRATION_WAIT - 5, True), (REGISTRATION_WAIT + 5, False)],
                          ids=["within-30-minutes", "after-30-minutes"])
 def test_a_verified_person_has_30_minutes_to_register(live: LiveIdp, idporten: FakeIdPorten, oslo: None,
-                                                      monkeypatch: pytest.MonkeyPatch, later: int, waits: bool) -> None:
+                                                      clock: FakeClock, later: int, waits: bool) -> None:
     idporten.person = person(ADULT_BORN)
     b = browser()
     assert 'name="home_library"' in b.follow(f"{live.url}/idporten/login?next=/register").text
-    # The wait is timed by the wall clock (time.time), not the services' clock: move that one on.
-    now = time.time()
-    monkeypatch.setattr(idporten_pages, "time", SimpleNamespace(time=lambda: now + later))
+    clock.advance(seconds=later)  # the services' clock times the wait
     page = b.http.get(f"{live.url}/register", timeout=5)
     assert ('name="home_library"' in page.text) is waits
 

@@ -7,9 +7,7 @@ Driven in-process with the Flask test client (embedded backend); messages are ca
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from types import SimpleNamespace
 
 import pytest
 from flask.testing import FlaskClient
@@ -20,7 +18,7 @@ from idp import create_app, notifications
 from idp.auth import otp
 from idp.registry.models import AuditEvent, Credential, Notification, Patron
 from idp.services import Services
-from idp.web import account_codes
+from tests.conftest import FakeClock
 from tests.unit.factories import detached, library, patron
 from tests.unit.test_otp import Recorder, install_recorder
 from tests.web.conftest import csrf_token
@@ -148,12 +146,10 @@ def test_a_wrong_code_is_refused_and_the_right_one_opens_the_page_once(logged_in
 
 @pytest.mark.parametrize(("later", "opens"), [(CHANGE_WINDOW - 5, True), (CHANGE_WINDOW + 5, False)],
                          ids=["within-10-minutes", "after-10-minutes"])
-def test_a_code_opens_its_change_for_10_minutes(logged_in: FlaskClient, outbox: Recorder,
-                                                 monkeypatch: pytest.MonkeyPatch, later: int, opens: bool) -> None:
+def test_a_code_opens_its_change_for_10_minutes(logged_in: FlaskClient, outbox: Recorder, clock: FakeClock,
+                                                 later: int, opens: bool) -> None:
     prove(logged_in, outbox, "pin", "/account/pin")
-    # The proof is timed by the wall clock (time.time), not the services' clock: move that one on.
-    now = time.time()
-    monkeypatch.setattr(account_codes, "time", SimpleNamespace(time=lambda: now + later))
+    clock.advance(seconds=later)  # the services' clock times the proof
     assert ('name="new"' in get(logged_in, "/account/pin").text) is opens
 
 

@@ -74,6 +74,21 @@ def test_a_second_factor_raises_what_a_login_that_starts_with_its_method_can_rea
         assert not login_methods.reaches("password", "idporten-loa-substantial")
 
 
+def test_a_service_may_ask_only_for_a_level_some_login_method_here_reaches() -> None:
+    password = LoginMethod("password", levels=lambda: ("password",))
+    second_factor = LoginMethod("second_factor", levels=lambda: ("mfa",), after="password")
+    unconfigured_eid = LoginMethod("eid", levels=lambda: ())
+    with _bare_app(password, second_factor, unconfigured_eid).test_request_context("/"):
+        assert login_methods.can_reach("mfa")
+        assert not login_methods.can_reach("idporten-loa-substantial")
+    eid = LoginMethod("eid", levels=lambda: ("idporten-loa-substantial", "idporten-loa-high"))
+    with _bare_app(password, eid).test_request_context("/"):
+        assert login_methods.can_reach("idporten-loa-high")
+    # A second factor on its own is no login: without the method it follows, it reaches nothing.
+    with _bare_app(second_factor).test_request_context("/"):
+        assert not login_methods.can_reach("password")
+
+
 def test_complete_login_gives_a_new_session_that_keeps_only_the_language_the_waiting_requests_and_the_login_session(
         app: Flask) -> None:
     with app.test_request_context("/"):

@@ -20,9 +20,9 @@ from wtforms import HiddenField, RadioField, StringField
 from wtforms.validators import DataRequired, Length
 
 try:  # WTForms 3.3 deprecates (value, label) tuples as choices
-    from wtforms.fields.choices import SelectChoice as _Choice
+    from wtforms.fields.choices import SelectChoice as _Choice  # type: ignore[attr-defined,unused-ignore]  # stubs lag 3.3
 except ImportError:  # pragma: no cover - older WTForms
-    def _Choice(value: str, label: str) -> Any:  # type: ignore[no-redef]  # noqa: N802
+    def _Choice(value: str, label: str) -> Any:  # type: ignore[no-redef,unused-ignore]  # noqa: N802
         return (value, label)
 
 from idp.auth import otp
@@ -117,7 +117,7 @@ def _masked_choices(pid: int) -> list[Any]:
 def code_step(action: str, *, error: str | None = None, status: int = 200) -> ResponseReturnValue:
     """The page that gets the code: choose a channel and send, or type the code that was sent."""
     pid = patron_id()
-    assert pid is not None
+    assert pid is not None  # noqa: S101 - only pages behind the login call it
     pending = session.get(PENDING)
     pending = pending if pending and pending.get("action") == action else None
     send_form = SendCodeForm(formdata=None, action=action)

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, Response, abort, current_app, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
+from werkzeug.wrappers import Response as WerkzeugResponse
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
@@ -61,7 +62,7 @@ _SEAL_HINT = b"idporten/session/id-token"
 def install(app: Flask, settings: Settings) -> None:
     """Create the ID-porten client when it is configured; the routes answer 404 otherwise."""
     if settings.idporten_enabled:
-        assert settings.idporten_issuer and settings.idporten_client_id and settings.idporten_client_secret
+        assert settings.idporten_issuer and settings.idporten_client_id and settings.idporten_client_secret  # noqa: S101 - idporten_enabled means all three
         app.extensions[EXTENSION] = IdPortenClient(
             settings.idporten_issuer, settings.idporten_client_id,
             settings.idporten_client_secret.get_secret_value(), redirect_uri=_our_url(settings, "/idporten/callback"))
@@ -258,7 +259,7 @@ def _page_error(message: str, status: int) -> ResponseReturnValue:
 
 # -- logout -------------------------------------------------------------------------------------
 
-def upstream_logout(login: LoggedIn | None, after: str | None) -> Response | None:
+def upstream_logout(login: LoggedIn | None, after: str | None) -> WerkzeugResponse | None:
     """Called before the session is cleared at logout: if it logged in with ID-porten (or a verified
     person waits to register), the redirect that ends the ID-porten session too and then comes back to
     ``after`` (a path here, or a relying party's registered post-logout URI). None when there is nothing

@@ -10,9 +10,10 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from flask import Blueprint, Response, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, jsonify, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from werkzeug.wrappers import Response
 
 from idp import relying_parties
 from idp.assurance import required_level
@@ -147,8 +148,8 @@ def authorize() -> ResponseReturnValue:
         return _error_redirect(params, UnmetAuthenticationRequirements(
             f"this provider cannot yet authenticate at {needed}"))
     waiting.store(PendingRequest("oidc", needed, int(time.time()),
-                                 fresh="login" in parsed.get("prompt", []) or "max_age" in parsed and
-                                 int(parsed["max_age"]) == 0,
+                                 fresh="login" in parsed.get("prompt", []) or ("max_age" in parsed and
+                                                                              int(parsed["max_age"]) == 0),
                                  max_age=int(parsed["max_age"]) if "max_age" in parsed else None,
                                  payload={"params": params}))
     return _proceed(parsed)
@@ -173,7 +174,7 @@ def _proceed(parsed: Any = None) -> ResponseReturnValue:
     the session (pyop's message objects do not survive JSON).
     """
     pending = waiting.load("oidc")
-    assert pending is not None  # the callers checked
+    assert pending is not None  # noqa: S101 - the callers checked
     params = pending.payload["params"]
     if parsed is None:
         parsed = _oidc().provider.parse_authentication_request(urlencode(params))
@@ -222,7 +223,7 @@ def _issue_code(parsed: Any, params: dict[str, Any], patron_id: int, released: l
         session.clear()
         return _error_redirect(params, exc)
     login = current_login()
-    assert login is not None and login.patron_id == patron_id
+    assert login is not None and login.patron_id == patron_id  # noqa: S101 - _proceed and consent checked
     location = issue_code(_oidc(), parsed, CodeGrant(
         patron_id=patron_id, client_id=parsed["client_id"], acr=login.acr,
         amr=list(login.amr), auth_time=login.auth_time, claims=released,

@@ -27,9 +27,7 @@ def _meets(login: LoggedIn | None, needed: str, *, since: int, fresh: bool, max_
         return False
     if fresh and login.auth_time < since:
         return False
-    if max_age is not None and time.time() - login.auth_time > max_age:
-        return False
-    return True
+    return max_age is None or time.time() - login.auth_time <= max_age
 
 
 def session_meets(request: PendingRequest) -> bool:

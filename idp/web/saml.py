@@ -22,6 +22,7 @@ from typing import Any
 from flask import Blueprint, Response, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from idp import relying_parties
 from idp.claims import decide_for, release
@@ -103,7 +104,7 @@ def _refuse(sso_request: SsoRequest, top: str, sub: str, message: str) -> Respon
     return _post_page(_saml().sso.refuse(sso_request, sp, top, sub, message), sp.name)
 
 
-def _hand_over(kind: str, data: dict[str, Any], endpoint: str) -> Response:
+def _hand_over(kind: str, data: dict[str, Any], endpoint: str) -> WerkzeugResponse:
     token = secrets.token_urlsafe(24)
     services().state.put(f"saml:handoff:{kind}:{token}", json.dumps(data).encode(), HANDOFF_TTL)
     return redirect(url_for(endpoint, token=token), 303)
@@ -192,7 +193,7 @@ def resume() -> ResponseReturnValue:
 def _proceed() -> ResponseReturnValue:
     """Log in, ask consent, or answer: whichever the waiting request needs next."""
     pending = waiting.load("saml")
-    assert pending is not None  # the callers checked
+    assert pending is not None  # noqa: S101 - the callers checked
     sso_request = SsoRequest.from_dict(pending.payload["request"])
     if not session_meets(pending):
         if sso_request.passive:
@@ -213,15 +214,17 @@ def _proceed() -> ResponseReturnValue:
 
 @bp.post("/sso/consent")
 def consent() -> ResponseReturnValue:
-    pending = session.get(PENDING)
-    if pending is None or "released" not in pending or session.get("patron_id") is None:
+    pending = waiting.load("saml")
+    login = current_login()
+    if pending is None or "released" not in pending.payload or login is None:
         return _expired()
-    sso_request = SsoRequest.from_dict(pending["request"])
+    sso_request = SsoRequest.from_dict(pending.payload["request"])
     if request.form.get("decision") != "allow":
         session.pop(PENDING, None)
         return _refuse(sso_request, status.RESPONDER, status.REQUEST_DENIED, "the patron declined")
-    consent_store().give_consent(int(session["patron_id"]), sso_request.client_id, pending["released"])
-    return _answer(sso_request, int(session["patron_id"]), pending["released"])
+    released = list(pending.payload["released"])
+    consent_store().give_consent(login.patron_id, sso_request.client_id, released)
+    return _answer(sso_request, login.patron_id, released)
 
 
 def _answer(sso_request: SsoRequest, patron_id: int, released: list[str]) -> ResponseReturnValue:
@@ -236,7 +239,7 @@ def _answer(sso_request: SsoRequest, patron_id: int, released: list[str]) -> Res
         reg.session.expunge(sp)
     principal = parts.principal_name(patron_id) if sp.subject_type == relying_parties.PUBLIC_SUB else None
     login = current_login()
-    assert login is not None
+    assert login is not None  # noqa: S101 - both callers answer only a logged-in session
     form = parts.sso.respond(sso_request, sp, patron_id=patron_id, acr=login.acr,
                              auth_time=login.auth_time, values=values, principal_name=principal)
     session.pop(PENDING, None)

@@ -34,6 +34,10 @@ from tests.flows.test_oidc_flow import (CALLBACK, Browser, Client, callback_para
 from tests.flows.test_oidc_flow import register as register_rp
 from tests.nin import person
 from tests.unit.factories import ADULT_BORN, library, patron
+from tests.flows.test_saml_flow import FILM
+from tests.flows.test_saml_flow import register as register_sp
+from tests.saml.sps import Browser as SamlBrowser
+from tests.saml.sps import OneLoginSp
 
 PASSWORD = "correct horse battery"
 TODAY = date(2026, 11, 23)  # the register's clock in these tests (tests.conftest.clock), in Oslo
@@ -155,15 +159,11 @@ def test_a_service_needing_level_high_gets_it_asked_for_and_reflected(live: Live
 
 
 def test_a_saml_service_needing_level_high_is_sent_to_log_in_with_idporten(live: LiveIdp, clock: FakeClock) -> None:
-    from tests.flows.test_saml_flow import FILM
-    from tests.flows.test_saml_flow import register as register_sp
-    from tests.saml.sps import Browser, OneLoginSp
-
     clock.now = datetime.now(UTC)  # the SP stamps its AuthnRequest with the wall clock; we check its age
     sp = OneLoginSp(live.url, "film.example")
     register_sp(live, sp, FILM, min_acr=HIGH)
     url, _ = sp.login_url()
-    page = Browser(live.url).go(url)
+    page = SamlBrowser(live.url).go(url)
     # Not refused (NoAuthnContext) as without ID-porten: the login page, where only ID-porten reaches the level.
     assert page.status_code == 200 and 'id="idporten-login"' in page.text
     assert "This service requires a login with ID-porten." in page.text and "SAMLResponse" not in page.text

@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 from idp.auth import recovery, totp
 from idp.errors import ConfigError, Conflict
 from idp.registry.crypto import derive_key
-from idp.registry.models import RecoveryCode, TotpCredential
+from idp.registry.models import AuditEvent, RecoveryCode, TotpCredential
 from idp.services import Services
 from idp.state import MemoryState
 from tests.conftest import FakeClock
@@ -209,3 +209,27 @@ def test_deleting_the_patron_deletes_the_second_factor(services: Services, clock
     with services.registry("test") as reg:
         assert reg.session.scalar(select(TotpCredential)) is None
         assert reg.session.scalar(select(RecoveryCode)) is None
+
+
+def test_a_malformed_recovery_code_is_refused_and_only_the_patrons_own_codes_are_counted(
+        services: Services, clock: FakeClock, kari: int) -> None:
+    """README: ten recovery codes of 12 characters, each works once; what is not a code works never,
+    and each patron's count is of their own unused codes (another patron without codes has none)."""
+    enrol(services, clock, kari)
+    with services.registry("test") as reg:
+        other, _ = patron(reg, nth=1, email="ola@example.org")
+        for typed in ("", "x", "not a recovery code", "!!!!-!!!!-!!!!", "a" * 40):
+            assert not recovery.use_code(reg, kari, typed), typed
+        assert recovery.remaining(reg, kari) == 10
+        assert recovery.remaining(reg, other.id) == 0
+
+
+def test_removing_two_step_login_is_audited_for_the_patron(services: Services, clock: FakeClock, kari: int) -> None:
+    """README, Audit: every change leaves an audit event naming the patron."""
+    enrol(services, clock, kari)
+    with services.registry("test") as reg:
+        assert totp.remove(reg, services.state, kari)
+    with services.registry("test") as reg:
+        removals = list(reg.session.execute(select(AuditEvent.actor, AuditEvent.patron_id)
+                                            .where(AuditEvent.action == "totp.remove")))
+    assert removals == [("test", kari)]

@@ -7,8 +7,8 @@ from sqlalchemy import select
 
 from idp.errors import NotAllowed, NotFound
 from idp.registry import memberships, patrons
-from idp.registry.libraries import get_library
 from idp.registry.context import Registry
+from idp.registry.libraries import get_library
 from idp.registry.models import AuditEvent, Notification
 from idp.registry.records import LimitedRecord, PatronRecord
 from tests.unit.factories import library, patron

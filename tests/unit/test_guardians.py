@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from idp.errors import NotAllowed
 from idp.registry import guardians
-from idp.registry.models import Guardianship, Patron
+from idp.registry.models import AuditEvent, Guardianship, Patron
 from idp.services import Services
 from tests.conftest import FakeClock
 from tests.unit.factories import library, new_patron, patron
@@ -65,3 +65,23 @@ def test_the_link_ends_on_the_15th_birthday_oslo_time(services: Services, clock:
         assert guardians.end_outgrown_guardianships(reg) == [child_id]
     with services.registry("test") as reg:
         assert reg.session.scalar(select(func.count()).select_from(Guardianship)) == 0
+
+
+def test_a_guardian_is_an_adult_from_the_18th_birthday_with_a_national_account(services: Services) -> None:
+    """README: "An adult with a national account can create a card for a child under 15": 18 years
+    old today is adult; a local account, however old, is not a national account. The audit names
+    both the child and the guardian."""
+    with services.registry("test") as reg:
+        library(reg)
+        today = reg.today()
+        eighteen_today, _ = patron(reg, date(today.year - 18, today.month, min(today.day, 28)))
+        local_only, _ = patron(reg, nth=1, national_id=None, local_card="L-77", birth_date=date(1970, 1, 1))
+        with pytest.raises(NotAllowed, match="adult"):
+            guardians.register_child(reg, local_only, new_patron(CHILD_BORN, nth=2))
+    with services.registry("test") as reg:
+        guardian = reg.session.get(Patron, eighteen_today.id)
+        assert guardian is not None
+        child, _ = guardians.register_child(reg, guardian, new_patron(CHILD_BORN, nth=3, name="Emma"))
+        audited = list(reg.session.execute(select(AuditEvent.patron_id, AuditEvent.detail)
+                                           .where(AuditEvent.action == "guardianship.add")))
+    assert audited == [(child.id, {"guardian_id": guardian.id})]

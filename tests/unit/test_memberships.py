@@ -117,3 +117,16 @@ def test_a_new_home_library_and_a_removal_are_audited_naming_the_patron_and_the_
         ("patron.update", p.id, bergen, {"fields": ["home_library"]}),
         ("membership.remove", p.id, oslo, {}),
     ]
+
+
+def test_joining_and_activating_at_a_library_are_audited_naming_the_library(two: Registry) -> None:
+    """README, Audit: every change names which patron and which library."""
+    reg = two
+    p, _ = patron(reg)
+    memberships.add_to_library(reg, p, "NO-4601000")
+    memberships.accept_lending_rules(reg, p, "NO-4601000")
+    bergen = get_library(reg, "NO-4601000").id
+    events = reg.session.scalars(select(AuditEvent).where(
+        AuditEvent.action.in_(["membership.add", "membership.activate"])).order_by(AuditEvent.id))
+    assert [(e.action, e.patron_id, e.library_id) for e in events] == [
+        ("membership.add", p.id, bergen), ("membership.activate", p.id, bergen)]

@@ -233,3 +233,18 @@ def test_removing_two_step_login_is_audited_for_the_patron(services: Services, c
         removals = list(reg.session.execute(select(AuditEvent.actor, AuditEvent.patron_id)
                                             .where(AuditEvent.action == "totp.remove")))
     assert removals == [("test", kari)]
+
+
+def test_used_steps_are_remembered_per_patron(services: Services, clock: FakeClock, kari: int) -> None:
+    """README: "used time steps are remembered per patron": one patron's code does not spend
+    another's in the same 30 seconds. Enrolment is audited with the ten codes it made."""
+    with services.registry("test") as reg:
+        ola, _ = patron(reg, nth=1, email="ola@example.org")
+    kari_app, _ = enrol(services, clock, kari)
+    ola_app, _ = enrol(services, clock, ola.id)
+    assert verify(services, kari, kari_app.at(clock.now))
+    assert verify(services, ola.id, ola_app.at(clock.now))
+    with services.registry("test") as reg:
+        made = list(reg.session.execute(select(AuditEvent.patron_id, AuditEvent.detail)
+                                        .where(AuditEvent.action == "totp.recovery_codes")))
+    assert made == [(kari, {"count": 10}), (ola.id, {"count": 10})]

@@ -248,3 +248,18 @@ def test_used_steps_are_remembered_per_patron(services: Services, clock: FakeClo
         made = list(reg.session.execute(select(AuditEvent.patron_id, AuditEvent.detail)
                                         .where(AuditEvent.action == "totp.recovery_codes")))
     assert made == [(kari, {"count": 10}), (ola.id, {"count": 10})]
+
+
+def test_two_patrons_can_enrol_in_the_same_30_seconds_and_each_enrolment_is_audited(
+        services: Services, clock: FakeClock, kari: int) -> None:
+    """README: used time steps are remembered per patron (a first code spends nothing of another
+    patron's); Audit: every change names the patron."""
+    with services.registry("test") as reg:
+        ola, _ = patron(reg, nth=1, email="ola@example.org")
+    apps = {patron_id: pyotp.TOTP(start(services, patron_id).secret) for patron_id in (kari, ola.id)}
+    for patron_id, app in apps.items():
+        with services.registry("test") as reg:
+            assert totp.confirm_enrolment(reg, services.state, patron_id, app.at(clock.now)) is not None
+    with services.registry("test") as reg:
+        enrolled = list(reg.session.scalars(select(AuditEvent.patron_id).where(AuditEvent.action == "totp.enrol")))
+    assert enrolled == [kari, ola.id]

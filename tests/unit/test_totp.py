@@ -263,3 +263,51 @@ def test_two_patrons_can_enrol_in_the_same_30_seconds_and_each_enrolment_is_audi
     with services.registry("test") as reg:
         enrolled = list(reg.session.scalars(select(AuditEvent.patron_id).where(AuditEvent.action == "totp.enrol")))
     assert enrolled == [kari, ola.id]
+
+
+class _StaleReads:
+    """A worker's view of the state store that has not yet seen another worker's writes: its reads
+    find nothing, its atomic increments still go to the shared store."""
+
+    def __init__(self, state: object) -> None:
+        self._state = state
+
+    def get(self, key: str) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._state, name)
+
+
+def test_a_code_is_claimed_by_one_atomic_increment_even_when_reads_are_stale(services: Services, clock: FakeClock,
+                                                                            kari: int) -> None:
+    """README: "claiming a step is an atomic increment": a worker whose read has not yet seen the
+    other's use of the code still cannot use it again."""
+    app, _ = enrol(services, clock, kari)
+    code = app.at(clock.now)
+    for expected in (True, False):
+        with services.registry("test") as reg:
+            assert totp.verify(reg, _StaleReads(services.state), kari, code) is expected  # type: ignore[arg-type]
+
+
+def test_two_racing_uses_of_one_recovery_code_cannot_both_succeed(services: Services, clock: FakeClock, kari: int,
+                                                                  backend: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """README: each recovery code works once, "a conditional UPDATE, so two racing requests cannot
+    both use it": another request uses the code between this one's read and its update."""
+    if backend == "embedded":
+        pytest.skip("SQLite has one writer: the other request cannot commit inside this one")
+    _, codes = enrol(services, clock, kari)
+    compare, raced = hmac.compare_digest, []
+
+    def racing(a: bytes, b: bytes) -> bool:
+        if not raced:
+            raced.append(True)
+            with services.registry("test") as other:
+                assert recovery.use_code(other, kari, codes[0])
+        return compare(a, b)
+
+    monkeypatch.setattr(recovery.hmac, "compare_digest", racing)
+    with services.registry("test") as reg:
+        assert not recovery.use_code(reg, kari, codes[0])
+    assert raced

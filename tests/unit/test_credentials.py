@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from idp.errors import ConfigError
-from idp.registry.credentials import SecretHasher
+from idp.errors import ConfigError, ValidationError
+from idp.registry.credentials import SecretHasher, check_password_shape, check_pin_shape
 from idp.settings import load_settings
 
 
@@ -101,3 +101,17 @@ def test_a_process_forked_after_hashing_hashes_with_threads_of_its_own() -> None
         os.waitpid(child, 0)
         pytest.fail("the forked process hung waiting for a hashing thread that only its parent has")
     assert os.waitstatus_to_exitcode(done[1]) == 0
+
+
+def test_a_password_has_8_to_256_characters_and_a_pin_4_to_6_digits() -> None:
+    """README, Credentials: "PIN (4-6 digits) and password (8-256 characters)"."""
+    for fits in ("a" * 8, "a" * 256):
+        check_password_shape(fits)
+    for misfit in ("a" * 7, "a" * 257):
+        with pytest.raises(ValidationError):
+            check_password_shape(misfit)
+    for fits in ("1234", "123456"):
+        check_pin_shape(fits)
+    for misfit in ("123", "1234567", "12a4"):
+        with pytest.raises(ValidationError):
+            check_pin_shape(misfit)

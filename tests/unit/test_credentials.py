@@ -115,3 +115,35 @@ def test_a_password_has_8_to_256_characters_and_a_pin_4_to_6_digits() -> None:
     for misfit in ("123", "1234567", "12a4"):
         with pytest.raises(ValidationError):
             check_pin_shape(misfit)
+
+
+def test_a_verify_takes_256_characters_rehashes_grown_parameters_and_costs_one_run_when_unknown(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """README, Credentials: passwords of 8-256 characters, "rehashed on a successful verify when the
+    parameters have grown", and "verifying an unknown account costs the same as a known one"."""
+    weak = SecretHasher(time_cost=1, memory_kib=8, parallelism=1)
+    strong = SecretHasher(time_cost=2, memory_kib=16, parallelism=1)
+    try:
+        longest = "a" * 256
+        stored = strong.hash(longest)
+        assert (strong.verify(stored, longest).ok, strong.verify(stored, longest).new_hash) == (True, None)
+        assert not strong.verify(stored, "a" * 257).ok
+        grown = strong.verify(weak.hash("correct horse battery"), "correct horse battery")
+        assert grown.ok and grown.new_hash is not None
+        assert strong.verify(grown.new_hash, "correct horse battery").new_hash is None
+        runs: list[str] = []
+
+        class Counting:
+            def __init__(self, hasher: Any) -> None:
+                self._hasher = hasher
+
+            def verify(self, stored: str, secret: str) -> bool:
+                runs.append(secret)
+                return bool(self._hasher.verify(stored, secret))
+
+        monkeypatch.setattr(strong, "_ph", Counting(strong._ph))
+        assert not strong.verify(None, "correct horse battery").ok
+        assert len(runs) == 1, "an unknown account costs one argon2 run, like a known one"
+    finally:
+        weak.close()
+        strong.close()

@@ -85,3 +85,20 @@ def test_a_guardian_is_an_adult_from_the_18th_birthday_with_a_national_account(s
         audited = list(reg.session.execute(select(AuditEvent.patron_id, AuditEvent.detail)
                                            .where(AuditEvent.action == "guardianship.add")))
     assert audited == [(child.id, {"guardian_id": guardian.id})]
+
+
+def test_on_29_february_the_link_of_a_child_who_turned_15_ends_and_no_other(services: Services,
+                                                                            clock: FakeClock) -> None:
+    """README: the guardian link ends on the child's 15th birthday when purge-inactive runs, which
+    it does every day, 29 February included (15 years before it has no 29 February)."""
+    from datetime import UTC, datetime
+
+    clock.now = datetime(2027, 1, 1, 12, 0, tzinfo=UTC)
+    with services.registry("test") as reg:
+        library(reg)
+        parent, _ = patron(reg)
+        older, _ = guardians.register_child(reg, parent, new_patron(date(2013, 2, 28), nth=1, name="Emma"))
+        guardians.register_child(reg, parent, new_patron(CHILD_BORN, nth=2, name="Nora"))
+    clock.now = datetime(2028, 2, 29, 12, 0, tzinfo=UTC)
+    with services.registry("test") as reg:
+        assert guardians.end_outgrown_guardianships(reg) == [older.id]

@@ -102,3 +102,32 @@ def test_on_29_february_the_link_of_a_child_who_turned_15_ends_and_no_other(serv
     clock.now = datetime(2028, 2, 29, 12, 0, tzinfo=UTC)
     with services.registry("test") as reg:
         assert guardians.end_outgrown_guardianships(reg) == [older.id]
+
+
+def test_a_child_of_15_whose_16th_birthday_is_still_to_come_registers_alone(services: Services,
+                                                                            clock: FakeClock) -> None:
+    """README: from 15 a child registers alone; a 15-year-old is 15 all year until the 16th birthday."""
+    from datetime import UTC, datetime
+
+    clock.now = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    with services.registry("test") as reg:
+        library(reg)
+        parent, _ = patron(reg)
+        with pytest.raises(NotAllowed, match="15"):
+            guardians.register_child(reg, parent, new_patron(date(2010, 12, 31), nth=1))  # 15, 16 in December
+
+
+def test_the_end_of_a_guardianship_is_audited_naming_the_child(services: Services, clock: FakeClock) -> None:
+    """README, Audit: every change names the patron it concerns."""
+    from datetime import UTC, datetime
+
+    with services.registry("test") as reg:
+        library(reg)
+        parent, _ = patron(reg)
+        child, _ = guardians.register_child(reg, parent, new_patron(CHILD_BORN, nth=1))
+    clock.now = datetime(2031, 6, 1, 12, 0, tzinfo=UTC)
+    with services.registry("test") as reg:
+        assert guardians.end_outgrown_guardianships(reg) == [child.id]
+        ended = list(reg.session.execute(select(AuditEvent.patron_id, AuditEvent.detail)
+                                         .where(AuditEvent.action == "guardianship.end")))
+    assert ended == [(child.id, {"reason": "child_turned_15"})]

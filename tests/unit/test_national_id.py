@@ -11,8 +11,13 @@ from datetime import date
 import pytest
 
 from idp.errors import InvalidNationalId
-from idp.registry.national_id import IdKind, NationalId, parse_national_id
-from tests.nin import K1_WEIGHTS, K2_WEIGHTS, control, duf, fnr
+from idp.registry.national_id import (
+    IdKind,
+    NationalId,
+    parse_national_id,
+    synthetic_national_ids,
+)
+from tests.nin import K1_WEIGHTS, K2_WEIGHTS, control, duf, fnr, with_controls
 
 TODAY = date(2025, 6, 1)
 
@@ -397,3 +402,22 @@ def test_national_id_is_immutable() -> None:
 def test_id_kind_values() -> None:
     assert [kind.value for kind in IdKind] == ["fnr", "dnr", "hnr", "duf"]
     assert str(IdKind.DUF) == "duf"
+
+
+@pytest.mark.parametrize(("yy", "individual", "born_in"), [("85", 499, 1985), ("60", 749, 1860)],
+                         ids=["499 is still 1900s", "749 is still 1800s"])
+def test_the_last_individual_number_of_a_band_keeps_its_century(yy: str, individual: int, born_in: int) -> None:
+    """README: "the century rules" (Skatteetaten): 000-499 are born 1900-1999, 500-749 with years
+    54-99 are born 1854-1899, the last number of each band included."""
+    number = next(n for day in range(1, 29) if (n := with_controls(f"{day:02d}01{yy}{individual:03d}")) is not None)
+    nid = parse(number)
+    assert nid.birth_date is not None and nid.birth_date.year == born_in
+
+
+def test_every_generated_synthetic_number_has_11_digits_and_valid_control_digits() -> None:
+    """README: synthetic test numbers (month + 80) "with both mod-11 control digits"."""
+    numbers = list(synthetic_national_ids(date(1990, 5, 17)))
+    assert len(numbers) > 100
+    for number in numbers:
+        assert len(number) == 11 and number[2:4] == "85"
+        assert parse(number).synthetic is True

@@ -147,3 +147,14 @@ def test_a_verify_takes_256_characters_rehashes_grown_parameters_and_costs_one_r
     finally:
         weak.close()
         strong.close()
+
+
+def test_secrets_are_hashed_with_argon2id_at_the_configured_parameters() -> None:
+    """README, Credentials: "hashed with argon2id at the OWASP minimum or stronger" (the settings
+    give the parameters; production's are checked at start-up)."""
+    hasher = SecretHasher(time_cost=2, memory_kib=16, parallelism=1)
+    try:
+        stored = hasher.hash("correct horse battery")
+    finally:
+        hasher.close()
+    assert stored.startswith("$argon2id$v=19$m=16,t=2,p=1$")

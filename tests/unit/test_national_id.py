@@ -421,3 +421,20 @@ def test_every_generated_synthetic_number_has_11_digits_and_valid_control_digits
     for number in numbers:
         assert len(number) == 11 and number[2:4] == "85"
         assert parse(number).synthetic is True
+
+
+def test_a_wrong_first_control_digit_is_refused_even_when_the_second_fits_it() -> None:
+    """README: "both mod-11 control digits": a wrong K1 followed by the K2 computed over it."""
+    nine = "150190123"
+    right_k1 = control(nine, K1_WEIGHTS)
+    for k1 in (d for d in range(10) if d != right_k1):
+        k2 = control(f"{nine}{k1}", K2_WEIGHTS)
+        if k2 != 10:
+            rejects(f"{nine}{k1}{k2}")
+
+
+@pytest.mark.parametrize("born", [date(1900, 1, 1), date(1999, 12, 31), date(2000, 1, 1), date(2024, 12, 31)])
+def test_a_generated_synthetic_number_encodes_its_birth_date(born: date) -> None:
+    """README: synthetic numbers follow "the century rules": each reads back as the date asked for."""
+    for number in list(synthetic_national_ids(born))[:3]:
+        assert parse(number).birth_date == born

@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo lint test docs bench-register bench-oidc translations clean
+.PHONY: install demo lint test docs mutate bench-register bench-oidc translations clean
 
 $(STAMP): pyproject.toml setup.py
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is needed ($(PYTHON))"; exit 1; }
@@ -34,6 +34,15 @@ test: $(STAMP)
 docs: $(STAMP)
 	$(PY) -m idp.devtools.settings_doc
 
+## The mutation run over the register, logins, claims and limits (docs/mutation-run.md). mutmut copies
+## the project into ./mutants; its settings (modules, tests) are [tool.mutmut] in pyproject.toml.
+## PYTHONPATH makes the CLI tests' subprocesses import the mutated copy too. Niced, two workers;
+## MUTANTS='idp.web.limits*' runs only the mutants whose names match. Then: mutmut results / show.
+MUTANTS ?=
+mutate: $(STAMP)
+	PYTHONPATH=$(CURDIR)/mutants nice -n 19 $(VENV)/bin/mutmut run --max-children 2 $(MUTANTS)
+	$(VENV)/bin/mutmut results
+
 ## Load 1 million synthetic patrons into PostgreSQL and print import rate and lookup latency
 bench-register: $(STAMP)
 	$(PY) bench/register.py $(BENCH_ARGS)
@@ -43,7 +52,7 @@ bench-oidc: $(STAMP)
 	$(PY) bench/oidc.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache mutants
 
 ## Refresh idp/translations after changing user-facing strings (then translate the new entries)
 translations: $(STAMP)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from idp.errors import InvalidCardNumber, ValidationError
-from idp.registry.cardnumbers import BIBLIOMO_RULES, RuleSet, canonical, generic, lookup_candidates
+from idp.registry.cardnumbers import (
+    BIBLIOMO_RULES,
+    RuleSet,
+    canonical,
+    generic,
+    lookup_candidates,
+    national_number,
+)
 
 BIBLIOMO = RuleSet.from_data(BIBLIOMO_RULES)
 
@@ -74,3 +81,9 @@ def test_lookup_offers_every_library_reading_generic_first() -> None:
 def test_bad_rules_are_refused_when_configured(rules: object) -> None:
     with pytest.raises(ValidationError):
         RuleSet.from_data(rules)  # type: ignore[arg-type]
+
+
+def test_a_national_number_is_n_and_9_digits() -> None:
+    """README: "National numbers are `N` + 9 digits"."""
+    assert national_number(1) == "N000000001"
+    assert national_number(987654321) == "N987654321"

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from idp.errors import ConfigError
-from idp.registry.credentials import SecretHasher
+from idp.errors import ConfigError, ValidationError
+from idp.registry.credentials import SecretHasher, check_password_shape, check_pin_shape
 from idp.settings import load_settings
 
 
@@ -100,3 +100,60 @@ def test_a_process_forked_after_hashing_hashes_with_threads_of_its_own() -> None
         os.waitpid(child, 0)
         pytest.fail("the forked process hung waiting for a hashing thread that only its parent has")
     assert os.waitstatus_to_exitcode(done[1]) == 0
+
+
+def test_a_password_has_8_to_256_characters_and_a_pin_4_to_6_digits() -> None:
+    """README, Credentials: "PIN (4-6 digits) and password (8-256 characters)"."""
+    for fits in ("a" * 8, "a" * 256):
+        check_password_shape(fits)
+    for misfit in ("a" * 7, "a" * 257):
+        with pytest.raises(ValidationError):
+            check_password_shape(misfit)
+    for fits in ("1234", "123456"):
+        check_pin_shape(fits)
+    for misfit in ("123", "1234567", "12a4"):
+        with pytest.raises(ValidationError):
+            check_pin_shape(misfit)
+
+
+def test_a_verify_takes_256_characters_rehashes_grown_parameters_and_costs_one_run_when_unknown(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """README, Credentials: passwords of 8-256 characters, "rehashed on a successful verify when the
+    parameters have grown", and "verifying an unknown account costs the same as a known one"."""
+    weak = SecretHasher(time_cost=1, memory_kib=8, parallelism=1)
+    strong = SecretHasher(time_cost=2, memory_kib=16, parallelism=1)
+    try:
+        longest = "a" * 256
+        stored = strong.hash(longest)
+        assert (strong.verify(stored, longest).ok, strong.verify(stored, longest).new_hash) == (True, None)
+        assert not strong.verify(stored, "a" * 257).ok
+        grown = strong.verify(weak.hash("correct horse battery"), "correct horse battery")
+        assert grown.ok and grown.new_hash is not None
+        assert strong.verify(grown.new_hash, "correct horse battery").new_hash is None
+        runs: list[str] = []
+
+        class Counting:
+            def __init__(self, hasher: Any) -> None:
+                self._hasher = hasher
+
+            def verify(self, stored: str, secret: str) -> bool:
+                runs.append(secret)
+                return bool(self._hasher.verify(stored, secret))
+
+        monkeypatch.setattr(strong, "_ph", Counting(strong._ph))
+        assert not strong.verify(None, "correct horse battery").ok
+        assert len(runs) == 1, "an unknown account costs one argon2 run, like a known one"
+    finally:
+        weak.close()
+        strong.close()
+
+
+def test_secrets_are_hashed_with_argon2id_at_the_configured_parameters() -> None:
+    """README, Credentials: "hashed with argon2id at the OWASP minimum or stronger" (the settings
+    give the parameters; production's are checked at start-up)."""
+    hasher = SecretHasher(time_cost=2, memory_kib=16, parallelism=1)
+    try:
+        stored = hasher.hash("correct horse battery")
+    finally:
+        hasher.close()
+    assert stored.startswith("$argon2id$v=19$m=16,t=2,p=1$")

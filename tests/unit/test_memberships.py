@@ -8,6 +8,7 @@ from sqlalchemy import select
 from idp.errors import NotAllowed, NotFound
 from idp.registry import memberships, patrons
 from idp.registry.context import Registry
+from idp.registry.libraries import get_library
 from idp.registry.models import AuditEvent, Notification
 from idp.registry.records import LimitedRecord, PatronRecord
 from tests.unit.factories import library, patron
@@ -102,3 +103,32 @@ def test_unknown_library(two: Registry) -> None:
     p, _ = patron(two)
     with pytest.raises(NotFound, match="NO-0000001"):
         memberships.add_to_library(two, p, "NO-0000001")
+
+
+def test_a_new_home_library_and_a_removal_are_audited_naming_the_patron_and_the_library(two: Registry) -> None:
+    """README, Audit: every change leaves an event saying what, which patron and which library."""
+    reg = two
+    p, _ = patron(reg)
+    memberships.accept_lending_rules(reg, p, "NO-4601000")
+    memberships.set_home_library(reg, p, "NO-4601000")
+    memberships.remove_from_library(reg, p, "NO-2030000")
+    bergen, oslo = (get_library(reg, isil).id for isil in ("NO-4601000", "NO-2030000"))
+    events = reg.session.scalars(select(AuditEvent).where(
+        AuditEvent.action.in_(["patron.update", "membership.remove"])).order_by(AuditEvent.id))
+    assert [(e.action, e.patron_id, e.library_id, e.detail) for e in events] == [
+        ("patron.update", p.id, bergen, {"fields": ["home_library"]}),
+        ("membership.remove", p.id, oslo, {}),
+    ]
+
+
+def test_joining_and_activating_at_a_library_are_audited_naming_the_library(two: Registry) -> None:
+    """README, Audit: every change names which patron and which library."""
+    reg = two
+    p, _ = patron(reg)
+    memberships.add_to_library(reg, p, "NO-4601000")
+    memberships.accept_lending_rules(reg, p, "NO-4601000")
+    bergen = get_library(reg, "NO-4601000").id
+    events = reg.session.scalars(select(AuditEvent).where(
+        AuditEvent.action.in_(["membership.add", "membership.activate"])).order_by(AuditEvent.id))
+    assert [(e.action, e.patron_id, e.library_id) for e in events] == [
+        ("membership.add", p.id, bergen), ("membership.activate", p.id, bergen)]

@@ -11,8 +11,13 @@ from datetime import date
 import pytest
 
 from idp.errors import InvalidNationalId
-from idp.registry.national_id import IdKind, NationalId, parse_national_id
-from tests.nin import K1_WEIGHTS, K2_WEIGHTS, control, duf, fnr
+from idp.registry.national_id import (
+    IdKind,
+    NationalId,
+    parse_national_id,
+    synthetic_national_ids,
+)
+from tests.nin import K1_WEIGHTS, K2_WEIGHTS, control, duf, fnr, with_controls
 
 TODAY = date(2025, 6, 1)
 
@@ -397,3 +402,39 @@ def test_national_id_is_immutable() -> None:
 def test_id_kind_values() -> None:
     assert [kind.value for kind in IdKind] == ["fnr", "dnr", "hnr", "duf"]
     assert str(IdKind.DUF) == "duf"
+
+
+@pytest.mark.parametrize(("yy", "individual", "born_in"), [("85", 499, 1985), ("60", 749, 1860)],
+                         ids=["499 is still 1900s", "749 is still 1800s"])
+def test_the_last_individual_number_of_a_band_keeps_its_century(yy: str, individual: int, born_in: int) -> None:
+    """README: "the century rules" (Skatteetaten): 000-499 are born 1900-1999, 500-749 with years
+    54-99 are born 1854-1899, the last number of each band included."""
+    number = next(n for day in range(1, 29) if (n := with_controls(f"{day:02d}01{yy}{individual:03d}")) is not None)
+    nid = parse(number)
+    assert nid.birth_date is not None and nid.birth_date.year == born_in
+
+
+def test_every_generated_synthetic_number_has_11_digits_and_valid_control_digits() -> None:
+    """README: synthetic test numbers (month + 80) "with both mod-11 control digits"."""
+    numbers = list(synthetic_national_ids(date(1990, 5, 17)))
+    assert len(numbers) > 100
+    for number in numbers:
+        assert len(number) == 11 and number[2:4] == "85"
+        assert parse(number).synthetic is True
+
+
+def test_a_wrong_first_control_digit_is_refused_even_when_the_second_fits_it() -> None:
+    """README: "both mod-11 control digits": a wrong K1 followed by the K2 computed over it."""
+    nine = "150190123"
+    right_k1 = control(nine, K1_WEIGHTS)
+    for k1 in (d for d in range(10) if d != right_k1):
+        k2 = control(f"{nine}{k1}", K2_WEIGHTS)
+        if k2 != 10:
+            rejects(f"{nine}{k1}{k2}")
+
+
+@pytest.mark.parametrize("born", [date(1900, 1, 1), date(1999, 12, 31), date(2000, 1, 1), date(2024, 12, 31)])
+def test_a_generated_synthetic_number_encodes_its_birth_date(born: date) -> None:
+    """README: synthetic numbers follow "the century rules": each reads back as the date asked for."""
+    for number in list(synthetic_national_ids(born))[:3]:
+        assert parse(number).birth_date == born

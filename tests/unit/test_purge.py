@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 from sqlalchemy import select
 
-from idp.registry import patrons, purge
-from idp.registry.models import Notification, Patron
+from idp.registry import guardians, patrons, purge
+from idp.registry.models import AuditEvent, Guardianship, Notification, Patron
 from idp.services import Services
 from tests.conftest import FakeClock
-from tests.unit.factories import library, patron
+from tests.unit.factories import library, new_patron, patron
 
 pytestmark = pytest.mark.backends  # inactivity dates compared in SQL
 
@@ -90,3 +90,34 @@ def test_an_entry_idle_for_years_still_gets_30_days(services: Services, clock: F
         assert reg.session.scalar(select(Notification.data)) == {"deletion_on": "2035-01-31"}
     clock.advance(days=30)
     assert run(services).deleted == [pid]
+
+
+def test_the_daily_run_audits_warnings_and_deletions_and_its_dry_run_ends_no_guardianship(
+        services: Services, clock: FakeClock) -> None:
+    """README: three years without activity deletes an entry after a warning 30 days before; the
+    guardian link ends on the child's 15th birthday "when purge-inactive runs" (`--dry-run` changes
+    nothing); Audit: each change names the patron and what happened."""
+    clock.now = START
+    with services.registry("test") as reg:
+        library(reg)
+        parent, _ = patron(reg, nth=0)
+        child, _ = guardians.register_child(reg, parent, new_patron(date(2012, 6, 1), nth=1))
+        everyone = sorted([parent.id, child.id])
+
+    def links() -> int:
+        with services.registry("test") as reg:
+            return len(list(reg.session.scalars(select(Guardianship))))
+
+    clock.now = datetime(2028, 12, 17, 12, 0, tzinfo=UTC)  # within 30 days of three idle years; the child is 16
+    dry = run(services, dry_run=True)
+    assert (dry.guardianships_ended, links()) == ([child.id], 1)
+    report = run(services)
+    assert (report.guardianships_ended, links(), sorted(report.warned)) == ([child.id], 0, everyone)
+    clock.now = datetime(2029, 1, 16, 12, 0, tzinfo=UTC)
+    assert sorted(run(services).deleted) == everyone
+    with services.registry("test") as reg:
+        events = list(reg.session.execute(select(AuditEvent.action, AuditEvent.patron_id, AuditEvent.detail).where(
+            AuditEvent.action.in_(["patron.inactivity_warning", "patron.delete"])).order_by(AuditEvent.id)))
+    assert [(action, patron_id) for action, patron_id, _ in events] == \
+        [("patron.inactivity_warning", i) for i in everyone] + [("patron.delete", i) for i in everyone]
+    assert {detail.get("reason") for action, _, detail in events if action == "patron.delete"} == {"inactive_3_years"}

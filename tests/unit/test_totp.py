@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 from idp.auth import recovery, totp
 from idp.errors import ConfigError, Conflict
 from idp.registry.crypto import derive_key
-from idp.registry.models import Patron, RecoveryCode, TotpCredential
+from idp.registry.models import AuditEvent, Patron, RecoveryCode, TotpCredential
 from idp.registry.patrons import delete_patron
 from idp.services import Services, build_services
 from idp.state import MemoryState
@@ -208,3 +208,105 @@ def test_deleting_the_patron_deletes_the_second_factor(services: Services, clock
     with services.registry("test") as reg:
         assert reg.session.scalar(select(TotpCredential)) is None
         assert reg.session.scalar(select(RecoveryCode)) is None
+
+
+def test_a_malformed_recovery_code_is_refused_and_only_the_patrons_own_codes_are_counted(
+        services: Services, clock: FakeClock, kari: int) -> None:
+    """README: ten recovery codes of 12 characters, each works once; what is not a code works never,
+    and each patron's count is of their own unused codes (another patron without codes has none)."""
+    enrol(services, clock, kari)
+    with services.registry("test") as reg:
+        other, _ = patron(reg, nth=1, email="ola@example.org")
+        for typed in ("", "x", "not a recovery code", "!!!!-!!!!-!!!!", "a" * 40):
+            assert not recovery.use_code(reg, kari, typed), typed
+        assert recovery.remaining(reg, kari) == 10
+        assert recovery.remaining(reg, other.id) == 0
+
+
+def test_removing_two_step_login_is_audited_for_the_patron(services: Services, clock: FakeClock, kari: int) -> None:
+    """README, Audit: every change leaves an audit event naming the patron."""
+    enrol(services, clock, kari)
+    with services.registry("test") as reg:
+        assert totp.remove(reg, services.state, kari)
+    with services.registry("test") as reg:
+        removals = list(reg.session.execute(select(AuditEvent.actor, AuditEvent.patron_id)
+                                            .where(AuditEvent.action == "totp.remove")))
+    assert removals == [("test", kari)]
+
+
+def test_used_steps_are_remembered_per_patron(services: Services, clock: FakeClock, kari: int) -> None:
+    """README: "used time steps are remembered per patron": one patron's code does not spend
+    another's in the same 30 seconds. Enrolment is audited with the ten codes it made."""
+    with services.registry("test") as reg:
+        ola, _ = patron(reg, nth=1, email="ola@example.org")
+    kari_app, _ = enrol(services, clock, kari)
+    ola_app, _ = enrol(services, clock, ola.id)
+    assert verify(services, kari, kari_app.at(clock.now))
+    assert verify(services, ola.id, ola_app.at(clock.now))
+    with services.registry("test") as reg:
+        made = list(reg.session.execute(select(AuditEvent.patron_id, AuditEvent.detail)
+                                        .where(AuditEvent.action == "totp.recovery_codes")))
+    assert made == [(kari, {"count": 10}), (ola.id, {"count": 10})]
+
+
+def test_two_patrons_can_enrol_in_the_same_30_seconds_and_each_enrolment_is_audited(
+        services: Services, clock: FakeClock, kari: int) -> None:
+    """README: used time steps are remembered per patron (a first code spends nothing of another
+    patron's); Audit: every change names the patron."""
+    with services.registry("test") as reg:
+        ola, _ = patron(reg, nth=1, email="ola@example.org")
+    apps = {patron_id: pyotp.TOTP(start(services, patron_id).secret) for patron_id in (kari, ola.id)}
+    for patron_id, app in apps.items():
+        with services.registry("test") as reg:
+            assert totp.confirm_enrolment(reg, services.state, patron_id, app.at(clock.now)) is not None
+    with services.registry("test") as reg:
+        enrolled = list(reg.session.scalars(select(AuditEvent.patron_id).where(AuditEvent.action == "totp.enrol")))
+    assert enrolled == [kari, ola.id]
+
+
+class _StaleReads:
+    """A worker's view of the state store that has not yet seen another worker's writes: its reads
+    find nothing, its atomic increments still go to the shared store."""
+
+    def __init__(self, state: object) -> None:
+        self._state = state
+
+    def get(self, key: str) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._state, name)
+
+
+def test_a_code_is_claimed_by_one_atomic_increment_even_when_reads_are_stale(services: Services, clock: FakeClock,
+                                                                            kari: int) -> None:
+    """README: "claiming a step is an atomic increment": a worker whose read has not yet seen the
+    other's use of the code still cannot use it again."""
+    app, _ = enrol(services, clock, kari)
+    code = app.at(clock.now)
+    for expected in (True, False):
+        with services.registry("test") as reg:
+            assert totp.verify(reg, _StaleReads(services.state), kari, code) is expected  # type: ignore[arg-type]
+
+
+def test_two_racing_uses_of_one_recovery_code_cannot_both_succeed(services: Services, clock: FakeClock, kari: int,
+                                                                  backend: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """README: each recovery code works once, "a conditional UPDATE, so two racing requests cannot
+    both use it": another request uses the code between this one's read and its update."""
+    if backend == "embedded":
+        pytest.skip("SQLite has one writer: the other request cannot commit inside this one")
+    _, codes = enrol(services, clock, kari)
+    compare, raced = hmac.compare_digest, []
+
+    def racing(a: bytes, b: bytes) -> bool:
+        if not raced:
+            raced.append(True)
+            with services.registry("test") as other:
+                assert recovery.use_code(other, kari, codes[0])
+        return compare(a, b)
+
+    monkeypatch.setattr(recovery.hmac, "compare_digest", racing)
+    with services.registry("test") as reg:
+        assert not recovery.use_code(reg, kari, codes[0])
+    assert raced

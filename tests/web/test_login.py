@@ -14,7 +14,7 @@ from sqlalchemy import select
 from werkzeug.test import TestResponse
 
 from idp import create_app
-from idp.registry.models import Notification
+from idp.registry.models import AuditEvent, Notification
 from idp.services import Services
 from idp.web.limits import _only_where_limited
 from tests.unit.factories import library, patron
@@ -149,6 +149,39 @@ def test_the_lock_stops_guessing_from_any_address_and_notifies_once(app: Flask, 
     with services.registry("test") as reg:
         kinds = list(reg.session.scalars(select(Notification.kind)))
     assert kinds.count("login_locked") == 1
+
+
+def test_each_locked_patron_is_told_once_at_the_lock_and_the_lock_is_audited(services: Services,
+                                                                             login: Login) -> None:
+    """README, Brute force: after 10 wrong guesses the card is locked "and the patron gets one
+    notification", whether the card is national or a library's local card; the notice names the
+    10 guesses, and the audit says the web login locked that patron."""
+    with services.registry("test") as reg:
+        library(reg)
+        national_patron, national = patron(reg, password=PASSWORD)
+        local_patron, local = patron(reg, nth=1, national_id=None, local_card="L-77", password=PASSWORD,
+                                     email="ola@example.org")
+        accounts = {national_patron.id: national.number, local_patron.id: local.number}
+
+    def notices(patron_id: int) -> list[Notification]:
+        with services.registry("test") as reg:
+            return list(reg.session.scalars(select(Notification).where(
+                Notification.patron_id == patron_id, Notification.kind == "login_locked")))
+
+    for n, (patron_id, number) in enumerate(accounts.items()):
+        for i in range(10):
+            assert login(number, f"wrong guess {i}", ip=f"198.51.{100 + n}.{i}").status_code == 401
+        assert login(number, PASSWORD, ip="203.0.113.9").status_code == 429
+        told = notices(patron_id)
+        assert len(told) == 1, "the patron is told at the lock itself"
+        assert told[0].data["failures"] == 10
+        for retry in range(3):
+            assert login(number, PASSWORD, ip=f"203.0.113.{20 + retry}").status_code == 429
+        assert len(notices(patron_id)) == 1, "and only once"
+    with services.registry("test") as reg:
+        audited = list(reg.session.execute(select(AuditEvent.actor, AuditEvent.patron_id)
+                                           .where(AuditEvent.action == "login.locked")))
+    assert sorted(audited) == sorted(("web", patron_id) for patron_id in accounts)
 
 
 @pytest.mark.backends

@@ -296,3 +296,33 @@ def test_the_per_partner_limit_is_kept_apart_from_strangers_sending_its_id(servi
         partner = [post(client, film, body, environ_base={"REMOTE_ADDR": "192.0.2.10"}) for _ in range(4)]
         assert [a.status_code for a in partner] == [200, 200, 200, 429]
         conforms(partner[-1])
+
+
+def test_the_per_partner_limit_counts_each_partner_apart_on_a_shared_address(services: Services,
+                                                                             cards: dict[str, str]) -> None:
+    """README: the verify API "is also limited per partner and sending address": two partners
+    behind one address each have their own allowance."""
+
+    settings = services.settings.model_copy(update={"verify_limit_per_client": "3 per minute"})
+    app = create_app(settings, services=services, config={"RATELIMIT_KEY_PREFIX": f"idp-test-{uuid.uuid4().hex}"})
+    film, door = _partner(services, FILM_POLICY), _partner(services, DOOR_POLICY)
+    body = {"card_number": cards["adult"], "password": PASSWORD}
+    shared = {"REMOTE_ADDR": "192.0.2.10"}
+    with app.test_client() as client:
+        assert [post(client, film, body, environ_base=shared).status_code for _ in range(4)] == [200, 200, 200, 429]
+        assert post(client, door, body, environ_base=shared).status_code == 200
+
+
+def test_a_stranger_varying_the_secret_still_fills_one_bucket_per_partner(services: Services,
+                                                                          cards: dict[str, str]) -> None:
+    """README: the verify API "is also limited per partner and sending address": per partner id,
+    whatever secret comes with it, so guessing a partner's secret from one address is limited too."""
+
+    settings = services.settings.model_copy(update={"verify_limit_per_client": "3 per minute"})
+    app = create_app(settings, services=services, config={"RATELIMIT_KEY_PREFIX": f"idp-test-{uuid.uuid4().hex}"})
+    film = _partner(services, FILM_POLICY)
+    body = {"card_number": cards["adult"], "password": PASSWORD}
+    with app.test_client() as client:
+        answers = [post(client, Partner(film.client_id, f"guess {i}"), body,
+                        environ_base={"REMOTE_ADDR": "198.51.100.7"}) for i in range(4)]
+    assert [a.status_code for a in answers] == [401, 401, 401, 429]

@@ -235,7 +235,7 @@ def test_demo_writes_patrons_notices_to_the_outbox_and_stops_its_deliverer_with_
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not deliverers_for(tmp_path):
             time.sleep(0.1)
-        assert len(deliverers_for(tmp_path)) == 1
+        assert len(deliverers_for(tmp_path)) == 1, log.read_text()
         services = build_services(load_settings(env))
         try:
             with services.registry("test") as reg:

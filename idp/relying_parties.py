@@ -8,13 +8,9 @@ SAML layer by its entity id and described by its metadata, which idp.saml parses
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
-import secrets
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
-from typing import overload
+from datetime import date
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -25,6 +21,8 @@ from idp.claims.vocabulary import NAMED_CLAIMS
 from idp.errors import Conflict, NotAllowed, NotFound, ValidationError
 from idp.keys import ALGORITHMS, DEFAULT_ALG
 from idp.net import is_loopback
+from idp.registry.agreements import check_dpa_date
+from idp.registry.client_secrets import digest_matches, new_client_id, new_secret
 from idp.registry.context import Registry
 from idp.registry.models import RelyingParty
 from idp.registry.partners import DISABLED, NO_DPA, refusal_reason  # below the claim release, which applies it too
@@ -37,12 +35,7 @@ DEFAULT_CLAIMS: tuple[str, ...] = ("valid_patron",)
 MAX_NAME = 200
 MAX_REDIRECT_URI = 2000
 
-_CLIENT_ID_BYTES = 16  # 22 url-safe characters; not a secret, only unique and unguessable
 _CLIENT_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_SECRET_BYTES = 32
-_MAX_PRESENTED_SECRET = 512
-# Compared against when there is no real digest, so every path through authenticate does the same work.
-_NO_DIGEST = hashlib.sha256(b"no secret").digest()
 
 
 # -- validation -------------------------------------------------------------------------------
@@ -120,44 +113,6 @@ def check_min_acr(min_acr: str, *, pin_allowed: bool) -> str:
     return min_acr
 
 
-@overload
-def check_dpa_date(reg: Registry, signed: date) -> date: ...
-@overload
-def check_dpa_date(reg: Registry, signed: date | None) -> date | None: ...
-def check_dpa_date(reg: Registry, signed: date | None) -> date | None:
-    if signed is None:
-        return None
-    if not isinstance(signed, date) or isinstance(signed, datetime):
-        raise ValidationError("The data processing agreement date must be a date (YYYY-MM-DD).")
-    if signed > reg.today():
-        raise ValidationError(f"A data processing agreement cannot be signed in the future ({signed.isoformat()}).")
-    return signed
-
-
-# -- secrets ----------------------------------------------------------------------------------
-
-def _digest(secret: str) -> bytes:
-    # Client secrets are 256-bit random values we generate, so there is nothing to guess and no
-    # dictionary to slow down: one SHA-256 is as strong as argon2 here and keeps the token
-    # endpoint fast. (Patron passwords and PINs are low-entropy and do get argon2.)
-    # surrogatepass: any str, even one with lone surrogates, maps to distinct bytes instead of raising.
-    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
-
-
-def _new_client_id() -> str:
-    # Operators type client ids as command arguments: one starting with "-" would be read as an
-    # option (`idp rp show -Zx...`), so draw again; that keeps the ids uniform over the rest.
-    while True:
-        client_id = secrets.token_urlsafe(_CLIENT_ID_BYTES)
-        if not client_id.startswith("-"):
-            return client_id
-
-
-def _new_secret() -> tuple[str, bytes]:
-    secret = secrets.token_urlsafe(_SECRET_BYTES)
-    return secret, _digest(secret)
-
-
 # -- the service ------------------------------------------------------------------------------
 
 def add_oidc(reg: Registry, name: str, redirect_uris: Sequence[str], *, public: bool = False,
@@ -167,7 +122,7 @@ def add_oidc(reg: Registry, name: str, redirect_uris: Sequence[str], *, public: 
     """Register an OIDC client. Returns it with its secret, which exists nowhere else afterwards
     (None for a public client, which cannot keep one)."""
     rp = RelyingParty(
-        client_id=_new_client_id(), name=clean_name(name), protocol=PROTOCOL_OIDC,
+        client_id=new_client_id(), name=clean_name(name), protocol=PROTOCOL_OIDC,
         redirect_uris=clean_redirect_uris(redirect_uris), public=bool(public),
         min_acr=check_min_acr(min_acr, pin_allowed=bool(pin_allowed)), pin_allowed=bool(pin_allowed),
         claims=clean_claims(claims), subject_type=PUBLIC_SUB if public_sub else PAIRWISE,
@@ -175,7 +130,7 @@ def add_oidc(reg: Registry, name: str, redirect_uris: Sequence[str], *, public: 
         id_token_alg=check_id_token_alg(id_token_alg))
     secret = None
     if not rp.public:
-        secret, rp.secret_hash = _new_secret()
+        secret, rp.secret_hash = new_secret()
         rp.secret_rotated_at = rp.created_at
     reg.session.add(rp)
     reg.session.flush()
@@ -195,7 +150,7 @@ def add_saml(reg: Registry, *, entity_id: str, name: str, metadata_xml: str, nam
         raise Conflict(f"{entity_id} is already registered (client_id {existing.client_id}); "
                        "to refresh its metadata use: idp rp load-saml-metadata")
     rp = RelyingParty(
-        client_id=_new_client_id(), name=clean_name(name), protocol=PROTOCOL_SAML, redirect_uris=[], public=False,
+        client_id=new_client_id(), name=clean_name(name), protocol=PROTOCOL_SAML, redirect_uris=[], public=False,
         min_acr=check_min_acr(min_acr, pin_allowed=False), pin_allowed=False, claims=clean_claims(claims),
         subject_type=PUBLIC_SUB if public_sub else PAIRWISE, dpa_signed=check_dpa_date(reg, dpa_signed),
         disabled=False, created_at=reg.now(), entity_id=entity_id, saml_metadata=metadata_xml,
@@ -296,7 +251,7 @@ def rotate_secret(reg: Registry, client_id: str) -> tuple[RelyingParty, str]:
         raise NotAllowed(f"Relying party {rp.client_id} is a SAML service provider: it has no secret to rotate.")
     if rp.public:
         raise NotAllowed(f"Relying party {rp.client_id} is a public client: it has no secret to rotate.")
-    secret, rp.secret_hash = _new_secret()
+    secret, rp.secret_hash = new_secret()
     rp.secret_rotated_at = reg.now()
     reg.session.flush()
     reg.audit("rp.rotate_secret", client_id=rp.client_id)
@@ -321,13 +276,8 @@ def secret_matches(rp: RelyingParty | None, secret: str | None) -> bool:
     The comparison takes the same time whatever the secret presented, and an unknown or public
     client costs the same digest and comparison, so timing tells nothing about the secret.
     """
-    if rp is None or rp.public or rp.disabled or rp.secret_hash is None:
-        expected, possible = _NO_DIGEST, False
-    else:
-        expected, possible = bytes(rp.secret_hash), True
-    # An over-long value is no secret of ours; it is still hashed, as the empty string.
-    presented = secret if isinstance(secret, str) and len(secret) <= _MAX_PRESENTED_SECRET else ""
-    return hmac.compare_digest(_digest(presented), expected) and possible
+    usable = rp is not None and not rp.public and not rp.disabled
+    return digest_matches(rp.secret_hash if usable and rp is not None else None, secret)
 
 
 def is_allowed_to_log_in(rp: RelyingParty, today: date) -> bool:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Date, DateTime, ForeignKey, Index,
                         Integer, LargeBinary, MetaData, String, Table, Text, TypeDecorator, UniqueConstraint, false,
-                        text)
+                        text, true)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -63,8 +63,63 @@ class Library(Base):
     # Canonicalisation rules for this library's local card numbers (see cardnumbers.py): data.
     card_rules: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(Timestamp())
+    # The agreement with the national library (idp.registry.agreements): where notices to the library
+    # go, whether it meets the national terms (a non-compliant library's patrons become local only),
+    # and when its data processing agreement was signed (NULL: none recorded).
+    contact_email: Mapped[str | None] = mapped_column(String(254))
+    compliant: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    dpa_signed: Mapped[date | None] = mapped_column(Date)
 
     series: Mapped[list[CardSeries]] = relationship(back_populates="library", order_by="CardSeries.first_number")
+    lending_rules: Mapped[list[LendingRules]] = relationship(order_by="LendingRules.version")
+
+
+class LendingRules(Base):
+    """One version of a library's lending rules; a new text is a new version, old ones stay
+    (a patron's acceptance names the version they accepted)."""
+
+    __tablename__ = "lending_rules"
+    __table_args__ = (
+        UniqueConstraint("library_id", "version"),
+        CheckConstraint("version >= 1", name="version"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    library_id: Mapped[int] = mapped_column(ForeignKey("library.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+
+
+class LibrarySystem(Base):
+    """A library's own system (Bibliofil, Quria, Koha...): an OAuth 2.0 client of our provider that
+    serves exactly one library. It authenticates with a key from its JWKS (private_key_jwt; inline
+    or at an https URL) or with a client secret (client_secret_basic), never both.
+    The rules live in idp.registry.library_systems; the checks here are the backstop.
+    """
+
+    __tablename__ = "library_system"
+    __table_args__ = (
+        CheckConstraint("jwks IS NULL OR jwks_uri IS NULL", name="one_jwks"),
+        CheckConstraint("(secret_hash IS NULL) <> (jwks IS NULL AND jwks_uri IS NULL)", name="one_credential"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    library_id: Mapped[int] = mapped_column(ForeignKey("library.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # The JWKS as JSON text, or where to fetch it.
+    jwks: Mapped[str | None] = mapped_column(Text)
+    jwks_uri: Mapped[str | None] = mapped_column(String(2000))
+    # SHA-256 of the client secret (idp.registry.client_secrets); the secret is shown once, never stored.
+    secret_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    # CIDRs it may call from; empty: from anywhere.
+    allowed_ips: Mapped[list[str]] = mapped_column(JSON, default=list)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp())
+
+    library: Mapped[Library] = relationship()
 
 
 class CardSeries(Base):

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from jwcrypto.common import JWException
-from jwcrypto.jwk import JWKSet
+from jwcrypto.jwk import JWK
 from sqlalchemy import select
 
 from idp.errors import NotAllowed, NotFound, ValidationError
@@ -52,13 +52,18 @@ def clean_jwks(text: str) -> str:
         raise ValidationError(f"The JWKS is not valid JSON: {exc.msg} at line {exc.lineno}.") from None
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list) or not document["keys"]:
         raise ValidationError('A JWKS is a JSON object with a non-empty "keys" list.')
-    try:
-        keys = JWKSet.from_json(json.dumps(document))
-    except (JWException, ValueError, TypeError) as exc:
-        raise ValidationError(f"The JWKS holds a key that is not a valid JWK ({type(exc).__name__}).") from None
-    if any(key.has_private for key in keys["keys"]):
-        # The system keeps its private key; a JWKS sent to us with one has leaked it.
-        raise ValidationError("The JWKS holds a private key: give only the public keys (and make a new key pair).")
+    for entry in document["keys"]:
+        # One by one: a JWKSet quietly drops the keys it cannot read.
+        try:
+            key = JWK(**entry) if isinstance(entry, dict) else None
+        except (JWException, ValueError, TypeError) as exc:
+            raise ValidationError(f"The JWKS holds a key that is not a valid JWK ({type(exc).__name__}).") from None
+        if key is None:
+            raise ValidationError("Every entry of a JWKS's \"keys\" is a JSON object (a JWK).")
+        if key.has_private or entry.get("kty") == "oct":
+            # The system keeps its private key; a JWKS sent to us with one has leaked it.
+            raise ValidationError("The JWKS holds a private or symmetric key: give only public keys "
+                                  "(and make a new key pair).")
     return json.dumps(document, separators=(",", ":"), sort_keys=True)
 
 

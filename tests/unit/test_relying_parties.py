@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -72,7 +73,7 @@ def test_a_confidential_client_gets_a_random_id_and_a_secret_stored_only_as_a_di
 def test_a_client_id_never_starts_with_a_hyphen(reg: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
     # It is typed as a command argument, where a leading "-" reads as an option.
     drawn = iter(["-startsLikeAnOption_xyz", "StartsLikeAnId_xyz123-"])
-    monkeypatch.setattr(rps.secrets, "token_urlsafe", lambda n: next(drawn))
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda n: next(drawn))
     assert add(reg, public=True)[0].client_id == "StartsLikeAnId_xyz123-"
 
 

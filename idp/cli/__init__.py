@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from idp import logsafe
-from idp.cli import federation, register, rp, saml, server
+from idp.cli import federation, library_systems, register, rp, saml, server
 from idp.cli.common import Context
 
 
@@ -42,6 +42,9 @@ for command in (register.db, server.keys, register.library, register.series, reg
                 register.purge_inactive, register.notifications_group, rp.rp, saml.saml, server.serve, server.demo):
     main.add_command(command)
 main.add_command(federation.federation)
+main.add_command(library_systems.library_system)
+for command in (library_systems.library_update, library_systems.library_set_dpa):
+    register.library.add_command(command)
 for command in (saml.rp_add_saml, saml.rp_load_saml_metadata):
     rp.rp.add_command(command)
 

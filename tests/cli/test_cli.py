@@ -34,8 +34,8 @@ BERGEN = "NO-4601000"
 KARI = person(date(1985, 3, 12))
 IDP_SCRIPT = Path(sys.executable).parent / "idp"
 Series = dict[str, tuple[int, int]]  # usage ("printed", "digital") -> (first, last) as `idp` printed them
-COMMANDS = ["card", "db", "demo", "federation", "keys", "library", "notifications", "patron", "purge-inactive",
-            "rp", "saml", "series", "serve"]
+COMMANDS = ["card", "db", "demo", "federation", "keys", "library", "library-system", "notifications", "patron",
+            "purge-inactive", "rp", "saml", "series", "serve"]
 
 
 class Idp(Protocol):

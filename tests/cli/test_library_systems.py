@@ -1,0 +1,235 @@
+"""`idp library-system ...` and the agreement commands of `idp library`, driven as an operator drives them.
+
+The rules (issue 15): `add` prints `client_id:` and, without --jwks, `client_secret:` exactly once;
+no other command ever prints a secret except `rotate-secret`, which prints the new one once and is
+refused for a JWKS client. A bad input of any kind is one `error:` line on stderr, exit 1, and
+nothing written. What a command claims to have stored is checked in the register.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from jwcrypto.jwk import JWK
+from sqlalchemy import func, select
+
+from idp.registry import library_systems
+from idp.registry.models import AuditEvent, LendingRules, Library, LibrarySystem
+from idp.services import Services
+from tests.cli.test_cli import (OSLO, Idp, failed, fields, make_idp, run_idp, succeeded, values)
+from tests.cli.test_cli import cli_env, elsewhere, script_env  # noqa: F401  - fixtures
+
+# The command runs on the real clock; two days ahead is the future in Oslo whatever the hour.
+AFTER_TOMORROW = (date.today() + timedelta(days=2)).isoformat()
+SYSTEM_COMMANDS = ["add", "disable", "enable", "list", "rotate-secret", "show"]
+
+
+@pytest.fixture
+def idp(cli_env: dict[str, str]) -> Idp:
+    return make_idp(cli_env)
+
+
+@pytest.fixture
+def oslo(idp: Idp) -> str:
+    succeeded(idp("library", "add", OSLO, "Oslo public library"))
+    return OSLO
+
+
+@pytest.fixture
+def jwks_file(tmp_path: Path) -> Path:
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [JWK.generate(kty="EC", crv="P-256").export_public(as_dict=True)]}))
+    return path
+
+
+def snapshot(services: Services) -> tuple[object, ...]:
+    """Everything these commands write: systems, rules versions, audit events, Oslo's agreement fields."""
+    with services.registry("test") as reg:
+        counts = tuple(reg.session.scalar(select(func.count()).select_from(m)) for m in
+                       (LibrarySystem, LendingRules, AuditEvent))
+        lib = reg.session.scalar(select(Library).where(Library.isil == OSLO))
+        return (*counts, (lib.contact_email, lib.compliant, lib.dpa_signed) if lib else None)
+
+
+def matches(services: Services, client_id: str, secret: str) -> bool:
+    with services.registry("test") as reg:
+        return library_systems.secret_matches(library_systems.get(reg, client_id), secret)
+
+
+# --- library systems ------------------------------------------------------------------------------
+
+
+def test_the_group_offers_the_life_cycle_commands(idp: Idp) -> None:
+    shown = idp("library-system", "--help").stdout
+    assert sorted(line.split()[0] for line in shown.split("Commands:", 1)[1].splitlines() if line.strip()) \
+        == SYSTEM_COMMANDS
+
+
+def test_a_secret_system_is_added_and_its_secret_printed_once_and_never_again(
+        idp: Idp, oslo: str, services: Services) -> None:
+    added = idp("library-system", "add", OSLO, "--name", "Bibliofil", "--allow-ip", "192.0.2.0/24",
+                "--allow-ip", "2001:db8::/32")
+    shown = succeeded(added)
+    client_id, secret = shown["client_id"], shown["client_secret"]
+    assert len(values(added.stdout, "client_secret")) == 1
+    assert (shown["library"], shown["auth_method"], shown["status"]) == (OSLO, "client_secret_basic", "active")
+    assert matches(services, client_id, secret)
+
+    details = succeeded(idp("library-system", "show", client_id))
+    assert (details["library"], details["name"], details["allowed_ips"]) == (OSLO, "Bibliofil",
+                                                                              "192.0.2.0/24, 2001:db8::/32")
+    listed = idp("library-system", "list").stdout
+    assert listed == f"{client_id}\t{OSLO}\tBibliofil\tactive\n"
+    for output in (idp("library-system", "show", client_id).stdout, listed,
+                   idp("library-system", "disable", client_id).stdout,
+                   idp("library-system", "enable", client_id).stdout):
+        assert secret not in output
+
+
+def test_a_jwks_system_gets_no_secret_and_cannot_rotate_one(idp: Idp, oslo: str, jwks_file: Path,
+                                                            services: Services) -> None:
+    added = idp("library-system", "add", OSLO, "--name", "Koha", "--jwks", str(jwks_file))
+    shown = succeeded(added)
+    assert "client_secret" not in shown and shown["auth_method"] == "private_key_jwt"
+    assert succeeded(idp("library-system", "show", shown["client_id"]))["jwks"] == "(inline)"
+    before = snapshot(services)
+    assert "JWKS" in failed(idp("library-system", "rotate-secret", shown["client_id"]))
+    assert snapshot(services) == before
+
+    by_url = succeeded(idp("library-system", "add", OSLO, "--name", "Quria", "--jwks", "https://quria.example/jwks"))
+    assert "client_secret" not in by_url
+    assert succeeded(idp("library-system", "show", by_url["client_id"]))["jwks_uri"] == "https://quria.example/jwks"
+
+
+def test_rotate_secret_prints_a_new_secret_once_and_the_old_one_stops_matching(
+        idp: Idp, oslo: str, services: Services) -> None:
+    first = succeeded(idp("library-system", "add", OSLO, "--name", "Bibliofil"))
+    rotated = idp("library-system", "rotate-secret", first["client_id"])
+    new = succeeded(rotated)["client_secret"]
+    assert len(values(rotated.stdout, "client_secret")) == 1 and new != first["client_secret"]
+    assert matches(services, first["client_id"], new)
+    assert not matches(services, first["client_id"], first["client_secret"])
+
+
+def test_a_disabled_system_shows_as_disabled_and_its_secret_stops_matching(
+        idp: Idp, oslo: str, services: Services) -> None:
+    added = succeeded(idp("library-system", "add", OSLO, "--name", "Bibliofil"))
+    client_id = added["client_id"]
+    assert succeeded(idp("library-system", "disable", client_id))["status"] == "disabled"
+    assert succeeded(idp("library-system", "show", client_id))["status"] == "disabled"
+    assert idp("library-system", "list").stdout.endswith("\tdisabled\n")
+    assert not matches(services, client_id, added["client_secret"])
+    assert succeeded(idp("library-system", "enable", client_id))["status"] == "active"
+    assert succeeded(idp("library-system", "show", client_id))["status"] == "active"
+    assert matches(services, client_id, added["client_secret"])
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    pytest.param(["NO-9999999", "--name", "Bibliofil"], "NO-9999999", id="unknown-isil"),
+    pytest.param(["not an isil", "--name", "Bibliofil"], "ISIL", id="malformed-isil"),
+    pytest.param([OSLO, "--name", ""], "name", id="empty-name"),
+    pytest.param([OSLO, "--name", "Bibliofil", "--allow-ip", "10.0.0.0/33"], "CIDR", id="bad-cidr"),
+    pytest.param([OSLO, "--name", "Bibliofil", "--allow-ip", "192.0.2.0/24", "--allow-ip", "10.1.2.3/8"],
+                 "host bits", id="one-bad-cidr-of-two"),
+    pytest.param([OSLO, "--name", "Koha", "--jwks", "http://koha.example/jwks"], "https", id="jwks-url-plain-http"),
+    pytest.param([OSLO, "--name", "Koha", "--jwks", "/no/such/jwks.json"], "cannot read", id="jwks-file-missing"),
+])
+def test_bad_additions_are_one_error_line_and_write_nothing(idp: Idp, oslo: str, services: Services,
+                                                            args: list[str], says: str) -> None:
+    before = snapshot(services)
+    assert says in failed(idp("library-system", "add", *args))
+    assert snapshot(services) == before
+
+
+@pytest.mark.parametrize("content", ['{"keys": [', '{"keys": []}', "not json at all"])
+def test_a_bad_jwks_file_is_refused_and_writes_nothing(idp: Idp, oslo: str, services: Services, tmp_path: Path,
+                                                       content: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    before = snapshot(services)
+    assert "JWKS" in failed(idp("library-system", "add", OSLO, "--name", "Koha", "--jwks", str(path)))
+    assert snapshot(services) == before
+
+
+@pytest.mark.parametrize("command", ["show", "disable", "enable", "rotate-secret"])
+def test_an_unknown_client_id_is_one_error_line(idp: Idp, oslo: str, command: str) -> None:
+    assert "client_id" in failed(idp("library-system", command, "NoSuchClient"))
+
+
+# --- the libraries' agreements ------------------------------------------------------------------
+
+
+def test_library_update_records_contact_rules_versions_and_compliance(idp: Idp, oslo: str, tmp_path: Path,
+                                                                      services: Services) -> None:
+    rules = tmp_path / "rules.txt"
+    rules.write_text("Loans last 28 days.\n")
+    shown = succeeded(idp("library", "update", OSLO, "--contact", "post@oslo.example", "--rules", str(rules),
+                          "--compliant", "no"))
+    assert (shown["contact"], shown["rules_version"], shown["compliant"], shown["dpa_signed"]) == (
+        "post@oslo.example", "1", "no", "none")
+    assert succeeded(idp("library", "update", OSLO, "--rules", str(rules)))["rules_version"] == "1"  # same text
+    rules.write_text("Loans last 21 days.\n")
+    again = succeeded(idp("library", "update", OSLO, "--rules", str(rules), "--compliant", "yes"))
+    assert (again["rules_version"], again["compliant"], again["contact"]) == ("2", "yes", "post@oslo.example")
+    with services.registry("test") as reg:
+        texts = [r.text for r in reg.session.scalars(select(LendingRules).order_by(LendingRules.version))]
+    assert texts == ["Loans last 28 days.", "Loans last 21 days."]
+
+
+def test_set_dpa_records_a_past_date(idp: Idp, oslo: str, services: Services) -> None:
+    assert succeeded(idp("library", "set-dpa", OSLO, "2026-11-23")) == {"isil": OSLO, "dpa_signed": "2026-11-23"}
+    with services.registry("test") as reg:
+        assert reg.session.scalar(select(Library.dpa_signed).where(Library.isil == OSLO)) == date(2026, 11, 23)
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    pytest.param(["update", OSLO, "--contact", "not-an-address"], "e-mail", id="bad-email"),
+    pytest.param(["update", OSLO, "--compliant", "maybe"], "yes or no", id="compliant-maybe"),
+    pytest.param(["update", OSLO, "--contact", "post@oslo.example", "--compliant", "maybe"], "yes or no",
+                 id="good-contact-compliant-maybe"),
+    pytest.param(["update", OSLO, "--rules", "/no/such/rules.txt"], "cannot read", id="rules-file-missing"),
+    pytest.param(["update", OSLO], "--contact", id="nothing-to-update"),
+    pytest.param(["update", "NO-9999999", "--compliant", "no"], "NO-9999999", id="update-unknown-isil"),
+    pytest.param(["set-dpa", OSLO, AFTER_TOMORROW], "future", id="dpa-in-two-days"),
+    pytest.param(["set-dpa", OSLO, "2026-02-30"], "YYYY-MM-DD", id="dpa-no-such-day"),
+    pytest.param(["set-dpa", OSLO, "23.11.2026"], "YYYY-MM-DD", id="dpa-malformed"),
+    pytest.param(["set-dpa", "NO-9999999", "2026-11-01"], "NO-9999999", id="dpa-unknown-isil"),
+])
+def test_bad_agreement_input_is_one_error_line_and_writes_nothing(idp: Idp, oslo: str, services: Services,
+                                                                  args: list[str], says: str) -> None:
+    before = snapshot(services)
+    assert says in failed(idp("library", *args))
+    assert snapshot(services) == before
+
+
+def test_an_empty_rules_file_is_refused(idp: Idp, oslo: str, services: Services, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    before = snapshot(services)
+    assert "empty" in failed(idp("library", "update", OSLO, "--rules", str(empty)))
+    assert snapshot(services) == before
+
+
+# --- as a real process ----------------------------------------------------------------------------
+
+
+def test_the_installed_script_adds_rotates_and_refuses_like_the_in_process_one(
+        script_env: dict[str, str], services: Services, elsewhere: Path) -> None:
+    assert run_idp("library", "add", OSLO, "Oslo public library", cwd=elsewhere, env=script_env).returncode == 0
+    added = run_idp("library-system", "add", OSLO, "--name", "Bibliofil", cwd=elsewhere, env=script_env)
+    assert added.returncode == 0 and added.stderr == "", added.stderr
+    shown = fields(added.stdout)
+    assert added.stdout.count(shown["client_secret"]) == 1
+    rotated = run_idp("library-system", "rotate-secret", shown["client_id"], cwd=elsewhere, env=script_env)
+    assert rotated.returncode == 0 and rotated.stdout.count("client_secret: ") == 1
+    show = run_idp("library-system", "show", shown["client_id"], cwd=elsewhere, env=script_env)
+    assert shown["client_secret"] not in show.stdout and fields(rotated.stdout)["client_secret"] not in show.stdout
+    bad = run_idp("library-system", "add", OSLO, "--name", "Koha", "--allow-ip", "10.0.0.0/33",
+                  cwd=elsewhere, env=script_env)
+    assert bad.returncode == 1 and bad.stdout == "" and len(bad.stderr.splitlines()) == 1
+    assert bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+    future = run_idp("library", "set-dpa", OSLO, "2999-01-01", cwd=elsewhere, env=script_env)
+    assert future.returncode == 1 and future.stderr.startswith("error: ") and "future" in future.stderr

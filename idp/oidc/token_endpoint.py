@@ -5,6 +5,10 @@ response's body (RFC 6749 section 5.1) or raises an ``idp.oidc.errors.OidcError`
 authenticated first, so that a code is only spent by the client it was issued to. Every state
 write of one request goes out in one batch, and only if the answer is a success.
 
+The client credentials grant is library systems' (idp.oidc.client_credentials): routed there
+before pyop sees the request, and refused (unauthorized_client) to a relying party, as the other
+grants are to a library system.
+
 A replay revokes a grant's family (idp.oidc.flow): a code used twice (RFC 6749 section 4.1.2)
 and a refresh token a rotation already spent (RFC 9700 section 4.14.2).
 """
@@ -16,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from pyop.exceptions import InvalidClientAuthentication, InvalidSubjectIdentifier, OAuthError
 
-from idp.oidc.errors import InvalidGrant, from_pyop
+from idp.oidc import client_credentials
+from idp.oidc.errors import InvalidGrant, UnauthorizedClient, from_pyop
 from idp.oidc.flow import describe
 from idp.oidc.provider import UnknownRefreshToken
 from idp.state import Batch, Conflict, StateStore
@@ -34,11 +39,20 @@ class _Replay(Exception):
 
 
 def token_response(parts: OidcParts, state: StateStore, fields: Mapping[str, str],
-                   authorization: str | None) -> dict[str, Any]:
-    """The token response for a token request's form ``fields`` and Authorization header."""
+                   authorization: str | None, address: str | None = None) -> dict[str, Any]:
+    """The token response for a token request's form ``fields`` and Authorization header, sent
+    from ``address`` (checked against a library system's IP allow-list)."""
+    libraries = parts.library_clients
+    if fields.get("grant_type") == client_credentials.GRANT_TYPE:
+        if libraries.is_library_system(fields, authorization):
+            return libraries.token_response(fields, authorization, address)
+        _authenticate(parts, fields, authorization)  # invalid_client, unless a relying party authenticates
+        raise UnauthorizedClient("the client_credentials grant is for library systems only")
     try:
         client_id = parts.provider.authenticate_client(fields, authorization)
     except InvalidClientAuthentication as exc:
+        if libraries.authenticates(fields, authorization, address):
+            raise UnauthorizedClient("a library system may use the client_credentials grant only") from None
         raise from_pyop(exc) from None
     try:
         # Every store write of this request goes out in one round trip, and only if it succeeds.
@@ -48,6 +62,13 @@ def token_response(parts: OidcParts, state: StateStore, fields: Mapping[str, str
         # Revoked outside the batch: each step at once, in the order Grants.revoke_family needs.
         parts.grants.revoke_family(replay.family)
         raise InvalidGrant(replay.description) from None
+
+
+def _authenticate(parts: OidcParts, fields: Mapping[str, str], authorization: str | None) -> str:
+    try:
+        return parts.provider.authenticate_client(fields, authorization)
+    except InvalidClientAuthentication as exc:
+        raise from_pyop(exc) from None
 
 
 def _grant(parts: OidcParts, client_id: str, fields: Mapping[str, str], batch: Batch) -> dict[str, Any]:

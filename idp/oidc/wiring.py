@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from idp import relying_parties
 from idp.errors import NotFound
+from idp.oidc.client_credentials import LibraryClients, advertise
 from idp.oidc.flow import Grants
 from idp.oidc.provider import ClientEntry, IdpProvider, RegisterAuthorizationState, RegisteredClients
 from idp.registry.dates import oslo_date
@@ -24,6 +25,8 @@ class OidcParts:
     subjects: Subjects
     # (client_id, secret or None for a public client) -> the client, if it may act today.
     authenticate: Callable[[str, str | None], ClientEntry | None]
+    # Library systems and their client credentials grant.
+    library_clients: LibraryClients
 
 
 def client_metadata(rp: relying_parties.RelyingParty) -> dict[str, Any]:
@@ -61,5 +64,9 @@ def build_oidc(services: Services) -> OidcParts:
     provider = IdpProvider(issuer=services.settings.issuer, keyring=services.keyring, clients=clients,
                            authz_state=RegisterAuthorizationState(services.state, subjects),
                            authenticate=lambda *presented: getattr(authenticate(*presented), "metadata", None))
+    advertise(provider.configuration_information)
+    library_clients = LibraryClients(services.registry, services.state, lambda: services.clock(),
+                                     audiences=(provider.configuration_information["issuer"],
+                                                provider.configuration_information["token_endpoint"]))
     return OidcParts(provider=provider, grants=Grants(services.state, provider.authz_state), subjects=subjects,
-                     authenticate=authenticate)
+                     authenticate=authenticate, library_clients=library_clients)

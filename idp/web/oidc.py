@@ -241,7 +241,8 @@ def token() -> ResponseReturnValue:
         return _json_error(InvalidRequest("the body must be application/x-www-form-urlencoded"))
     fields = dict(parse_qsl(request.get_data(as_text=True)))
     try:
-        body = token_response(_oidc(), services().state, fields, request.headers.get("Authorization"))
+        body = token_response(_oidc(), services().state, fields, request.headers.get("Authorization"),
+                              request.remote_addr)
     except OidcError as exc:
         return _json_error(exc)
     out = jsonify(body)

@@ -74,6 +74,18 @@ def test_the_same_person_cannot_register_twice(services: Services, oslo: None) -
     assert counts(services) == before
 
 
+def test_an_identity_number_finds_the_national_account_never_a_local_one(reg: Registry) -> None:
+    # A local account lives in one library only (docs/register.md): an ID-porten or federation login,
+    # which finds the patron by identity number, must not land in it.
+    library(reg)
+    library(reg, "NO-1833000", "Rana", digital=0, printed=0)
+    patron(reg, home_library="NO-1833000", local_card="RANA-0042")
+    assert patrons.find_by_national_id(reg, person(ADULT_BORN)) is None
+    national, _card = patron(reg)
+    found = patrons.find_by_national_id(reg, person(ADULT_BORN))
+    assert found is not None and found.id == national.id
+
+
 @pytest.mark.parametrize("bad", ["", "12345678901", "0101901234", "abcdefghijk", "1" * 5000])
 def test_malformed_national_ids_are_refused_and_nothing_is_written(services: Services, oslo: None,
                                                                    bad: str) -> None:
@@ -189,6 +201,22 @@ def test_merging_a_local_card_retires_its_number(reg: Registry) -> None:
     assert reg.session.get(Patron, local.id) is None
     retired = reg.session.scalar(select(Card).where(Card.number == "RANA0042"))
     assert (retired.status, retired.retired_reason, retired.patron_id) == ("retired", "merged", national.id)
+
+
+def test_a_merged_local_account_keeps_its_libraries_activated_and_one_membership_each(reg: Registry) -> None:
+    # The local patron accepted the library's lending rules when registering there (docs/register.md:
+    # a library sees the full record after activation): merging into the national account keeps that.
+    library(reg)
+    library(reg, "NO-1833000", "Rana", digital=0, printed=0)
+    library(reg, "NO-4601000", "Bergen", digital=0, printed=0)
+    national, national_card = patron(reg)
+    memberships.add_to_library(reg, national, "NO-4601000")  # added by Bergen, not yet accepted
+    patron(reg, home_library="NO-1833000", local_card="RANA-0042")
+    patron(reg, home_library="NO-4601000", local_card="BERGEN-7")
+    cards.merge_local_card(reg, "RANA 0042", national_card.number)
+    merged = cards.merge_local_card(reg, "BERGEN7", national_card.number)
+    accepted = sorted((m.library.isil, m.rules_accepted_at is not None) for m in merged.memberships)
+    assert accepted == [("NO-1833000", True), ("NO-2030000", True), ("NO-4601000", True)]
 
 
 def test_merging_two_different_people_is_refused(reg: Registry) -> None:

@@ -9,16 +9,16 @@ from sqlalchemy import func, select, text
 
 from idp.errors import CardOutsideSeries, Conflict, InvalidCardNumber, NotAllowed, NotFound, \
     ValidationError
-from idp.registry import cards, libraries, memberships, patrons
+from idp.registry import cards, guardians, libraries, memberships, patrons
 from idp.registry.cardnumbers import BIBLIOMO_RULES
 from idp.registry.context import Registry
 from idp.registry.credentials import SecretHasher
-from idp.registry.models import AuditEvent, Card, Credential, Membership, Notification, Patron
+from idp.registry.models import AuditEvent, Card, Credential, Guardianship, Membership, Notification, Patron
 from idp.services import Services
 from idp.settings import OWASP_ARGON2_MIN_MEMORY_KIB, Settings
 from tests.conftest import FakeClock
 from tests.nin import duf, person
-from tests.unit.factories import ADULT_BORN, library, patron
+from tests.unit.factories import ADULT_BORN, library, new_patron, patron
 
 pytestmark = pytest.mark.backends  # partial unique indexes, stale series, timestamps in SQL
 
@@ -217,6 +217,20 @@ def test_a_merged_local_account_keeps_its_libraries_activated_and_one_membership
     merged = cards.merge_local_card(reg, "BERGEN7", national_card.number)
     accepted = sorted((m.library.isil, m.rules_accepted_at is not None) for m in merged.memberships)
     assert accepted == [("NO-1833000", True), ("NO-2030000", True), ("NO-4601000", True)]
+
+
+def test_merging_one_persons_local_card_leaves_other_families_guardians_alone(reg: Registry) -> None:
+    # A guardian's link to a child under 15 is kept (docs/register.md, "Children"): a merge of
+    # someone else's cards must not touch it.
+    library(reg)
+    library(reg, "NO-1833000", "Rana", digital=0, printed=0)
+    parent, _ = patron(reg, nth=0)
+    child, _ = guardians.register_child(reg, parent, new_patron(date(2020, 5, 1), nth=0, name="Emma"))
+    _, national_card = patron(reg, nth=1)
+    patron(reg, nth=1, home_library="NO-1833000", local_card="RANA-0042")
+    cards.merge_local_card(reg, "RANA0042", national_card.number)
+    links = reg.session.execute(select(Guardianship.guardian_id, Guardianship.child_id)).all()
+    assert [tuple(link) for link in links] == [(parent.id, child.id)]
 
 
 def test_merging_two_different_people_is_refused(reg: Registry) -> None:

@@ -347,3 +347,12 @@ def test_ten_age_thresholds_are_answered_and_eleven_refused(client: FlaskClient,
     eleven = post(client, film, {"card_number": cards["adult"], "password": PASSWORD, "age_over": list(range(8, 19))})
     assert ten.status_code == 200 and ten.get_json()["valid_patron"] is True
     assert eleven.status_code == 400
+
+
+def test_a_card_number_of_64_characters_is_checked_and_65_refused(client: FlaskClient, film: Partner,
+                                                                 cards: dict[str, str]) -> None:
+    # The published description (/api/v1/openapi.json): card_number has "maxLength": 64.
+    longest = post(client, film, {"card_number": "1" * 64, "password": PASSWORD})
+    too_long = post(client, film, {"card_number": "1" * 65, "password": PASSWORD})
+    assert longest.status_code == 200 and longest.get_json() == {"valid_patron": False}
+    assert too_long.status_code == 400

@@ -356,3 +356,12 @@ def test_a_card_number_of_64_characters_is_checked_and_65_refused(client: FlaskC
     too_long = post(client, film, {"card_number": "1" * 65, "password": PASSWORD})
     assert longest.status_code == 200 and longest.get_json() == {"valid_patron": False}
     assert too_long.status_code == 400
+
+
+def test_a_password_of_256_characters_is_checked_and_257_refused(client: FlaskClient, film: Partner,
+                                                                cards: dict[str, str]) -> None:
+    # docs/register.md: a password has 8-256 characters (and the description's "maxLength": 256).
+    longest = post(client, film, {"card_number": cards["adult"], "password": "x" * 256})
+    too_long = post(client, film, {"card_number": cards["adult"], "password": "x" * 257})
+    assert longest.status_code == 200 and longest.get_json() == {"valid_patron": False}
+    assert too_long.status_code == 400

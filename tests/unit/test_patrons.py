@@ -233,6 +233,22 @@ def test_merging_one_persons_local_card_leaves_other_families_guardians_alone(re
     assert [tuple(link) for link in links] == [(parent.id, child.id)]
 
 
+def test_a_merge_and_its_retired_card_are_audited_naming_accounts_library_and_card(reg: Registry) -> None:
+    # docs/register.md, "Audit": every change leaves an event naming who, what, which patron and library.
+    library(reg)
+    library(reg, "NO-1833000", "Rana", digital=0, printed=0)
+    national, national_card = patron(reg)
+    local, _ = patron(reg, home_library="NO-1833000", local_card="RANA-0042")
+    rana = libraries.get_library(reg, "NO-1833000").id
+    cards.merge_local_card(reg, "RANA0042", national_card.number)
+    event = reg.session.scalars(select(AuditEvent).where(AuditEvent.action == "patron.merge")).one()
+    assert (event.patron_id, event.library_id, event.detail.get("merged_patron_id")) == (national.id, rana, local.id)
+    card_id = reg.session.scalar(select(Card.id).where(Card.number == "RANA0042"))
+    retired = reg.session.scalars(select(AuditEvent).where(AuditEvent.action == "card.retire")).one()
+    assert (retired.patron_id, retired.library_id, retired.detail.get("card_id"), retired.detail.get("reason")) == \
+        (local.id, rana, card_id, "merged")
+
+
 def test_merging_two_different_people_is_refused(reg: Registry) -> None:
     library(reg)
     _, national_card = patron(reg, nth=0)

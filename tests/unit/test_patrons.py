@@ -9,11 +9,12 @@ from sqlalchemy import func, select, text
 
 from idp.errors import CardOutsideSeries, Conflict, InvalidCardNumber, NotAllowed, NotFound, \
     ValidationError
-from idp.registry import cards, guardians, libraries, memberships, patrons
+from idp.registry import cards, guardians, libraries, memberships, owned, patrons
 from idp.registry.cardnumbers import BIBLIOMO_RULES
 from idp.registry.context import Registry
 from idp.registry.credentials import SecretHasher
-from idp.registry.models import AuditEvent, Card, Credential, Guardianship, Membership, Notification, Patron
+from idp.registry.models import AuditEvent, Card, Credential, Federation, Guardianship, Membership, Notification, \
+    Patron, UpstreamIdentity
 from idp.services import Services
 from idp.settings import OWASP_ARGON2_MIN_MEMORY_KIB, Settings
 from tests.conftest import FakeClock
@@ -481,3 +482,27 @@ def test_a_login_writes_activity_once_per_oslo_day_and_clears_a_purge_warning(re
     reg.session.flush()
     clock.advance(minutes=1)
     assert login_activity() is True and reg.session.get(Patron, person_.id).inactivity_warned_at is None
+
+
+def test_a_field_a_federation_keeps_up_to_date_cannot_be_changed_here(reg: Registry) -> None:
+    # docs/account.md: "A field a university federation owns cannot be changed here" (nor by staff).
+    library(reg)
+    student, _ = patron(reg, nth=0)
+    other, _ = patron(reg, nth=1, email="ola@example.org")
+    now = reg.now()
+    for nth, (who, fields) in enumerate(((student, {"name": "cn"}), (student, {"name": "displayName", "email": "mail"}),
+                                         (other, {"phone": "mobile"}))):
+        federation = Federation(name=f"uni{nth}", display_name=f"University {nth}", entity_id=f"https://u{nth}.example",
+                                metadata_xml="<md/>", link_attribute="eppn", attribute_map=fields, created_at=now,
+                                updated_at=now)
+        reg.session.add(federation)
+        reg.session.flush()
+        reg.session.add(UpstreamIdentity(federation_id=federation.id, subject_hash=bytes([nth]) * 32,
+                                         patron_id=who.id, linked_by="operator", linked_at=now))
+    reg.session.flush()
+    assert sorted(owned.owned_fields(reg, student.id)) == ["email", "name"]
+    for change in ({"name": "Kari Student"}, {"email": "kari@uni.example"}):
+        with pytest.raises(NotAllowed, match="cannot be changed here"):
+            patrons.update_patron(reg, student, **change)
+    assert patrons.update_patron(reg, student, phone="+47 412 34 567") == ["phone"]
+    assert patrons.update_patron(reg, other, name="Ola Nordmann") == ["name"]

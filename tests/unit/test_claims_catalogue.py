@@ -153,3 +153,21 @@ def test_a_catalogue_can_be_built_from_plugins_directly() -> None:
     catalogue = ClaimCatalogue([("test", READER_CLUB)])
     assert catalogue.provides("reader_club") and not catalogue.provides("valid_patron")
     assert catalogue.source_of("reader_club") == "test"
+
+
+@pytest.mark.parametrize(("rival", "named"), [
+    pytest.param("FIXED_AGE_18", "'age_over_18'", id="fixed-name-before-the-family"),
+    pytest.param("WIDER_AGE", "age_*", id="wider-family-before-the-family"),
+])
+def test_a_clash_stops_the_start_whichever_plugin_loads_first(rival: str, named: str) -> None:
+    # docs/claims.md: "two plugins for one name stop the IdP at start-up"; "aa" loads before "age_over".
+    with pytest.raises(ConfigError, match="Two claim plugins answer for") as refused:
+        load_claims([*builtins(), ep("aa", rival)])
+    message = str(refused.value)
+    assert named in message and f"'aa = {HERE}:{rival}'" in message and "idp.claims.builtin:AGE_OVER" in message
+
+
+def test_a_plugin_listed_twice_leaves_every_other_plugin_in_place() -> None:
+    catalogue = load_claims([ep("a", "READER_CLUB"), ep("b", "READER_CLUB"), *builtins()])
+    assert catalogue.provides("reader_club")
+    assert all(catalogue.provides(name) for name in POLICY_VOCABULARY)

@@ -24,3 +24,14 @@ def test_a_stored_request_reads_back_with_the_claims_added_while_it_waited() -> 
     request = PendingRequest("oidc", "password", 5, payload={"params": {"client_id": "rp"}})
     again = PendingRequest.from_dict("oidc", request.with_payload(released=["name"]).to_dict())
     assert again == PendingRequest("oidc", "password", 5, payload={"params": {"client_id": "rp"}, "released": ["name"]})
+
+
+def test_a_waiting_request_that_asks_for_a_fresh_login_or_a_max_age_still_asks_after_the_session_stores_it() -> None:
+    # prompt=login / ForceAuthn ask for the password again, max_age bounds the last login's age
+    # (docs/login.md, docs/saml.md): both must survive the trip through the session.
+    cases = (("oidc", True, None), ("oidc", False, 300), ("oidc", True, 0), ("saml", True, None))
+    for protocol, fresh, max_age in cases:
+        stored = PendingRequest(protocol, "password", 7, fresh=fresh, max_age=max_age).to_dict()
+        again = PendingRequest.from_dict(protocol, stored)
+        assert again is not None
+        assert (again.fresh, again.max_age, again.since) == (fresh, max_age, 7)

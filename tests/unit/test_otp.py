@@ -8,8 +8,10 @@ the flow tests deliver through a real SMTP server instead.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,6 +19,7 @@ from idp.auth import otp
 from idp.delivery import DeliveryError, Messenger, Unconfigured
 from idp.errors import NotFound, ValidationError
 from idp.registry.models import Patron
+from idp import state as state_store
 from idp.services import Services
 from idp.state import MemoryState
 from tests.conftest import FakeClock
@@ -229,3 +232,87 @@ def test_a_malformed_challenge_is_simply_expired(services: Services, kari: int) 
 def test_masks() -> None:
     assert otp.mask("email", "kari@example.org") == "k\u2022\u2022\u2022@example.org"
     assert otp.mask("sms", "+47 999 12 345") == "\u2022\u2022\u2022\u2022\u2022345"
+
+
+def test_a_new_phone_number_is_confirmed_with_a_code_sent_to_it_by_sms(services: Services, outbox: Recorder,
+                                                                       kari: int) -> None:
+    # docs/account.md: "A new e-mail address or phone number is confirmed by a second code sent to the new address".
+    issued = issue(services, kari, "account:phone:new", channel="sms", destination="+47 412 34 567")
+    sent = outbox.last()
+    assert (sent.channel, sent.to) == ("sms", "+4741234567") and issued.masked.endswith("567")
+    assert use(services, issued, sent.code, kari, "account:phone:new",
+               destination="+47 412 34 999") is otp.CodeOutcome.WRONG
+    assert use(services, issued, sent.code, kari, "account:phone:new",
+               destination="+4741234567") is otp.CodeOutcome.OK
+
+
+def test_wrong_guesses_are_counted_per_code(services: Services, outbox: Recorder, kari: int) -> None:
+    # "void after 5 wrong guesses": the guesses at one code do not use up another's.
+    pin = issue(services, kari, "account:pin")
+    pin_code = outbox.last().code
+    email = issue(services, kari, "account:email")
+    email_code = outbox.last().code
+    wrong_pin = f"{(int(pin_code) + 1) % 10 ** 6:06d}"
+    wrong_email = f"{(int(email_code) + 1) % 10 ** 6:06d}"
+    for _ in range(WRONG_GUESSES_PER_CODE - 1):
+        assert use(services, pin, wrong_pin, kari, "account:pin") is otp.CodeOutcome.WRONG
+    assert use(services, email, wrong_email, kari, "account:email") is otp.CodeOutcome.WRONG
+    assert use(services, email, email_code, kari, "account:email") is otp.CodeOutcome.OK
+    assert use(services, pin, pin_code, kari, "account:pin") is otp.CodeOutcome.OK
+
+
+def test_sends_are_counted_per_patron(services: Services, outbox: Recorder, kari: int) -> None:
+    # "At most IDP_OTP_SENDS_PER_HOUR are sent per patron": one patron's codes do not use up another's.
+    with services.registry("test") as reg:
+        other = patron(reg, nth=1, email="ola@example.org")[0].id
+    for _ in range(SENDS_PER_HOUR):
+        issue(services, kari)
+    issue(services, other)
+    assert outbox.last().to == "ola@example.org"
+
+
+def test_codes_are_six_random_digits_not_a_handful(services: Services, outbox: Recorder, kari: int) -> None:
+    # "a 6-digit code" from secrets: ten codes all below 1000 would happen once in 10**30.
+    with services.registry("test") as reg:
+        other = patron(reg, nth=1, email="ola@example.org")[0].id
+    for patron_id in (kari, other):
+        for _ in range(SENDS_PER_HOUR):
+            issue(services, patron_id)
+    codes = [sent.code for sent in outbox.sent]
+    assert len(codes) == 2 * SENDS_PER_HOUR and all(len(code) == 6 for code in codes)
+    assert any(int(code) >= 1000 for code in codes)
+
+
+def test_a_code_and_its_wrong_guesses_last_the_full_code_ttl(services: Services, outbox: Recorder, kari: int,
+                                                              clock: FakeClock,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # Valid IDP_OTP_CODE_TTL seconds (600 by default), void after 5 wrong guesses however they are spread.
+    if not isinstance(services.state, MemoryState):
+        pytest.skip("Redis expires keys in real time; the memory store's clock can be moved")
+    start, elapsed = time.monotonic(), [0.0]
+    monkeypatch.setattr(state_store, "time", SimpleNamespace(monotonic=lambda: start + elapsed[0], time=time.time))
+
+    def advance(seconds: int) -> None:
+        clock.advance(seconds=seconds)
+        elapsed[0] += seconds
+
+    issued = issue(services, kari)
+    code = outbox.last().code
+    wrong = f"{(int(code) + 1) % 10 ** 6:06d}"
+    for _ in range(WRONG_GUESSES_PER_CODE - 1):
+        assert use(services, issued, wrong, kari) is otp.CodeOutcome.WRONG
+    advance(CODE_TTL - 30)
+    assert use(services, issued, wrong, kari) is otp.CodeOutcome.TOO_MANY_TRIES
+    second = issue(services, kari, "account:email")
+    advance(CODE_TTL - 30)
+    assert use(services, second, outbox.last().code, kari, "account:email") is otp.CodeOutcome.OK
+
+
+def test_an_sms_carries_the_pages_language_and_the_minutes_it_is_valid(services: Services, outbox: Recorder,
+                                                                      kari: int) -> None:
+    # docs/account.md: "an SMS carries the page's language"; codes are valid 10 minutes by default.
+    issue(services, kari, channel="sms", lang="en")
+    text = outbox.last().text
+    assert text.startswith(f"{outbox.last().code} is your one-time code") and "10 min" in text
+    issue(services, kari, "account:email", lang="en")
+    assert "10 minutes" in outbox.last().text

@@ -9,16 +9,17 @@ from sqlalchemy import func, select, text
 
 from idp.errors import CardOutsideSeries, Conflict, InvalidCardNumber, NotAllowed, NotFound, \
     ValidationError
-from idp.registry import cards, libraries, memberships, patrons
+from idp.registry import cards, guardians, libraries, memberships, owned, patrons
 from idp.registry.cardnumbers import BIBLIOMO_RULES
 from idp.registry.context import Registry
 from idp.registry.credentials import SecretHasher
-from idp.registry.models import AuditEvent, Card, Credential, Membership, Notification, Patron
+from idp.registry.models import AuditEvent, Card, Credential, Federation, Guardianship, Membership, Notification, \
+    Patron, UpstreamIdentity
 from idp.services import Services
 from idp.settings import OWASP_ARGON2_MIN_MEMORY_KIB, Settings
 from tests.conftest import FakeClock
 from tests.nin import duf, person
-from tests.unit.factories import ADULT_BORN, library, patron
+from tests.unit.factories import ADULT_BORN, library, new_patron, patron
 
 pytestmark = pytest.mark.backends  # partial unique indexes, stale series, timestamps in SQL
 
@@ -72,6 +73,18 @@ def test_the_same_person_cannot_register_twice(services: Services, oslo: None) -
         patron(reg, name="Someone Else")
     assert person(ADULT_BORN) not in info.value.message
     assert counts(services) == before
+
+
+def test_an_identity_number_finds_the_national_account_never_a_local_one(reg: Registry) -> None:
+    # A local account lives in one library only (docs/register.md): an ID-porten or federation login,
+    # which finds the patron by identity number, must not land in it.
+    library(reg)
+    library(reg, "NO-1833000", "Rana", digital=0, printed=0)
+    patron(reg, home_library="NO-1833000", local_card="RANA-0042")
+    assert patrons.find_by_national_id(reg, person(ADULT_BORN)) is None
+    national, _card = patron(reg)
+    found = patrons.find_by_national_id(reg, person(ADULT_BORN))
+    assert found is not None and found.id == national.id
 
 
 @pytest.mark.parametrize("bad", ["", "12345678901", "0101901234", "abcdefghijk", "1" * 5000])
@@ -189,6 +202,52 @@ def test_merging_a_local_card_retires_its_number(reg: Registry) -> None:
     assert reg.session.get(Patron, local.id) is None
     retired = reg.session.scalar(select(Card).where(Card.number == "RANA0042"))
     assert (retired.status, retired.retired_reason, retired.patron_id) == ("retired", "merged", national.id)
+
+
+def test_a_merged_local_account_keeps_its_libraries_activated_and_one_membership_each(reg: Registry) -> None:
+    # The local patron accepted the library's lending rules when registering there (docs/register.md:
+    # a library sees the full record after activation): merging into the national account keeps that.
+    library(reg)
+    library(reg, "NO-1833000", "Rana", digital=0, printed=0)
+    library(reg, "NO-4601000", "Bergen", digital=0, printed=0)
+    national, national_card = patron(reg)
+    memberships.add_to_library(reg, national, "NO-4601000")  # added by Bergen, not yet accepted
+    patron(reg, home_library="NO-1833000", local_card="RANA-0042")
+    patron(reg, home_library="NO-4601000", local_card="BERGEN-7")
+    cards.merge_local_card(reg, "RANA 0042", national_card.number)
+    merged = cards.merge_local_card(reg, "BERGEN7", national_card.number)
+    accepted = sorted((m.library.isil, m.rules_accepted_at is not None) for m in merged.memberships)
+    assert accepted == [("NO-1833000", True), ("NO-2030000", True), ("NO-4601000", True)]
+
+
+def test_merging_one_persons_local_card_leaves_other_families_guardians_alone(reg: Registry) -> None:
+    # A guardian's link to a child under 15 is kept (docs/register.md, "Children"): a merge of
+    # someone else's cards must not touch it.
+    library(reg)
+    library(reg, "NO-1833000", "Rana", digital=0, printed=0)
+    parent, _ = patron(reg, nth=0)
+    child, _ = guardians.register_child(reg, parent, new_patron(date(2020, 5, 1), nth=0, name="Emma"))
+    _, national_card = patron(reg, nth=1)
+    patron(reg, nth=1, home_library="NO-1833000", local_card="RANA-0042")
+    cards.merge_local_card(reg, "RANA0042", national_card.number)
+    links = reg.session.execute(select(Guardianship.guardian_id, Guardianship.child_id)).all()
+    assert [tuple(link) for link in links] == [(parent.id, child.id)]
+
+
+def test_a_merge_and_its_retired_card_are_audited_naming_accounts_library_and_card(reg: Registry) -> None:
+    # docs/register.md, "Audit": every change leaves an event naming who, what, which patron and library.
+    library(reg)
+    library(reg, "NO-1833000", "Rana", digital=0, printed=0)
+    national, national_card = patron(reg)
+    local, _ = patron(reg, home_library="NO-1833000", local_card="RANA-0042")
+    rana = libraries.get_library(reg, "NO-1833000").id
+    cards.merge_local_card(reg, "RANA0042", national_card.number)
+    event = reg.session.scalars(select(AuditEvent).where(AuditEvent.action == "patron.merge")).one()
+    assert (event.patron_id, event.library_id, event.detail.get("merged_patron_id")) == (national.id, rana, local.id)
+    card_id = reg.session.scalar(select(Card.id).where(Card.number == "RANA0042"))
+    retired = reg.session.scalars(select(AuditEvent).where(AuditEvent.action == "card.retire")).one()
+    assert (retired.patron_id, retired.library_id, retired.detail.get("card_id"), retired.detail.get("reason")) == \
+        (local.id, rana, card_id, "merged")
 
 
 def test_merging_two_different_people_is_refused(reg: Registry) -> None:
@@ -423,3 +482,27 @@ def test_a_login_writes_activity_once_per_oslo_day_and_clears_a_purge_warning(re
     reg.session.flush()
     clock.advance(minutes=1)
     assert login_activity() is True and reg.session.get(Patron, person_.id).inactivity_warned_at is None
+
+
+def test_a_field_a_federation_keeps_up_to_date_cannot_be_changed_here(reg: Registry) -> None:
+    # docs/account.md: "A field a university federation owns cannot be changed here" (nor by staff).
+    library(reg)
+    student, _ = patron(reg, nth=0)
+    other, _ = patron(reg, nth=1, email="ola@example.org")
+    now = reg.now()
+    for nth, (who, fields) in enumerate(((student, {"name": "cn"}), (student, {"name": "displayName", "email": "mail"}),
+                                         (other, {"phone": "mobile"}))):
+        federation = Federation(name=f"uni{nth}", display_name=f"University {nth}", entity_id=f"https://u{nth}.example",
+                                metadata_xml="<md/>", link_attribute="eppn", attribute_map=fields, created_at=now,
+                                updated_at=now)
+        reg.session.add(federation)
+        reg.session.flush()
+        reg.session.add(UpstreamIdentity(federation_id=federation.id, subject_hash=bytes([nth]) * 32,
+                                         patron_id=who.id, linked_by="operator", linked_at=now))
+    reg.session.flush()
+    assert sorted(owned.owned_fields(reg, student.id)) == ["email", "name"]
+    for change in ({"name": "Kari Student"}, {"email": "kari@uni.example"}):
+        with pytest.raises(NotAllowed, match="cannot be changed here"):
+            patrons.update_patron(reg, student, **change)
+    assert patrons.update_patron(reg, student, phone="+47 412 34 567") == ["phone"]
+    assert patrons.update_patron(reg, other, name="Ola Nordmann") == ["name"]

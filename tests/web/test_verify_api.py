@@ -326,3 +326,42 @@ def test_a_stranger_varying_the_secret_still_fills_one_bucket_per_partner(servic
         answers = [post(client, Partner(film.client_id, f"guess {i}"), body,
                         environ_base={"REMOTE_ADDR": "198.51.100.7"}) for i in range(4)]
     assert [a.status_code for a in answers] == [401, 401, 401, 429]
+
+
+def test_the_check_answers_valid_patron_even_where_the_policy_lists_only_ages(client: FlaskClient,
+                                                                              services: Services,
+                                                                              cards: dict[str, str]) -> None:
+    # docs/verify-api.md: the partner learns "whether the card and secret belong to a valid patron"
+    # ({"valid_patron": true, ...}); a wrong secret answers {"valid_patron": false}.
+    ages_only = _partner(services, ["age_over_18"])
+    right = post(client, ages_only, {"card_number": cards["adult"], "password": PASSWORD, "age_over": [18]})
+    wrong = post(client, ages_only, {"card_number": cards["adult"], "password": "wrong password"})
+    assert right.get_json() == {"valid_patron": True, "age_over_18": True}
+    assert wrong.get_json() == {"valid_patron": False}
+
+
+def test_ten_age_thresholds_are_answered_and_eleven_refused(client: FlaskClient, film: Partner,
+                                                           cards: dict[str, str]) -> None:
+    # The published description (/api/v1/openapi.json): age_over has "maxItems": 10.
+    ten = post(client, film, {"card_number": cards["adult"], "password": PASSWORD, "age_over": list(range(9, 19))})
+    eleven = post(client, film, {"card_number": cards["adult"], "password": PASSWORD, "age_over": list(range(8, 19))})
+    assert ten.status_code == 200 and ten.get_json()["valid_patron"] is True
+    assert eleven.status_code == 400
+
+
+def test_a_card_number_of_64_characters_is_checked_and_65_refused(client: FlaskClient, film: Partner,
+                                                                 cards: dict[str, str]) -> None:
+    # The published description (/api/v1/openapi.json): card_number has "maxLength": 64.
+    longest = post(client, film, {"card_number": "1" * 64, "password": PASSWORD})
+    too_long = post(client, film, {"card_number": "1" * 65, "password": PASSWORD})
+    assert longest.status_code == 200 and longest.get_json() == {"valid_patron": False}
+    assert too_long.status_code == 400
+
+
+def test_a_password_of_256_characters_is_checked_and_257_refused(client: FlaskClient, film: Partner,
+                                                                cards: dict[str, str]) -> None:
+    # docs/register.md: a password has 8-256 characters (and the description's "maxLength": 256).
+    longest = post(client, film, {"card_number": cards["adult"], "password": "x" * 256})
+    too_long = post(client, film, {"card_number": cards["adult"], "password": "x" * 257})
+    assert longest.status_code == 200 and longest.get_json() == {"valid_patron": False}
+    assert too_long.status_code == 400

@@ -203,18 +203,30 @@ def test_a_busy_platform_port_leaves_the_idp_serving(tmp_path: Path) -> None:
     assert f"not started: port {busy} is in use" in log.read_text()
 
 
-def deliverers_for(home: Path) -> list[int]:
-    """Processes running `idp notifications deliver --every` for the IdP home ``home``."""
+def deliverers_of(demo: int) -> list[int]:
+    """The children of the `idp demo` process ``demo`` that run `idp notifications deliver --every`.
+
+    Found by parent and command line, not by environment: a process that sets its title
+    (setproctitle, which gunicorn's import pulls in) rewrites the memory /proc shows as its
+    environ, and joins its argv with spaces."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            command = (proc / "cmdline").read_bytes().split(b"\0")
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:  # not a process, or gone meanwhile
+            # The parent pid is the 2nd field after the ")" that ends the command name.
+            parent = int((proc / "stat").read_bytes().rsplit(b")", 1)[1].split()[1])
+            command = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):  # not a process, or gone meanwhile
             continue
-        if b"--every" in command and b"deliver" in command and f"IDP_HOME={home}".encode() in environ:
+        if parent == demo and b"deliver" in command and b"--every" in command:
             found.append(int(proc.name))
     return found
+
+
+def gone(pid: int, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.1)
+    return not Path(f"/proc/{pid}").exists()
 
 
 def mail_texts(outbox: DevOutbox) -> list[str]:
@@ -228,14 +240,15 @@ def test_demo_writes_patrons_notices_to_the_outbox_and_stops_its_deliverer_with_
     port = free_port()
     env = {**idp_env(tmp_path), "IDP_ISSUER": f"http://127.0.0.1:{port}"}
     log = tmp_path / "demo.log"
-    with running(["demo", "--port", str(port), "--no-platform", "--no-idporten"], env, log):
+    with running(["demo", "--port", str(port), "--no-platform", "--no-idporten"], env, log) as (_, demo):
         assert "notices to patrons: delivered every 5 s" in log.read_text()
         # Started before the IdP answers, but a forked child shows its own command line only once it
         # has exec'd: on a busy machine that can come a moment after /healthz.
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not deliverers_for(tmp_path):
+        while time.monotonic() < deadline and not deliverers_of(demo.pid):
             time.sleep(0.1)
-        assert len(deliverers_for(tmp_path)) == 1, log.read_text()
+        deliverers = deliverers_of(demo.pid)
+        assert len(deliverers) == 1, log.read_text()
         services = build_services(load_settings(env))
         try:
             with services.registry("test") as reg:
@@ -251,4 +264,4 @@ def test_demo_writes_patrons_notices_to_the_outbox_and_stops_its_deliverer_with_
         while time.monotonic() < deadline and not any(changed in text for text in mail_texts(outbox)):
             time.sleep(0.2)
         assert any(changed in text for text in mail_texts(outbox)), [t[:80] for t in mail_texts(outbox)]
-    assert deliverers_for(tmp_path) == [], "the deliverer must stop when the IdP stops"
+    assert gone(deliverers[0]), "the deliverer must stop when the IdP stops"

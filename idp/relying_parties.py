@@ -21,7 +21,7 @@ from idp.claims.vocabulary import NAMED_CLAIMS
 from idp.errors import Conflict, NotAllowed, NotFound, ValidationError
 from idp.keys import ALGORITHMS, DEFAULT_ALG
 from idp.net import is_loopback
-from idp.registry.agreements import check_dpa_date
+from idp.registry.agreements import check_dpa_date, required_dpa_date
 from idp.registry.client_secrets import digest_matches, new_client_id, new_secret
 from idp.registry.context import Registry
 from idp.registry.models import RelyingParty
@@ -233,9 +233,7 @@ def _set_disabled(reg: Registry, client_id: str, disabled: bool) -> RelyingParty
 
 def set_dpa(reg: Registry, client_id: str, signed: date) -> RelyingParty:
     """Record the date the partner's data processing agreement was signed (a later one replaces it)."""
-    if signed is None:
-        raise ValidationError("Give the date the data processing agreement was signed (YYYY-MM-DD).")
-    signed = check_dpa_date(reg, signed)
+    signed = required_dpa_date(reg, signed)
     rp = get(reg, client_id)
     if rp.dpa_signed != signed:
         previous, rp.dpa_signed = rp.dpa_signed, signed

@@ -36,6 +36,13 @@ def check_dpa_date(reg: Registry, signed: date | None) -> date | None:
     return signed
 
 
+def required_dpa_date(reg: Registry, signed: date | None) -> date:
+    """The date an agreement was signed, when one is being recorded (set-dpa): required, then as above."""
+    if signed is None:
+        raise ValidationError("Give the date the data processing agreement was signed (YYYY-MM-DD).")
+    return check_dpa_date(reg, signed)
+
+
 def current_rules(reg: Registry, library: Library) -> LendingRules | None:
     """The library's newest lending rules, or None before any were recorded."""
     return reg.session.scalar(select(LendingRules).where(LendingRules.library_id == library.id)
@@ -69,9 +76,7 @@ def update(reg: Registry, isil: str, *, contact_email: str | None = None, rules:
 
 def set_dpa(reg: Registry, isil: str, signed: date) -> Library:
     """Record the date the library's data processing agreement was signed (a later one replaces it)."""
-    if signed is None:
-        raise ValidationError("Give the date the data processing agreement was signed (YYYY-MM-DD).")
-    signed = check_dpa_date(reg, signed)
+    signed = required_dpa_date(reg, signed)
     library = get_library(reg, isil)
     if library.dpa_signed != signed:
         previous, library.dpa_signed = library.dpa_signed, signed

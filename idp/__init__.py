@@ -55,7 +55,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                                 x_host=settings.proxy_hops)
 
     from idp import i18n  # noqa: PLC0415 - as above
-    from idp.web import account, api, errors, facts, limits, login, oidc, pages, security  # noqa: PLC0415 - as above
+    from idp import api  # noqa: PLC0415 - as above
+    from idp.web import account, errors, facts, limits, login, oidc, pages, security  # noqa: PLC0415 - as above
     app.session_interface = outage.OutageAwareSessions(services.state)
     csrf = CSRFProtect(app)
     i18n.install(app, settings.home / "var" / "translations")
@@ -67,7 +68,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     for blueprint in (account_codes.bp, account_changes.bp, account_totp.bp, account_reset.bp):
         app.register_blueprint(blueprint)
-    app.register_blueprint(api.bp)
+    api.install(app, csrf)  # library systems' register API and the partners' verify call
     from idp.web import saml as saml_web  # noqa: PLC0415 - as above
 
     app.register_blueprint(saml_web.bp)
@@ -88,7 +89,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # Machine endpoints authenticate the caller themselves; a relying party has no CSRF token.
     # SAML messages arrive as cross-site POSTs from service providers: their checks are SAML's own
     # (signature per metadata, single-use request IDs, ACS from metadata).
-    for endpoint in ("oidc.authorize", "oidc.token", "oidc.userinfo", "oidc.end_session", "api.verify_card",
+    for endpoint in ("oidc.authorize", "oidc.token", "oidc.userinfo", "oidc.end_session",
                      "saml.sso", "saml.slo"):
         csrf.exempt(app.view_functions[endpoint])
     services.keyring  # noqa: B018 - a missing or broken signing key stops the start, not a login

@@ -37,7 +37,7 @@ from jwcrypto.jws import JWS
 from jwcrypto.jwt import JWT
 from pyop.exceptions import InvalidClientAuthentication
 
-from idp.errors import NotFound
+from idp.errors import NotAllowed, NotFound
 from idp.oidc.errors import InvalidClient, InvalidScope
 from idp.oidc.provider import basic_credentials
 from idp.registry import library_systems
@@ -142,8 +142,11 @@ class LibraryClients:
         self._state.put(_token_key(token), json.dumps(access.__dict__).encode(), ACCESS_TOKEN_LIFETIME)
         return token, access
 
-    def introspect(self, token: str) -> LibraryAccess | None:
-        """What a bearer token allows now, or None: unknown, expired, or its system disabled since."""
+    def introspect(self, token: str, address: str | None = None) -> LibraryAccess | None:
+        """What a bearer token allows now, or None: unknown, expired, or its system disabled since.
+
+        With ``address``, the caller's address must be in the system's allow-list (NotAllowed if not):
+        a token carried off a library's network is no use elsewhere."""
         if not isinstance(token, str) or not 0 < len(token) <= _MAX_TOKEN:
             return None
         raw = self._state.get(_token_key(token))
@@ -157,6 +160,8 @@ class LibraryClients:
             found = _find(reg, access.client_id)
         if found is None or found[0].disabled or found[0].library_id != access.library_id:
             return None
+        if address is not None and not library_systems.address_allowed(found[0], address):
+            raise NotAllowed("This library system may not call from this address (its allow-list).")
         return access
 
     # -- client authentication ----------------------------------------------------------------------

@@ -19,12 +19,16 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import exc as db_errors
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from idp.api import problems
 from idp.errors import IdpError
 
 log = logging.getLogger("idp.web")
 JSON_PREFIXES = ("/api/", "/healthz", "/.well-known/", "/jwks", "/token", "/userinfo")
 # A browser brings SAML messages: under /saml/ errors are pages, whatever a JSON prefix might match.
 PAGE_PREFIXES = ("/saml/",)
+# The register API's errors are problem documents (idp.api.problems), except the older verify call's.
+PROBLEM_PREFIX = "/api/v1/"
+CLASSIC_JSON_PATHS = ("/api/v1/verify",)
 # OAuth endpoints answer errors as RFC 6749 does: error and error_description.
 OAUTH_PREFIXES = ("/token", "/userinfo")
 # Seconds a client should wait during an outage of Redis or the database before trying again.
@@ -83,7 +87,14 @@ def error_page(message: str, status: int = 400) -> ResponseReturnValue:
     return render_template("error.html", status=status, message=message), status
 
 
+def _wants_problem() -> bool:
+    """The register API answers RFC 9457 problem documents; the partners' verify call keeps its shape."""
+    return request.path.startswith(PROBLEM_PREFIX) and request.path not in CLASSIC_JSON_PATHS
+
+
 def _render(status: int, code: str, message: str) -> ResponseReturnValue:
+    if _wants_problem():
+        return problems.for_status(status, code, message).response()
     if _wants_json():
         return jsonify(error=code, message=message), status
     return render_template("error.html", status=status, message=message), status
@@ -96,6 +107,9 @@ def _too_many_requests() -> ResponseReturnValue:
     wait = max(1, current.reset_at - int(time.time())) if current is not None else 60
     message = _("Too many attempts. For your safety, logging in is paused for a while.")
     headers = {"Retry-After": str(wait)}
+    if _wants_problem():
+        return problems.Problem(429, "too-many-requests", "Too many requests.", "Too many requests; wait and retry.",
+                                headers=headers, retry_after=wait).response()
     if _wants_json():
         return jsonify(error="too_many_requests", message=message, retry_after=wait), 429, headers
     return render_template("error.html", status=429, message=message, retry_after=math.ceil(wait / 60)), 429, headers

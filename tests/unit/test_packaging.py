@@ -40,6 +40,6 @@ def test_the_wheel_ships_pages_migrations_translations_static_files_and_the_api_
     migrations = {f"idp/migrations/versions/{m.name}" for m in (ROOT / "idp" / "migrations" / "versions").glob("*.py")}
     assert migrations and migrations <= shipped, sorted(migrations - shipped)
     for needed in ("idp/templates/__init__.py", "idp/migrations/env.py", "idp/migrations/script.py.mako",
-                   "idp/translations/nb/LC_MESSAGES/messages.po", "idp/static/idp.css", "idp/web/openapi-v1.json",
+                   "idp/translations/nb/LC_MESSAGES/messages.po", "idp/static/idp.css", "idp/api/spec.py",
                    "idp/cli/__init__.py", "idp/registry/__init__.py"):
         assert needed in shipped, needed

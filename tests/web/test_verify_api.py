@@ -17,13 +17,13 @@ from idp import create_app, relying_parties
 from idp.registry import cards as card_rules
 from idp.registry.models import ClaimRelease, Notification
 from idp.services import Services
-from idp.web.api import openapi_document
 from tests.unit.factories import library, patron
 from tests.web.conftest import csrf_token
 
 PASSWORD = "correct horse battery"
 PIN = "4711"
 WRONG_GUESSES_PER_DAY = 10  # README: "Each card's 10 wrong guesses a day are counted together with the login page"
+ANY_TEXT = type("AnyText", (), {"__eq__": lambda self, other: isinstance(other, str) and bool(other)})()
 FILM_POLICY = ["valid_patron", "age_over_06", "age_over_09", "age_over_12", "age_over_15", "age_over_18"]
 DOOR_POLICY = ["valid_patron", "age_over_15", "loan_ban"]
 
@@ -72,6 +72,20 @@ def post(client: FlaskClient, partner: Partner | None, body: Any, **kwargs: Any)
     if "data" in kwargs:
         return client.post("/api/v1/verify", headers=headers, **kwargs)
     return client.post("/api/v1/verify", headers=headers, json=body, **kwargs)
+
+
+_SERVED: dict[str, Any] = {}
+
+
+@pytest.fixture(autouse=True)
+def _served_document(client: FlaskClient) -> None:
+    """The description as partners read it: served at /api/v1/openapi.json (generated from the code)."""
+    if not _SERVED:
+        _SERVED.update(client.get("/api/v1/openapi.json").get_json())
+
+
+def openapi_document() -> dict[str, Any]:
+    return _SERVED
 
 
 def conforms(response: TestResponse) -> None:
@@ -234,20 +248,28 @@ def test_bodies_that_are_not_json_or_too_big(client: FlaskClient, film: Partner)
 def test_the_documented_examples_are_valid_requests() -> None:
     document = openapi_document()
     operation = document["paths"]["/verify"]["post"]
-    media = operation["requestBody"]["content"]["application/json"]
-    schema = {**media["schema"], "components": document["components"]}
-    for example in media["examples"].values():
-        jsonschema.validate(example["value"], schema)
-    answer = operation["responses"]["200"]["content"]["application/json"]
-    jsonschema.validate(answer["example"], {**answer["schema"], "components": document["components"]})
+    schema = {**operation["requestBody"]["content"]["application/json"]["schema"], "components": document["components"]}
+    examples = document["components"]["schemas"]["VerifyRequest"]["examples"]
+    assert len(examples) == 2  # the film platform's and the open-library door's
+    for example in examples:
+        jsonschema.validate(example, schema)
+    answer = {**operation["responses"]["200"]["content"]["application/json"]["schema"],
+              "components": document["components"]}
+    for example in document["components"]["schemas"]["VerifyAnswer"]["examples"]:
+        jsonschema.validate(example, answer)
 
 
 def test_the_description_is_served_with_this_server(client: FlaskClient, services: Services) -> None:
     served = client.get("/api/v1/openapi.json")
     assert served.status_code == 200
     body = served.get_json()
+    assert body["openapi"].startswith("3.1")
     assert body["servers"] == [{"url": services.settings.issuer.rstrip("/") + "/api/v1"}]
-    assert body["paths"] == openapi_document()["paths"]
+    verify = body["paths"]["/verify"]["post"]
+    assert verify["operationId"] == "verifyCard"
+    assert verify["security"] == [{"partnerCredentials": []}]
+    assert body["components"]["securitySchemes"]["partnerCredentials"] == {
+        "type": "http", "scheme": "basic", "description": ANY_TEXT}
 
 
 # -- brute force ----------------------------------------------------------------------------

@@ -23,6 +23,14 @@ NationalIdNumber = Annotated[str, Field(min_length=11, max_length=11, pattern=r"
                                         description="Fødselsnummer or D-number (11 digits).")]
 
 
+class Answer(BaseModel):
+    """Every successful answer of the register API is an object deriving from this: notices the library
+    must act on (e.g. a missing data processing agreement) travel in ``warnings``, not in HTTP headers."""
+
+    warnings: list[str] | None = Field(default=None, description=(
+        "Things the library must act on; the call itself succeeded."))
+
+
 class Card(BaseModel):
     number: str
     kind: Literal["digital", "printed", "local"]
@@ -72,7 +80,7 @@ class FullPatron(BaseModel):
     last_activity_at: str
 
 
-class PatronAnswer(BaseModel):
+class PatronAnswer(Answer):
     patron: LimitedPatron | FullPatron = Field(discriminator="view")
 
 

@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo lint test docs mutate bench-register bench-oidc translations clean
+.PHONY: install demo lint test docs mutate bench-register bench-oidc bench-api translations clean
 
 $(STAMP): pyproject.toml setup.py
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is needed ($(PYTHON))"; exit 1; }
@@ -50,6 +50,10 @@ bench-register: $(STAMP)
 ## One gunicorn worker on PostgreSQL + Redis (database 15, flushed): logins and verify API vs bare argon2, token endpoint vs minimal Flask
 bench-oidc: $(STAMP)
 	$(PY) bench/oidc.py $(BENCH_ARGS)
+
+## One gunicorn worker on PostgreSQL + Redis with 1 million patrons: client credentials tokens/s, lookups/s, lookup p50/p99 at half that rate
+bench-api: $(STAMP)
+	$(PY) bench/api.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache mutants

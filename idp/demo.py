@@ -5,7 +5,8 @@ The passwords are printed on purpose: this is a sandbox for a newcomer to click 
 
 Beside the patrons, ``idp demo`` registers the demo e-book platform (``demo/ebook``) as a relying
 party and keeps its client id and secret in ``var/demo-ebook.json`` (owner-only), because the IdP
-shows a secret once and stores only its hash.
+shows a secret once and stores only its hash. Likewise a demo library system of the demo city
+library (``var/demo-library-system.json``), for which it prints a curl session with the register API.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from sqlalchemy import select
 
 from idp import relying_parties
 from idp.errors import NotFound
-from idp.registry import guardians, libraries, patrons
+from idp.registry import guardians, libraries, library_systems, patrons
 from idp.registry.cardnumbers import BIBLIOMO_RULES
 from idp.registry.context import Registry
-from idp.registry.models import Library, RelyingParty
+from idp.registry.models import Library, LibrarySystem, RelyingParty
 from idp.registry.national_id import synthetic_national_ids
 
 DEMO_LIBRARIES = [
@@ -117,14 +118,15 @@ def load_platform_client(path: Path) -> PlatformClient | None:
         return None
 
 
-def save_platform_client(path: Path, client: PlatformClient) -> None:
+def save_platform_client(path: Path, client: PlatformClient,
+                         note: str = "the demo e-book platform's credentials") -> None:
     """Owner-only (0600), written whole or not at all: the secret exists nowhere else."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         json.dump({"client_id": client.client_id, "client_secret": client.client_secret,
-                   "note": "DEVELOPMENT ONLY: the demo e-book platform's credentials, written by `idp demo`"},
+                   "note": f"DEVELOPMENT ONLY: {note}, written by `idp demo`"},
                   out, indent=2)
         out.write("\n")
     os.chmod(tmp, 0o600)  # O_CREAT's mode is masked by the umask and ignored for an existing file
@@ -188,6 +190,57 @@ def demo_card(reg: Registry) -> str | None:
     if kari is None:
         return None
     return next((card.number for card in kari.cards if card.status == "active"), None)
+
+
+# -- the demo library system: the register API with curl ---------------------------------------
+
+LIBRARY_SYSTEM_NAME = "Demo library system (development only)"
+LIBRARY_SYSTEM_ISIL = DEMO_LIBRARIES[0][0]
+LIBRARY_SYSTEM_NOTE = "the demo library system's credentials (register API)"
+# Relative to IDP_HOME, beside the platform's.
+LIBRARY_SYSTEM_FILE = Path("var") / "demo-library-system.json"
+
+
+def _find_library_system(reg: Registry, stored: PlatformClient | None) -> LibrarySystem | None:
+    if stored is not None:
+        try:
+            return library_systems.get(reg, stored.client_id)
+        except NotFound:
+            pass  # the database was reset but the file survived
+    return next((system for system in library_systems.list_all(reg, LIBRARY_SYSTEM_ISIL)
+                 if system.name == LIBRARY_SYSTEM_NAME and system.secret_hash is not None), None)
+
+
+def ensure_library_system(reg: Registry, stored: PlatformClient | None) -> tuple[PlatformClient, list[str]]:
+    """Register the demo city library's system (client_secret_basic), or reuse the one registered
+    before; a stored secret that no longer works is replaced. Idempotent, like ensure_platform."""
+    system = _find_library_system(reg, stored)
+    if system is None:
+        system, secret = library_systems.add(reg, LIBRARY_SYSTEM_ISIL, LIBRARY_SYSTEM_NAME)
+        assert secret is not None  # noqa: S101 - a system without a JWKS always gets one
+        return PlatformClient(system.client_id, secret), [
+            f"demo library system: registered as {system.client_id} for {LIBRARY_SYSTEM_ISIL}"]
+    if system.disabled:
+        library_systems.enable(reg, system.client_id)
+    if stored is not None and library_systems.secret_matches(system, stored.client_secret):
+        return stored, [f"demo library system: {system.client_id} (registered before)"]
+    _, secret = library_systems.rotate_secret(reg, system.client_id)
+    return PlatformClient(system.client_id, secret), [
+        f"demo library system: {system.client_id}, with a new client secret (the stored one was missing or outdated)"]
+
+
+def curl_session(issuer: str, system: PlatformClient, card: str | None) -> list[str]:
+    """A token with the client credentials grant (client_secret_basic), then a lookup of ``card``:
+    lines a newcomer pastes into a shell (bash, curl and python3)."""
+    base = issuer.rstrip("/")
+    token = (f"TOKEN=$(curl -s -u '{system.client_id}:{system.client_secret}' -d grant_type=client_credentials "
+             f"-d scope=register.read {base}/token "
+             """| python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')""")
+    body = json.dumps({"card_number": card or "N000000000"})
+    lookup = (f"""curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' """
+              f"-d '{body}' {base}/api/v1/patrons/lookup")
+    return [f"register API (DEVELOPMENT ONLY): the demo library system's token, then a lookup of Kari's card "
+            f"(reference: {base}/api/v1/docs):", f"  {token}", f"  {lookup}"]
 
 
 # -- running the platform beside the IdP --------------------------------------------------------

@@ -99,15 +99,21 @@ def demo(ctx: Context, host: str, port: int, no_serve: bool, no_platform: bool, 
     migrate.upgrade(ctx.services.engine)
     client_file = settings.home / demo_data.PLATFORM_CLIENT_FILE
     stored = demo_data.load_platform_client(client_file)
+    system_file = settings.home / demo_data.LIBRARY_SYSTEM_FILE
+    stored_system = demo_data.load_platform_client(system_file)
     platform_url = demo_data.platform_base_url(platform_port)
     with ctx.registry() as reg:
         lines = demo_data.seed(reg)
         client, platform_lines = demo_data.ensure_platform(reg, stored, platform_url)
+        system, system_lines = demo_data.ensure_library_system(reg, stored_system)
         card = demo_data.demo_card(reg)
     # Only after the commit: a file naming a client the database never got would mislead the next run.
     if client != stored:
         demo_data.save_platform_client(client_file, client)
-    for line in [*lines, *platform_lines, f"demo platform: client id and secret in {client_file} (owner-only)"]:
+    if system != stored_system:
+        demo_data.save_platform_client(system_file, system, demo_data.LIBRARY_SYSTEM_NOTE)
+    for line in [*lines, *platform_lines, f"demo platform: client id and secret in {client_file} (owner-only)",
+                 *system_lines, *demo_data.curl_session(settings.issuer, system, card)]:
         click.echo(line)
     if no_serve:
         return

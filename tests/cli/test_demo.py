@@ -10,6 +10,7 @@ import json
 from email import message_from_bytes, policy
 import socket
 import stat
+import subprocess
 import time
 import urllib.error
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from idp.services import Services, build_services
 from idp.settings import Settings, load_settings
 from tests.cli.test_cli import Idp, make_idp, succeeded
 from tests.cli.test_cli import cli_env  # noqa: F401  - a fixture: the environment pointing at this test's register
-from tests.serving import free_port, get, idp_env, running
+from tests.serving import free_port, get, idp_env, run_idp, running
 
 PLATFORM = "http://127.0.0.1:5001"
 
@@ -265,3 +266,36 @@ def test_demo_writes_patrons_notices_to_the_outbox_and_stops_its_deliverer_with_
             time.sleep(0.2)
         assert any(changed in text for text in mail_texts(outbox)), [t[:80] for t in mail_texts(outbox)]
     assert gone(deliverers[0]), "the deliverer must stop when the IdP stops"
+
+
+def curl_session(output: str) -> list[str]:
+    """The shell lines `idp demo` prints for the register API: a token, then a lookup."""
+    return [line.strip() for line in output.splitlines() if line.strip().startswith(("TOKEN=", "curl "))]
+
+
+@pytest.mark.slow
+def test_demo_prints_a_curl_session_for_the_register_api_that_works(tmp_path: Path) -> None:
+    """README and issue 15: `make demo` registers a demo library system and prints a token request
+    (client_secret_basic at /token) and a lookup of a demo patron's card, which work as printed."""
+    port = free_port()
+    env = idp_env(tmp_path)
+    env["IDP_ISSUER"] = f"http://127.0.0.1:{port}"
+    log = tmp_path / "demo.log"
+    with running(["demo", "--port", str(port), "--no-platform", "--no-idporten"], env, log):
+        lines = curl_session(log.read_text())
+        assert [line.split("=", 1)[0].split()[0] for line in lines] == ["TOKEN", "curl"], log.read_text()
+        assert f"http://127.0.0.1:{port}/token" in lines[0] and "-u " in lines[0]
+        assert f"http://127.0.0.1:{port}/api/v1/patrons/lookup" in lines[1]
+        # Run as printed, by a shell, with the system's curl.
+        shell = subprocess.run(["/bin/bash", "-c", "set -eo pipefail\n" + "\n".join(lines)], capture_output=True,
+                               text=True, timeout=60, check=False)
+        assert shell.returncode == 0, shell.stderr + shell.stdout
+        found = json.loads(shell.stdout)["patron"]
+        assert found["name"].startswith("Kari Nordmann") and found["cards"], found
+    # A second run keeps the same system (its secret in var/, owner-only) and prints a session that works.
+    stored = json.loads((tmp_path / "var" / "demo-library-system.json").read_text())
+    assert stat.S_IMODE((tmp_path / "var" / "demo-library-system.json").stat().st_mode) == 0o600
+    again = run_idp("demo", "--no-serve", env=env)
+    assert again.returncode == 0, again.stderr
+    token_line = curl_session(again.stdout)[0]
+    assert stored["client_id"] in token_line and stored["client_secret"] in token_line

@@ -253,9 +253,16 @@ class ApiBenchmark(oidc.Benchmark):
         print(f"  client credentials tokens {tokens.rate:,.0f}/s vs minimal Flask {floor:,.0f}/s: "
               f"ratio {tokens.rate / floor:.3f}")
         print(f"  lookups {most.rate:,.0f}/s vs minimal Flask {floor:,.0f}/s: ratio {most.rate / floor:.3f}")
+        print(f"  worker CPU per answer: {_cpu_ms(tokens):.2f} ms a token, {_cpu_ms(most):.2f} ms a lookup, "
+              f"{_cpu_ms(self.results.minimal):.2f} ms a minimal-app answer (what a quiet core would need)")
         print(f"  lookup latency at half the maximum rate: {half.line()}; target p99 < {LOOKUP_P99_TARGET_MS:g} ms: "
               f"{oidc._met(half.p99 < LOOKUP_P99_TARGET_MS)}")
         print(f"    minimal Flask at the same rate: {minimal.line()}")
+
+
+def _cpu_ms(tally: Tally) -> float:
+    """Milliseconds of the worker's CPU per successful answer in a phase."""
+    return tally.cpu.get("worker", 0.0) * tally.seconds / tally.ok * 1000 if tally.ok else 0.0
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ FIGURES = (
     r"minimal Flask app at the lookups' half rate: p50 [\d.]+ ms, p99 [\d.]+ ms",
     r"client credentials tokens [\d,]+/s vs minimal Flask [\d,]+/s: ratio [\d.]+",
     r"lookups [\d,]+/s vs minimal Flask [\d,]+/s: ratio [\d.]+",
+    r"worker CPU per answer: [\d.]+ ms a token, [\d.]+ ms a lookup, [\d.]+ ms a minimal-app answer",
     r"lookup latency at half the maximum rate: .*; target p99 < 10 ms: (met|NOT met)",
 )
 

@@ -8,7 +8,9 @@ document is generated from the views' pydantic models (idp.api.spec) and served 
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, jsonify, render_template
+from typing import Any
+
+from flask import Blueprint, Flask, Response, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFProtect
 
@@ -38,7 +40,23 @@ def install(app: Flask, csrf: CSRFProtect) -> None:
         # Machine endpoints: a bearer token or client credentials authenticate, not a CSRF token.
         csrf.exempt(blueprint)
     app.register_error_handler(Problem, _problem)
+    app.url_value_preprocessor(_ids_in_range)
 
 
 def _problem(exc: Problem) -> Response:
     return exc.response()
+
+
+# Ids in the API's URLs are the database's integers (32 bits on PostgreSQL). A bigger one (or 0 or
+# less) names nothing, and asking the database for it fails (an overflow, a 500) instead of 404.
+_LARGEST_ID = 2**31 - 1
+_API_BLUEPRINTS = frozenset(blueprint.name for blueprint in (docs, *BLUEPRINTS))
+
+
+def _ids_in_range(_endpoint: str | None, values: dict[str, Any] | None) -> None:
+    if request.blueprint not in _API_BLUEPRINTS or not values:
+        return
+    for name, value in values.items():
+        if name.endswith("_id") and isinstance(value, int) and not 0 < value <= _LARGEST_ID:
+            noun = name.removesuffix("_id").replace("_", "-")
+            raise Problem(404, f"{noun}-not-found", "Not found.", f"No {noun.replace('-', ' ')} with this id.")

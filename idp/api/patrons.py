@@ -22,9 +22,6 @@ from idp.registry.patrons import find_by_national_id, patron_by_card
 from idp.web import services
 
 bp = Blueprint("api_patrons", __name__, url_prefix="/api/v1")
-# Ids are the database's integers (32 bits on PostgreSQL): a bigger one names no patron, and asking
-# the database for it would fail instead of answering 404.
-_LARGEST_ID = 2**31 - 1
 
 
 def answer(reg: Registry, patron: Patron, status: int = 200) -> Response:
@@ -40,7 +37,7 @@ def answer(reg: Registry, patron: Patron, status: int = 200) -> Response:
 def known_patron(reg: Registry, patron_id: int) -> Patron:
     """A patron this library has: a member here or a local account of this library. Others are not
     found, so ids cannot be walked to list the register."""
-    patron = reg.session.get(Patron, patron_id) if 0 < patron_id <= _LARGEST_ID else None
+    patron = reg.session.get(Patron, patron_id)
     library_id = caller.current().library_id
     if patron is None or not (patron.local_library_id == library_id
                               or any(m.library_id == library_id for m in patron.memberships)):

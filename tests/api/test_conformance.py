@@ -172,9 +172,11 @@ def test_calls_that_follow_the_documents_links_answer_as_documented(live: LiveId
 
 @pytest.mark.backends
 def test_a_patron_id_beyond_the_registers_range_is_not_found(live: LiveIdp, register: Register) -> None:
-    """An id too big for the database's integer (SQLite's 64 bits, PostgreSQL's 32) was a 500."""
+    """An id too big for the database's integer (SQLite's 64 bits, PostgreSQL's 32) was a 500. It is
+    checked once for every operation (any path parameter named *_id), so later operations are safe too."""
     for patron_id in (2**31, 2**63, 10899056097485246464):
         answer = requests.get(f"{live.url}/api/v1/patrons/{patron_id}", headers=register.credentials["libraryToken"],
                               timeout=30)
         assert answer.status_code == 404, answer.text
         assert answer.headers["Content-Type"] == "application/problem+json"
+        assert answer.json()["type"] == "/api/v1/problems/patron-not-found"

@@ -138,7 +138,7 @@ _NOTICE_SUBJECT = {
     "library_added": {"nb": "Nytt bibliotek", "en": "New library"},
     "inactivity_warning": {"nb": "Kontoen din slettes", "en": "Your account will be deleted"},
     "dpa_reminder": {"nb": "Databehandleravtale mangler", "en": "Data processing agreement missing"},
-    "dpa_last_notice": {"nb": "Siste varsel: databehandleravtale", "en": "Last notice: data processing agreement"},
+    "dpa_last_notice": {"nb": "Siste varsel: databehandleravtale", "en": "Last notice: agreement missing"},
 }
 # An SMS is short and in bokmål: a notice knows no request, so no language to choose by.
 _NOTICE_SMS = {

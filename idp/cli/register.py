@@ -451,7 +451,7 @@ def purge_inactive(ctx: Context, dry_run: bool) -> None:
 
 @click.group("notifications")
 def notifications_group() -> None:
-    """Notices owed to patrons (locked login, changed account, new library, inactivity)."""
+    """Notices owed to patrons (locked login, changed account, new library, inactivity) and libraries (DPA)."""
 
 
 @notifications_group.command("deliver")

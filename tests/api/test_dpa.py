@@ -9,6 +9,7 @@ non-compliant library's system sees only its local patrons.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -42,7 +43,7 @@ def days_after_deadline(clock: FakeClock, days: int) -> None:
     clock.now = datetime(DEADLINE.year, DEADLINE.month, DEADLINE.day, 11, 0, tzinfo=UTC) + timedelta(days=days)
 
 
-def register(live: LiveIdp, nth: int = 0, **fields: object) -> tuple[int, str, str]:
+def register(live: LiveIdp, nth: int = 0, **fields: Any) -> tuple[int, str, str]:
     nid = person(ADULT_BORN, nth)
     with live.services.registry("test") as reg:
         found, card = patron(reg, nth=nth, national_id=nid, **fields)

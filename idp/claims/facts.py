@@ -33,6 +33,7 @@ FIELDS: Mapping[str, str] = MappingProxyType({
     "loan_ban": "bool",
     "home_library": "str: ISIL of the home library",
     "libraries": "tuple[str, ...]: sorted ISILs of the libraries whose lending rules the patron accepted",
+    "at_compliant_library": "bool: the patron is active (rules accepted) at a library that meets the national terms",
     "name": "str",
     "email": "str or None",
 })
@@ -101,8 +102,9 @@ def load_facts(reg: Registry, patron_id: int, fields: Iterable[str]) -> dict[str
     if row is None:
         return None
     facts = {field: value for field, value in row._mapping.items() if field in wanted}
-    if "card_active" in facts:
-        facts["card_active"] = bool(facts["card_active"])  # SQLite answers EXISTS with 0/1
+    for flag in ("card_active", "at_compliant_library"):
+        if flag in facts:
+            facts[flag] = bool(facts[flag])  # SQLite answers EXISTS with 0/1
     if "libraries" in wanted:
         facts["libraries"] = tuple(reg.session.scalars(_LIBRARIES, {"patron_id": patron_id}))
     return facts
@@ -123,6 +125,10 @@ def _patron_facts(wanted: frozenset[str]) -> Select[Any]:
             columns.append(getattr(Patron, field).label(field))
     if "card_active" in wanted:
         columns.append(exists().where(Card.patron_id == Patron.id, Card.status == "active").label("card_active"))
+    if "at_compliant_library" in wanted:
+        columns.append(exists().where(Membership.patron_id == Patron.id, Membership.rules_accepted_at.is_not(None),
+                                      Membership.library_id == Library.id, Library.compliant.is_(True))
+                       .label("at_compliant_library"))
     if "home_library" in wanted:
         columns.append(select(Library.isil).where(Library.id == Patron.home_library_id)
                        .scalar_subquery().label("home_library"))

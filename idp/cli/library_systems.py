@@ -1,5 +1,5 @@
 """Operator commands for library systems (``idp library-system ...``) and the libraries' agreements
-(``idp library update``, ``idp library set-dpa``).
+(``idp library update``, ``idp library set-dpa``, ``idp library set-dpa-deadline``, ``idp library show``).
 
 Operators' scripts parse this output, so command names and ``key: value`` lines are stable. A
 client secret is printed exactly once, when it is created or rotated, and never again.
@@ -12,9 +12,12 @@ from pathlib import Path
 import click
 
 from idp.cli.common import Context, handle_errors, out, parse_date, pass_ctx, yes
+from idp.cli.register import describe_dpa
+from idp.registry.context import Registry
 from idp.errors import ValidationError
 from idp.registry import agreements, library_systems
-from idp.registry.models import LibrarySystem
+from idp.registry.libraries import describe_all_series, get_library
+from idp.registry.models import Library, LibrarySystem
 
 _URL_SCHEMES = ("https://", "http://")
 _HIDDEN = "(set; shown only when created or rotated)"
@@ -151,11 +154,28 @@ def library_update(ctx: Context, isil: str, contact: str | None, rules: str | No
     if contact is None and text is None and flag is None:
         raise ValidationError("Give --contact, --rules or --compliant.")
     with ctx.registry() as reg:
-        library = agreements.update(reg, isil, contact_email=contact, rules=text, compliant=flag)
-        current = agreements.current_rules(reg, library)
-        out(isil=library.isil, contact=library.contact_email or "none",
-            rules_version=current.version if current else "none", compliant=yes(library.compliant),
-            dpa_signed=library.dpa_signed.isoformat() if library.dpa_signed else "none")
+        _show_agreement(reg, agreements.update(reg, isil, contact_email=contact, rules=text, compliant=flag))
+
+
+def _show_agreement(reg: Registry, library: Library) -> None:
+    current = agreements.current_rules(reg, library)
+    out(isil=library.isil, contact=library.contact_email or "none",
+        rules_version=current.version if current else "none", compliant=yes(library.compliant),
+        dpa_signed=library.dpa_signed.isoformat() if library.dpa_signed else "none",
+        dpa_deadline=library.dpa_deadline.isoformat() if library.dpa_deadline else "none",
+        dpa=describe_dpa(agreements.dpa_state(library, reg.today())))
+
+
+@click.command("show")
+@click.argument("isil")
+@pass_ctx
+@handle_errors
+def library_show(ctx: Context, isil: str) -> None:
+    """One library: its name, series and agreement (contact, rules, compliance, DPA and its deadline)."""
+    with ctx.registry() as reg:
+        library = get_library(reg, isil)
+        out(name=library.name, series=describe_all_series(library))
+        _show_agreement(reg, library)
 
 
 @click.command("set-dpa")
@@ -169,3 +189,22 @@ def library_set_dpa(ctx: Context, isil: str, signed: str) -> None:
     with ctx.registry() as reg:
         library = agreements.set_dpa(reg, isil, day)
         out(isil=library.isil, dpa_signed=day.isoformat())
+
+
+@click.command("set-dpa-deadline")
+@click.argument("isil")
+@click.argument("deadline", metavar="DATE")
+@pass_ctx
+@handle_errors
+def library_set_dpa_deadline(ctx: Context, isil: str, deadline: str) -> None:
+    """Set by when (YYYY-MM-DD, not past) the library must sign its data processing agreement.
+
+    Without one by then it is reminded at its contact address on the day, 14 days later and (last
+    notice) at 28 days, by the daily `idp purge-inactive`; from 42 days its system is refused."""
+    day = parse_date(deadline, "DATE")
+    with ctx.registry() as reg:
+        library = agreements.set_dpa_deadline(reg, isil, day)
+        state = agreements.dpa_state(library, reg.today())
+        out(isil=library.isil, dpa_deadline=day.isoformat(), dpa=describe_dpa(state))
+        if library.contact_email is None and library.dpa_signed is None:
+            out(note=f"no contact address for reminders: idp library update {library.isil} --contact EMAIL")

@@ -18,6 +18,7 @@ from idp.cli.common import Context, fail, handle_errors, out, pass_ctx, read_sec
 from idp.errors import IdpError
 from idp.registry import cards as cards_svc
 from idp.registry import guardians, libraries, memberships, owned, patrons, purge
+from idp.registry.agreements import DpaState, dpa_state
 from idp.registry.cardnumbers import national_number
 from idp.registry.records import LimitedRecord, PatronRecord
 
@@ -85,10 +86,22 @@ def library_add(ctx: Context, isil: str, name: str, card_rules: str | None) -> N
 @pass_ctx
 @handle_errors
 def library_list(ctx: Context) -> None:
-    """List libraries with their card-number series."""
+    """List libraries with their card-number series and where their data processing agreement stands."""
     with ctx.registry() as reg:
         for lib in libraries.list_libraries(reg):
-            click.echo(f"{lib.isil}\t{lib.name}\t{libraries.describe_all_series(lib)}")
+            click.echo(f"{lib.isil}\t{lib.name}\t{libraries.describe_all_series(lib)}\t"
+                       f"dpa: {describe_dpa(dpa_state(lib, reg.today()))}")
+
+
+def describe_dpa(state: DpaState) -> str:
+    """One phrase for operators: signed DATE / none / due DATE / overdue since DATE / refused since DATE."""
+    if state.signed is not None:
+        return f"signed {state.signed.isoformat()}"
+    if state.deadline is None:
+        return "none"
+    if state.refused:
+        return f"refused since {state.refused_from.isoformat() if state.refused_from else ''}"
+    return f"{'overdue since' if state.overdue else 'due'} {state.deadline.isoformat()}"
 
 
 # -- series -----------------------------------------------------------------------------------
@@ -420,14 +433,16 @@ def card_merge(ctx: Context, local_card: str, national_card: str) -> None:
 @pass_ctx
 @handle_errors
 def purge_inactive(ctx: Context, dry_run: bool) -> None:
-    """Warn patrons idle for almost 3 years, delete those warned 30+ days ago, end outgrown guardianships."""
+    """Run daily: warn patrons idle for almost 3 years, delete those warned 30+ days ago, end outgrown
+    guardianships, remind libraries without a data processing agreement."""
     with ctx.registry() as reg:
         report = purge.purge_inactive(reg, dry_run=dry_run)
         if dry_run:
             reg.session.rollback()
     verb = "would " if dry_run else ""
     out(**{f"{verb}warn": len(report.warned), f"{verb}delete": len(report.deleted),
-           f"{verb}end_guardianships": len(report.guardianships_ended)})
+           f"{verb}end_guardianships": len(report.guardianships_ended),
+           f"{verb}remind_libraries": len(report.dpa_reminded)})
     for pid in report.deleted:
         click.echo(f"{verb}delete patron id {pid}")
 
@@ -436,7 +451,7 @@ def purge_inactive(ctx: Context, dry_run: bool) -> None:
 
 @click.group("notifications")
 def notifications_group() -> None:
-    """Notices owed to patrons (locked login, changed account, new library, inactivity)."""
+    """Notices owed to patrons (locked login, changed account, new library, inactivity) and libraries (DPA)."""
 
 
 @notifications_group.command("deliver")

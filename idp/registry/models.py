@@ -69,6 +69,10 @@ class Library(Base):
     contact_email: Mapped[str | None] = mapped_column(String(254))
     compliant: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     dpa_signed: Mapped[date | None] = mapped_column(Date)
+    # By when the DPA must be signed (NULL: no deadline set), and how many of the reminders due
+    # after it (agreements.REMINDER_DAYS) were queued: the daily run sends each one once.
+    dpa_deadline: Mapped[date | None] = mapped_column(Date)
+    dpa_reminders_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     series: Mapped[list[CardSeries]] = relationship(back_populates="library", order_by="CardSeries.first_number")
     lending_rules: Mapped[list[LendingRules]] = relationship(order_by="LendingRules.version")
@@ -264,15 +268,19 @@ class Credential(Base):
 
 
 # What a notification may tell a patron; idp.delivery.texts has the words for each.
-NOTIFICATION_KINDS = frozenset({"login_locked", "account_changed", "library_added", "inactivity_warning"})
+NOTIFICATION_KINDS = frozenset({"login_locked", "account_changed", "library_added", "inactivity_warning",
+                                # to a library's contact address (Notification.library_id)
+                                "dpa_reminder", "dpa_last_notice"})
 # How a notification ended (NULL while it waits): sent by e-mail or SMS, or given up because the
 # patron has no address, it kept failing, or it waited too long to be worth sending.
 NOTIFICATION_OUTCOMES = ("email", "sms", "no_address", "failed", "expired")
 _PENDING = text("outcome IS NULL")
+_ONE_RECIPIENT = "(patron_id IS NULL) <> (library_id IS NULL)"
 
 
 class Notification(Base):
-    """A message owed to a patron. ``data`` holds identifiers (an ISIL, a date), never personal data.
+    """A message owed to a patron, or to a library (its contact address: the DPA reminders); exactly
+    one of the two is set. ``data`` holds identifiers (an ISIL, a date), never personal data.
 
     Written in the transaction of the change it reports and sent later by idp.notifications, so a
     slow or failing mail server never holds up a login or loses a notice."""
@@ -283,10 +291,12 @@ class Notification(Base):
         Index("ix_notification_pending", "id", sqlite_where=_PENDING, postgresql_where=_PENDING),
         CheckConstraint(f"outcome IS NULL OR outcome IN ({', '.join(repr(o) for o in NOTIFICATION_OUTCOMES)})",
                         name="outcome"),
+        CheckConstraint(_ONE_RECIPIENT, name="one_recipient"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    patron_id: Mapped[int] = mapped_column(ForeignKey("patron.id", ondelete="CASCADE"), index=True)
+    patron_id: Mapped[int | None] = mapped_column(ForeignKey("patron.id", ondelete="CASCADE"), index=True)
+    library_id: Mapped[int | None] = mapped_column(ForeignKey("library.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(Timestamp())

@@ -203,14 +203,14 @@ def test_a_command_on_an_unmigrated_database_says_to_run_db_upgrade(fresh_idp: I
 def test_library_add_then_list(idp: Idp) -> None:
     assert succeeded(idp("library", "add", OSLO, "Oslo public library")) == {
         "isil": OSLO, "name": "Oslo public library"}
-    assert idp("library", "list").stdout == f"{OSLO}\tOslo public library\tnone reserved\n"
+    assert idp("library", "list").stdout == f"{OSLO}\tOslo public library\tnone reserved\tdpa: none\n"
 
 
 def test_a_duplicate_isil_is_refused_whatever_its_case(idp: Idp) -> None:
     succeeded(idp("library", "add", OSLO, "Oslo public library"))
     line = failed(idp("library", "add", OSLO.lower(), "Another Oslo"))
     assert OSLO in line
-    assert idp("library", "list").stdout == f"{OSLO}\tOslo public library\tnone reserved\n"
+    assert idp("library", "list").stdout == f"{OSLO}\tOslo public library\tnone reserved\tdpa: none\n"
 
 
 @pytest.mark.parametrize(("args", "says"), [

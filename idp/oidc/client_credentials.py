@@ -27,7 +27,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -69,6 +69,8 @@ class LibraryAccess:
     isil: str
     scopes: tuple[str, ...]
     expires_at: int  # epoch seconds, by the register's clock
+    # The system's own limit on API calls (None: the default); read from the register at each introspection.
+    rate_limit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,8 @@ class LibraryClients:
         """A new opaque access token and what it allows; only its digest is stored."""
         token = secrets.token_urlsafe(32)
         access = LibraryAccess(client_id, library_id, isil, scopes, self._now() + ACCESS_TOKEN_LIFETIME)
-        self._state.put(_token_key(token), json.dumps(access.__dict__).encode(), ACCESS_TOKEN_LIFETIME)
+        kept = {name: value for name, value in access.__dict__.items() if name != "rate_limit"}
+        self._state.put(_token_key(token), json.dumps(kept).encode(), ACCESS_TOKEN_LIFETIME)
         return token, access
 
     def introspect(self, token: str, address: str | None = None) -> LibraryAccess | None:
@@ -162,7 +165,7 @@ class LibraryClients:
             return None
         if address is not None and not library_systems.address_allowed(found[0], address):
             raise NotAllowed("This library system may not call from this address (its allow-list).")
-        return access
+        return replace(access, rate_limit=found[0].rate_limit)
 
     # -- client authentication ----------------------------------------------------------------------
     def _authenticate(self, reg: Registry, fields: Mapping[str, str], authorization: str | None,

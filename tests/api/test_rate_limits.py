@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 import requests
+from sqlalchemy import func, select
 
 from idp.registry import library_systems
+from idp.registry.models import CardSeries
 from idp.settings import Settings
 from tests.api.conftest import ALL_SCOPES, BERGEN, Desk, MakeDesk
 
@@ -26,6 +28,11 @@ def _calls(desk: Desk, n: int) -> list[int]:
     return [desk.call(*calls[i % len(calls)][:2], json=calls[i % len(calls)][2]).status_code for i in range(n)]
 
 
+def _series_count(desk: Desk) -> int:
+    with desk.live.services.registry("test") as reg:
+        return int(reg.session.scalar(select(func.count()).select_from(CardSeries)) or 0)
+
+
 def _assert_limited(answer: requests.Response) -> None:
     assert answer.status_code == 429, answer.text
     assert answer.headers["Content-Type"] == "application/problem+json"
@@ -37,7 +44,9 @@ def _assert_limited(answer: requests.Response) -> None:
 def test_every_operation_counts_against_one_allowance_per_system(desk: Desk, make_desk: MakeDesk) -> None:
     assert 429 not in _calls(desk, LIMIT)
     _assert_limited(desk.call("GET", "/series"))
+    before = _series_count(desk)
     _assert_limited(desk.call("POST", "/series", json={"count": 1, "usage": "printed"}))
+    assert _series_count(desk) == before  # refused before the view: nothing reserved
     # Another system, even of the same library, has its own allowance.
     assert 429 not in _calls(make_desk(), LIMIT)
     assert 429 not in _calls(make_desk(isil=BERGEN, name="Bergen"), LIMIT)

@@ -120,3 +120,5 @@ def test_the_document_links_a_reservation_to_the_list(desk: Desk) -> None:
     assert document["paths"]["/series"]["get"]["operationId"] == "listSeries"
     count = document["components"]["schemas"]["Reservation"]["properties"]["count"]
     assert count["maximum"] == 100_000
+    page = desk.http.get(f"{desk.live.url}/api/v1/docs", timeout=30)
+    assert page.status_code == 200 and "reserveSeries" in page.text and "listSeries" in page.text

@@ -68,6 +68,37 @@ def _unauthorized(detail: str, error: str | None = None) -> Problem:
 
 def authenticate(scope: str) -> Caller:
     """The caller, if its token is live, allows ``scope`` and comes from an allowed address."""
+    access = _introspected()
+    if scope not in access.scopes:
+        raise Problem(403, "insufficient-scope", "This is not allowed.",
+                      f"This call needs the scope {scope}; ask for it at the token endpoint.",
+                      headers={"WWW-Authenticate": f'{_REALM}, error="insufficient_scope", scope="{scope}"'})
+    _check_agreement(access.library_id)
+    return Caller(access)
+
+
+def presented() -> LibraryAccess | None:
+    """What this request's token allows, or None when it does not authenticate a system (the view will
+    refuse it). The rate limit asks before the view runs; the token is introspected once either way."""
+    try:
+        return _introspected()
+    except Problem:
+        return None
+
+
+def _introspected() -> LibraryAccess:
+    if "api_access" not in g:
+        try:
+            g.api_access = _introspect()
+        except Problem as exc:
+            g.api_access = exc
+    found: LibraryAccess | Problem = g.api_access
+    if isinstance(found, Problem):
+        raise found
+    return found
+
+
+def _introspect() -> LibraryAccess:
     header = request.headers.get("Authorization", "")
     kind, _, token = header.partition(" ")
     if not header:
@@ -80,12 +111,7 @@ def authenticate(scope: str) -> Caller:
         raise Problem(403, "address-not-allowed", "This is not allowed.", exc.message) from None
     if access is None:
         raise _unauthorized("The access token is unknown, expired or revoked: get a new one.", "invalid_token")
-    if scope not in access.scopes:
-        raise Problem(403, "insufficient-scope", "This is not allowed.",
-                      f"This call needs the scope {scope}; ask for it at the token endpoint.",
-                      headers={"WWW-Authenticate": f'{_REALM}, error="insufficient_scope", scope="{scope}"'})
-    _check_agreement(access.library_id)
-    return Caller(access)
+    return access
 
 
 def _check_agreement(library_id: int) -> None:

@@ -21,6 +21,9 @@ from idp.registry.models import Library, LibrarySystem
 
 _URL_SCHEMES = ("https://", "http://")
 _HIDDEN = "(set; shown only when created or rotated)"
+_DEFAULT_LIMIT = "default"
+_RATE_LIMIT_HELP = ("Its limit on register API calls, e.g. '6000 per minute' or '6000 per minute;200000 per day' "
+                    "(default: IDP_API_LIMIT_PER_SYSTEM).")
 
 
 def _read_text(path: str, what: str) -> str:
@@ -33,6 +36,10 @@ def _read_text(path: str, what: str) -> str:
 
 def _state(system: LibrarySystem) -> str:
     return "disabled" if system.disabled else "active"
+
+
+def _limit(system: LibrarySystem) -> str:
+    return system.rate_limit or _DEFAULT_LIMIT
 
 
 @click.group("library-system")
@@ -48,9 +55,11 @@ def library_system() -> None:
                    "Without it the system gets a client secret (client_secret_basic).")
 @click.option("--allow-ip", "allow_ips", multiple=True, metavar="CIDR",
               help="Accept calls only from this network (repeat for more; default: from anywhere).")
+@click.option("--rate-limit", metavar="LIMIT", help=_RATE_LIMIT_HELP)
 @pass_ctx
 @handle_errors
-def add(ctx: Context, isil: str, name: str, jwks: str | None, allow_ips: tuple[str, ...]) -> None:
+def add(ctx: Context, isil: str, name: str, jwks: str | None, allow_ips: tuple[str, ...],
+        rate_limit: str | None) -> None:
     """Register a library's system; prints its client_id and, without --jwks, once, its client_secret."""
     inline = uri = None
     if jwks is not None and jwks.lower().startswith(_URL_SCHEMES):
@@ -58,12 +67,29 @@ def add(ctx: Context, isil: str, name: str, jwks: str | None, allow_ips: tuple[s
     elif jwks is not None:
         inline = _read_text(jwks, "JWKS")
     with ctx.registry() as reg:
-        system, secret = library_systems.add(reg, isil, name, jwks=inline, jwks_uri=uri, allowed_ips=allow_ips)
+        system, secret = library_systems.add(reg, isil, name, jwks=inline, jwks_uri=uri, allowed_ips=allow_ips,
+                                             rate_limit=rate_limit)
         library = system.library.isil
     out(client_id=system.client_id)
     if secret is not None:
         out(client_secret=secret)
-    out(library=library, auth_method=library_systems.auth_method(system), status=_state(system))
+    out(library=library, auth_method=library_systems.auth_method(system), rate_limit=_limit(system),
+        status=_state(system))
+
+
+@library_system.command("update")
+@click.argument("client_id")
+@click.option("--rate-limit", metavar="LIMIT|default", help=_RATE_LIMIT_HELP + " 'default' returns to it.")
+@pass_ctx
+@handle_errors
+def update(ctx: Context, client_id: str, rate_limit: str | None) -> None:
+    """Change a library system's settings; prints what it now holds."""
+    if rate_limit is None:
+        raise ValidationError("Give --rate-limit.")
+    with ctx.registry() as reg:
+        system = library_systems.set_rate_limit(reg, client_id,
+                                                None if rate_limit == _DEFAULT_LIMIT else rate_limit)
+        out(client_id=system.client_id, rate_limit=_limit(system))
 
 
 @library_system.command("list")
@@ -92,7 +118,7 @@ def show(ctx: Context, client_id: str) -> None:
             out(jwks="(inline)")
         else:
             out(client_secret=_HIDDEN)
-        out(allowed_ips=", ".join(system.allowed_ips) or "any", status=_state(system),
+        out(allowed_ips=", ".join(system.allowed_ips) or "any", rate_limit=_limit(system), status=_state(system),
             created=system.created_at.isoformat(timespec="seconds"),
             updated=system.updated_at.isoformat(timespec="seconds"))
 

@@ -119,6 +119,8 @@ class LibrarySystem(Base):
     secret_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     # CIDRs it may call from; empty: from anywhere.
     allowed_ips: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Its limit on register API calls (flask-limiter syntax); null: IDP_API_LIMIT_PER_SYSTEM.
+    rate_limit: Mapped[str | None] = mapped_column(String(200))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(Timestamp())
     updated_at: Mapped[datetime] = mapped_column(Timestamp())

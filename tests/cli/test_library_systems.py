@@ -26,7 +26,7 @@ from tests.cli.test_cli import cli_env, elsewhere, script_env  # noqa: F401  - f
 # The command runs on the real clock; two days ahead is the future in Oslo whatever the hour.
 AFTER_TOMORROW = (date.today() + timedelta(days=2)).isoformat()
 YESTERDAY_IN_OSLO = (oslo_date(utcnow()) - timedelta(days=1)).isoformat()
-SYSTEM_COMMANDS = ["add", "disable", "enable", "list", "rotate-secret", "show"]
+SYSTEM_COMMANDS = ["add", "disable", "enable", "list", "rotate-secret", "show", "update"]
 
 
 @pytest.fixture
@@ -155,6 +155,47 @@ def test_a_bad_jwks_file_is_refused_and_writes_nothing(idp: Idp, oslo: str, serv
     before = snapshot(services)
     assert "JWKS" in failed(idp("library-system", "add", OSLO, "--name", "Koha", "--jwks", str(path)))
     assert snapshot(services) == before
+
+
+def _rate_limit(services: Services, client_id: str) -> str | None:
+    with services.registry("test") as reg:
+        return library_systems.get(reg, client_id).rate_limit
+
+
+def test_a_system_gets_its_own_rate_limit_at_add_or_update_and_returns_to_the_default(
+        idp: Idp, oslo: str, services: Services) -> None:
+    plain = succeeded(idp("library-system", "add", OSLO, "--name", "Bibliofil"))
+    assert plain["rate_limit"] == "default" and _rate_limit(services, plain["client_id"]) is None
+    busy = succeeded(idp("library-system", "add", OSLO, "--name", "Quria", "--rate-limit", "6000 per minute"))
+    assert busy["rate_limit"] == "6000 per minute" and _rate_limit(services, busy["client_id"]) == "6000 per minute"
+
+    updated = succeeded(idp("library-system", "update", plain["client_id"], "--rate-limit",
+                            "100 per minute;2000 per day"))
+    assert updated == {"client_id": plain["client_id"], "rate_limit": "100 per minute;2000 per day"}
+    assert _rate_limit(services, plain["client_id"]) == "100 per minute;2000 per day"
+    assert succeeded(idp("library-system", "show", plain["client_id"]))["rate_limit"] == "100 per minute;2000 per day"
+    assert succeeded(idp("library-system", "update", plain["client_id"], "--rate-limit", "default"))[
+        "rate_limit"] == "default"
+    assert _rate_limit(services, plain["client_id"]) is None
+    with services.registry("test") as reg:
+        changes = reg.session.scalars(select(AuditEvent).where(AuditEvent.action == "library_system.rate_limit")).all()
+        assert [e.detail.get("rate_limit") for e in changes] == ["100 per minute;2000 per day", None]
+
+
+@pytest.mark.parametrize("limit", ["fast", "0 per minute", "3000 per fortnight", "", "10 per minute;", "9" * 300])
+def test_a_bad_rate_limit_is_one_error_line_and_writes_nothing(idp: Idp, oslo: str, services: Services,
+                                                               limit: str) -> None:
+    client_id = succeeded(idp("library-system", "add", OSLO, "--name", "Bibliofil", "--rate-limit", "50 per second"))[
+        "client_id"]
+    before = snapshot(services)
+    assert "rate limit" in failed(idp("library-system", "update", client_id, "--rate-limit", limit))
+    assert "rate limit" in failed(idp("library-system", "add", OSLO, "--name", "Quria", "--rate-limit", limit))
+    assert snapshot(services) == before and _rate_limit(services, client_id) == "50 per second"
+
+
+def test_update_without_a_change_is_refused(idp: Idp, oslo: str) -> None:
+    client_id = succeeded(idp("library-system", "add", OSLO, "--name", "Bibliofil"))["client_id"]
+    assert "--rate-limit" in failed(idp("library-system", "update", client_id))
 
 
 @pytest.mark.parametrize("command", ["show", "disable", "enable", "rotate-secret"])

@@ -4,9 +4,8 @@ home library, and what a library may see of a patron."""
 from __future__ import annotations
 
 from idp.errors import Conflict, NotAllowed, NotFound
-from idp.registry.agreements import current_rules
 from idp.registry.context import Registry
-from idp.registry.libraries import get_library
+from idp.registry.libraries import current_rules, get_library
 from idp.registry.models import Library, Membership, Patron
 from idp.registry.patrons import read_full_record
 from idp.registry.records import LimitedRecord, PatronRecord, limited_record

@@ -14,7 +14,7 @@ from idp.registry.cards import SecretOnFile, issue_card, require_card
 from idp.registry.context import Registry
 from idp.registry.credentials import Verification, check_password_shape, check_pin_shape
 from idp.registry.dates import oslo_date
-from idp.registry.libraries import get_library
+from idp.registry.libraries import current_rules, get_library
 from idp.registry.models import Card, Credential, Membership, PasswordResetToken, Patron
 from idp.registry.national_id import IdKind, NationalId, parse_national_id
 from idp.registry.owned import refuse_owned
@@ -147,7 +147,9 @@ def register_patron(reg: Registry, new: NewPatron) -> tuple[Patron, Card]:
     if address is not None and not new.address_secret:
         patron.street, patron.postal_code, patron.city = address.street, address.postal_code, address.city
     # Registering at a library is becoming its patron there and accepting its lending rules.
-    patron.memberships.append(Membership(library_id=library.id, added_at=now, rules_accepted_at=now))
+    rules = current_rules(reg, library)
+    patron.memberships.append(Membership(library_id=library.id, added_at=now, rules_accepted_at=now,
+                                         rules_version=rules.version if rules else None))
     reg.session.add(patron)
     reg.session.flush()
     reg.audit("patron.create", patron_id=patron.id, library_id=library.id,

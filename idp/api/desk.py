@@ -8,7 +8,7 @@ an activity report and a password reset are not edits of what the library read, 
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel
 from spectree import Response as Answers
 
@@ -17,7 +17,7 @@ from idp.api.desk_models import (Activity, ActivityAnswer, CredentialStatusAnswe
                                  PasswordReset, PrintedCardRequest, Registration, ResetStarted, RulesAccepted)
 from idp.api.models import PatronAnswer, patron_answer
 from idp.api.patrons import answer, known_patron
-from idp.api.preconditions import require_match
+from idp.api.preconditions import etag, require_match
 from idp.api.problems import Problem, field, invalid
 from idp.api.spec import body, link, operation, problems
 from idp.auth import recovery_link
@@ -50,12 +50,21 @@ def _created(reg: Registry, patron: Patron) -> Response:
     return response
 
 
-def registered_patron(reg: Registry, patron_id: int) -> Patron:
-    """Any patron of the register by id: for the calls that make them this library's patron
-    (adding a membership, merging a local card in), where ``known_patron`` would find nobody yet."""
+def found_patron(reg: Registry, patron_id: int) -> Patron:
+    """A patron by id for the calls that make them this library's patron (adding a membership,
+    accepting its rules, merging a local card in), where ``known_patron`` would find nobody yet, and
+    checked against If-Match. Of a patron not yet of this library, only the ETag of the lookup that
+    found them will do (not ``*``): the tag is a keyed digest, so ids cannot be walked to join
+    strangers and read their records."""
     patron = reg.session.get(Patron, patron_id)
     if patron is None:
         raise Problem(404, "patron-not-found", "Not found.", "No patron with this id.")
+    require_match(patron)
+    library_id = caller.current().library_id
+    ours = patron.local_library_id == library_id or any(m.library_id == library_id for m in patron.memberships)
+    if not ours and etag(patron) not in [tag.strip() for tag in request.headers.get("If-Match", "").split(",")]:
+        raise Problem(428, "if-match-required", "If-Match is required.",
+                      "For a patron not yet of this library, send the ETag of the lookup that found them.")
     return patron
 
 
@@ -88,14 +97,15 @@ def register() -> Response:
     number = asked.card.number if isinstance(asked.card, PrintedCardRequest) else None
     with services().registry(desk.actor) as reg:
         identity = _check_registration(reg, asked)
-        if identity is not None and not local:
-            existing = patrons.find_by_national_id(reg, identity.value)
-            if existing is not None:
-                limited = patron_answer(existing.id, limited_record(existing)).patron
-                raise Problem(409, "patron-exists", "The request conflicts with the register.",
-                              "This person already has a national account: add them to this library instead.",
-                              errors=[{"field": "national_id", "message": "already registered"}],
-                              patron=limited.model_dump(mode="json"))
+        existing = None if identity is None else patrons.existing_account(
+            reg, identity, None if not local else get_library(reg, desk.isil))
+        if existing is not None:
+            limited = patron_answer(existing.id, limited_record(existing)).patron
+            raise Problem(409, "patron-exists", "The request conflicts with the register.",
+                          "This person already has a national account: add them to this library instead."
+                          if not local else "This person already has a local account at this library.",
+                          errors=[{"field": "duf" if local else "national_id", "message": "already registered"}],
+                          patron=limited.model_dump(mode="json"))
         new = patrons.NewPatron(
             name=asked.name, home_library=desk.isil, national_id=asked.national_id or asked.duf,
             email=asked.email, phone=asked.phone, address_secret=asked.address_secret, birth_date=asked.birth_date,
@@ -147,8 +157,7 @@ def add_membership(patron_id: int) -> Response:
     """
     desk = caller.current()
     with services().registry(desk.actor) as reg:
-        patron = registered_patron(reg, patron_id)
-        require_match(patron)
+        patron = found_patron(reg, patron_id)
         with field("patron_id"):
             memberships.add_to_library(reg, patron, desk.isil)
         return answer(reg, patron)
@@ -167,8 +176,7 @@ def accept_rules(patron_id: int) -> Response:
     asked = body(RulesAccepted)
     desk = caller.current()
     with services().registry(desk.actor) as reg:
-        patron = registered_patron(reg, patron_id)
-        require_match(patron)
+        patron = found_patron(reg, patron_id)
         with field("version"):
             memberships.accept_stated_rules(reg, patron, desk.isil, asked.version)
         return answer(reg, patron)
@@ -226,8 +234,7 @@ def merge_local_card(patron_id: int) -> Response:
     asked = body(LocalCardMerge)
     desk = caller.current()
     with services().registry(desk.actor) as reg:
-        patron = registered_patron(reg, patron_id)
-        require_match(patron)
+        patron = found_patron(reg, patron_id)
         with field("local_card"):
             merged = cards.merge_local_card_of(reg, get_library(reg, desk.isil), asked.local_card, patron)
         return answer(reg, merged)

@@ -15,7 +15,7 @@ from idp.registry.context import Registry
 from idp.registry.credentials import Verification, check_password_shape, check_pin_shape
 from idp.registry.dates import oslo_date
 from idp.registry.libraries import current_rules, get_library
-from idp.registry.models import Card, Credential, Membership, PasswordResetToken, Patron
+from idp.registry.models import Card, Credential, Library, Membership, PasswordResetToken, Patron
 from idp.registry.national_id import IdKind, NationalId, parse_national_id
 from idp.registry.owned import refuse_owned
 from idp.registry.records import PatronRecord, full_record
@@ -115,6 +115,14 @@ def birth_date_of(nid: NationalId | None, given: date | None, *, today: date) ->
     return birth_date
 
 
+def existing_account(reg: Registry, nid: NationalId, local_at: Library | None = None) -> Patron | None:
+    """The person's national account (or, with ``local_at``, their local account there): a person
+    has at most one of each, so registering again finds this instead."""
+    scope = Patron.local_library_id.is_(None) if local_at is None else Patron.local_library_id == local_at.id
+    return reg.session.scalar(select(Patron).where(Patron.national_id_hash == reg.cipher.lookup_hash(nid.value),
+                                                   scope))
+
+
 def register_patron(reg: Registry, new: NewPatron) -> tuple[Patron, Card]:
     """Create a patron, their home-library membership and first card, all or nothing."""
     national = new.local_card is None
@@ -131,11 +139,9 @@ def register_patron(reg: Registry, new: NewPatron) -> tuple[Patron, Card]:
     library = get_library(reg, new.home_library)
     birth_date = birth_date_of(nid, new.birth_date, today=reg.today())
     lookup = reg.cipher.lookup_hash(nid.value) if nid else None
-    if lookup is not None:
-        scope = Patron.local_library_id.is_(None) if national else Patron.local_library_id == library.id
-        if reg.session.scalar(select(Patron.id).where(Patron.national_id_hash == lookup, scope)) is not None:
-            where = "a national account" if national else f"a local account at {library.isil}"
-            raise Conflict(f"This person already has {where}.")
+    if nid is not None and existing_account(reg, nid, None if national else library) is not None:
+        where = "a national account" if national else f"a local account at {library.isil}"
+        raise Conflict(f"This person already has {where}.")
     now = reg.now()
     patron = Patron(
         name=name, id_kind=nid.kind.value if nid else None,
@@ -380,6 +386,7 @@ def credential_status(reg: Registry, patron: Patron) -> CredentialStatus:
 
 
 __all__ = ["ACTIVITY_KINDS", "Address", "CredentialStatus", "IdKind", "NewPatron", "SecretCheck", "birth_date_of",
-           "check_secret", "clean_address", "credential_status", "delete_patron", "find_by_national_id",
+           "check_secret", "clean_address", "credential_status", "delete_patron", "existing_account",
+           "find_by_national_id",
            "patron_by_card", "read_full_record", "record_activity", "record_activity_on_file", "register_patron",
            "report_activity", "set_secret", "update_patron", "verify_secret"]

@@ -125,6 +125,9 @@ def test_a_duf_number_or_no_number_gives_a_local_card_of_this_library(desk: Desk
         seen = answer.json()["patron"]
         assert (seen["account"], [c["kind"] for c in seen["cards"]]) == (OSLO, ["local"])
     assert without.json()["patron"]["birth_date"] == "1990-05-01"
+    again = desk.call("POST", "/patrons", json=registration(
+        national_id=None, duf=duf(2015, 1234), card={"kind": "printed", "number": "OSL-1003"}))
+    assert problem(again, 409, "patron-exists", "duf")["patron"]["id"] == with_duf.json()["patron"]["id"]
     before = counts(desk)
     digital = desk.call("POST", "/patrons", json=registration(national_id=None, card={"kind": "digital"}))
     problem(digital, 400, "invalid-input", "card.kind")
@@ -199,6 +202,9 @@ def test_another_library_adds_the_patron_records_the_rules_version_and_ends_the_
     path = f"/patrons/{patron_id}/membership"
     problem(bergen.call("PUT", path), 428, "if-match-required")
     problem(bergen.call("PUT", path, headers={"If-Match": '"stale"'}), 412, "stale-record")
+    # A stranger's id is not enough: only the tag of the lookup that found them (no walking the ids).
+    problem(bergen.call("PUT", path, headers={"If-Match": "*"}), 428, "if-match-required")
+    problem(bergen.call("POST", f"{path}/rules-accepted", json={}, headers={"If-Match": "*"}), 428, "if-match-required")
     added = bergen.call("PUT", path, headers={"If-Match": tag})
     assert added.status_code == 200 and added.json()["patron"]["view"] == "limited", added.text
     with desk.live.services.registry("test") as reg:

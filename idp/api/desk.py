@@ -95,8 +95,10 @@ def register() -> Response:
         raise invalid("card.kind", "Without a national identity number the patron gets a local card: "
                                    "send the printed card's number.")
     number = asked.card.number if isinstance(asked.card, PrintedCardRequest) else None
+    given = asked.address
+    address = patrons.Address(given.street, given.postal_code, given.city) if given else None
     with services().registry(desk.actor) as reg:
-        identity = _check_registration(reg, asked)
+        identity = _check_registration(reg, asked, address)
         existing = None if identity is None else patrons.existing_account(
             reg, identity, None if not local else get_library(reg, desk.isil))
         if existing is not None:
@@ -108,16 +110,14 @@ def register() -> Response:
                           patron=limited.model_dump(mode="json"))
         new = patrons.NewPatron(
             name=asked.name, home_library=desk.isil, national_id=asked.national_id or asked.duf,
-            email=asked.email, phone=asked.phone, address_secret=asked.address_secret, birth_date=asked.birth_date,
-            address=patrons.Address(asked.address.street, asked.address.postal_code, asked.address.city)
-            if asked.address else None,
-            local_card=number if local else None, printed_card=None if local else number)
+            email=asked.email, phone=asked.phone, address=address, address_secret=asked.address_secret,
+            birth_date=asked.birth_date, local_card=number if local else None, printed_card=None if local else number)
         with field("card.number"):  # what the checks above leave: the card's number and series
             patron, _ = patrons.register_patron(reg, new)
         return _created(reg, patron)
 
 
-def _check_registration(reg: Registry, asked: Registration) -> NationalId | None:
+def _check_registration(reg: Registry, asked: Registration, address: patrons.Address | None) -> NationalId | None:
     """Each field through the register's own rules, so a refusal names the field at fault."""
     today = reg.today()
     with field("name"):
@@ -126,10 +126,8 @@ def _check_registration(reg: Registry, asked: Registration) -> NationalId | None
         patrons.clean_email(asked.email)
     with field("phone"):
         patrons.clean_phone(asked.phone)
-    if asked.address is not None:
-        with field("address"):
-            patrons.clean_address(patrons.Address(asked.address.street, asked.address.postal_code,
-                                                  asked.address.city))
+    with field("address"):
+        patrons.clean_address(address)
     identity: NationalId | None = None
     if asked.national_id is not None:
         with field("national_id"):

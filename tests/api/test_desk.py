@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import requests
+from openapi_spec_validator import validate
 from sqlalchemy import func, select
 
 from idp.registry import agreements, libraries, patrons
@@ -386,6 +387,7 @@ def test_credentials_need_the_right_scope_and_a_patron_of_this_library(desk: Des
 
 def test_the_document_describes_the_desk_operations_and_their_links(desk: Desk) -> None:
     spec = requests.get(f"{desk.live.url}/api/v1/openapi.json", timeout=30).json()
+    validate(spec)  # a valid OpenAPI 3.1 document with the desk's models in it
     operations = {op["operationId"]: (path, method) for path, item in spec["paths"].items()
                   for method, op in item.items()}
     assert operations["registerPatron"] == ("/patrons", "post")

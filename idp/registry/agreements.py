@@ -24,6 +24,8 @@ from sqlalchemy import bindparam, func, select
 
 from idp.errors import NotAllowed, ValidationError
 from idp.registry.context import Registry
+# current_rules lives with the libraries (registering needs it, and this module imports patrons).
+from idp.registry.libraries import current_rules as current_rules
 from idp.registry.libraries import get_library
 from idp.registry.models import LendingRules, Library, Patron
 from idp.registry.patrons import clean_email
@@ -141,12 +143,6 @@ def required_dpa_date(reg: Registry, signed: date | None) -> date:
     if signed is None:
         raise ValidationError("Give the date the data processing agreement was signed (YYYY-MM-DD).")
     return check_dpa_date(reg, signed)
-
-
-def current_rules(reg: Registry, library: Library) -> LendingRules | None:
-    """The library's newest lending rules, or None before any were recorded."""
-    return reg.session.scalar(select(LendingRules).where(LendingRules.library_id == library.id)
-                              .order_by(LendingRules.version.desc()).limit(1))
 
 
 def update(reg: Registry, isil: str, *, contact_email: str | None = None, rules: str | None = None,

@@ -209,12 +209,31 @@ def merge_local_card(reg: Registry, local_typed: str, national_typed: str) -> Pa
     """Attach a local account to the person's national account; the local number stops working."""
     local = require_card(reg, local_typed)
     national = require_card(reg, national_typed)
-    source, target = local.patron, national.patron
-    assert source is not None and target is not None  # noqa: S101 - require_card answers only cards with a patron
+    assert national.patron is not None  # noqa: S101 - require_card answers only cards with a patron
+    if national.kind == "local" or national.patron.local_library_id is not None:
+        if local.kind != "local":
+            raise ValidationError("The first card must be a local card.")
+        raise ValidationError("The second card must be a national card.")
+    return merge_into_account(reg, local, national.patron)
+
+
+def merge_local_card_of(reg: Registry, library: Library, local_typed: str, target: Patron) -> Patron:
+    """A library merges one of its own local cards into the national account ``target``."""
+    local = require_card(reg, local_typed)
+    if local.kind == "local" and local.library_id != library.id:
+        raise NotAllowed(f"This local card belongs to another library; only that library can merge it, "
+                         f"not {library.isil}.")
+    if target.local_library_id is not None:
+        raise ValidationError("A local card can only be merged into a national account.")
+    return merge_into_account(reg, local, target)
+
+
+def merge_into_account(reg: Registry, local: Card, target: Patron) -> Patron:
+    """The local account behind the card ``local`` joins the national account ``target``."""
+    source = local.patron
+    assert source is not None  # noqa: S101 - require_card answers only cards with a patron
     if local.kind != "local" or source.local_library_id is None:
         raise ValidationError("The first card must be a local card.")
-    if national.kind == "local" or target.local_library_id is not None:
-        raise ValidationError("The second card must be a national card.")
     if source.national_id_hash is not None and source.national_id_hash != target.national_id_hash:
         raise Conflict("These cards belong to different people (their national identity numbers differ).")
     for membership in list(source.memberships):
@@ -254,5 +273,6 @@ def _move_membership(membership: Membership, target: Patron) -> None:
     membership.patron.memberships.remove(membership)  # delete-orphan removes the old row
 
 
-__all__ = ["KINDS", "SecretOnFile", "find_card", "find_secret_on_file", "issue_card", "merge_local_card",
+__all__ = ["KINDS", "SecretOnFile", "find_card", "find_secret_on_file", "issue_card", "merge_into_account",
+           "merge_local_card", "merge_local_card_of",
            "require_card"]

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from idp.errors import Conflict, NotFound, SeriesOverlap, ValidationError
 from idp.registry.cardnumbers import NATIONAL_DIGITS, RuleSet, national_number
 from idp.registry.context import Registry
-from idp.registry.models import CardSeries, Library
+from idp.registry.models import CardSeries, LendingRules, Library
 
 # ISO 15511: a prefix (country code or other agency), a hyphen, an identifier; 16 characters at most.
 _ISIL = re.compile(r"[A-Z]{1,4}-[A-Za-z0-9:/\-]{1,11}")
@@ -137,3 +137,9 @@ def _next_free(reg: Registry) -> int:
 def _overlapping(reg: Registry, first: int, last: int) -> CardSeries | None:
     return reg.session.scalar(select(CardSeries).where(CardSeries.first_number <= last,
                                                        CardSeries.last_number >= first).limit(1))
+
+
+def current_rules(reg: Registry, library: Library) -> LendingRules | None:
+    """The library's newest lending rules, or None before any were recorded (idp.registry.agreements)."""
+    return reg.session.scalar(select(LendingRules).where(LendingRules.library_id == library.id)
+                              .order_by(LendingRules.version.desc()).limit(1))

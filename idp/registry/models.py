@@ -235,6 +235,9 @@ class Membership(Base):
     library_id: Mapped[int] = mapped_column(ForeignKey("library.id"), primary_key=True, index=True)
     added_at: Mapped[datetime] = mapped_column(Timestamp())
     rules_accepted_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    # The version of the library's lending rules accepted (idp.registry.agreements); NULL when the
+    # library had no rules text then, or the acceptance predates versioned rules.
+    rules_version: Mapped[int | None] = mapped_column(Integer)
 
     patron: Mapped[Patron] = relationship(back_populates="memberships")
     library: Mapped[Library] = relationship()
@@ -264,6 +267,9 @@ class Credential(Base):
     hash: Mapped[str] = mapped_column(String(255))
     must_change: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(Timestamp())
+    # When a first (or temporary) secret was first replaced by one the patron need not change: the
+    # librarian's "are the first-time credentials still in use?" (the seeds' BiblioMo desk question).
+    first_changed_at: Mapped[datetime | None] = mapped_column(Timestamp())
 
     def __repr__(self) -> str:
         return f"<Credential patron={self.patron_id} kind={self.kind}>"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
 from spectree import Response as Answers
 
 from idp.api import caller
@@ -24,7 +25,7 @@ from idp.auth import recovery_link
 from idp.auth.patron_sessions import end_patron_sessions
 from idp.delivery.errors import DeliveryError
 from idp.errors import NotAllowed, ValidationError
-from idp.registry import cards, memberships, patrons
+from idp.registry import agreements, cards, memberships, patrons
 from idp.registry.context import Registry
 from idp.registry.dates import oslo_date
 from idp.registry.libraries import get_library
@@ -97,24 +98,40 @@ def register() -> Response:
     number = asked.card.number if isinstance(asked.card, PrintedCardRequest) else None
     given = asked.address
     address = patrons.Address(given.street, given.postal_code, given.city) if given else None
-    with services().registry(desk.actor) as reg:
-        identity = _check_registration(reg, asked, address)
-        existing = None if identity is None else patrons.existing_account(
-            reg, identity, None if not local else get_library(reg, desk.isil))
-        if existing is not None:
-            limited = patron_answer(existing.id, limited_record(existing)).patron
-            raise Problem(409, "patron-exists", "The request conflicts with the register.",
-                          "This person already has a national account: add them to this library instead."
-                          if not local else "This person already has a local account at this library.",
-                          errors=[{"field": "duf" if local else "national_id", "message": "already registered"}],
-                          patron=limited.model_dump(mode="json"))
-        new = patrons.NewPatron(
-            name=asked.name, home_library=desk.isil, national_id=asked.national_id or asked.duf,
-            email=asked.email, phone=asked.phone, address=address, address_secret=asked.address_secret,
-            birth_date=asked.birth_date, local_card=number if local else None, printed_card=None if local else number)
-        with field("card.number"):  # what the checks above leave: the card's number and series
-            patron, _ = patrons.register_patron(reg, new)
-        return _created(reg, patron)
+    try:
+        with services().registry(desk.actor) as reg:
+            identity = _check_registration(reg, asked, address)
+            _refuse_existing(reg, identity, local)
+            new = patrons.NewPatron(
+                name=asked.name, home_library=desk.isil, national_id=asked.national_id or asked.duf,
+                email=asked.email, phone=asked.phone, address=address, address_secret=asked.address_secret,
+                birth_date=asked.birth_date, local_card=number if local else None,
+                printed_card=None if local else number)
+            with field("national_id"):  # a non-compliant library registers local patrons only
+                agreements.check_staff_registration(get_library(reg, desk.isil), local_card=new.local_card)
+            with field("card.number"):  # what the checks above leave: the card's number and series
+                patron, _ = patrons.register_patron(reg, new)
+            return _created(reg, patron)
+    except IntegrityError:
+        # Another desk registered the same person a moment earlier and the unique index chose between
+        # them: this one gets the same 409 as if it had come second.
+        with services().registry(desk.actor) as reg:
+            _refuse_existing(reg, _check_registration(reg, asked, address), local)
+        raise
+
+
+def _refuse_existing(reg: Registry, identity: NationalId | None, local: bool) -> None:
+    """A 409 with the limited view when the person already has an account (national, or local here)."""
+    existing = None if identity is None else patrons.existing_account(
+        reg, identity, None if not local else get_library(reg, caller.current().isil))
+    if existing is None:
+        return
+    limited = patron_answer(existing.id, limited_record(existing)).patron
+    raise Problem(409, "patron-exists", "The request conflicts with the register.",
+                  "This person already has a national account: add them to this library instead."
+                  if not local else "This person already has a local account at this library.",
+                  errors=[{"field": "duf" if local else "national_id", "message": "already registered"}],
+                  patron=limited.model_dump(mode="json"))
 
 
 def _check_registration(reg: Registry, asked: Registration, address: patrons.Address | None) -> NationalId | None:

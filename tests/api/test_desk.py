@@ -5,6 +5,7 @@ system, needs If-Match where it edits a record, and bad input writes nothing."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -133,6 +134,30 @@ def test_a_duf_number_or_no_number_gives_a_local_card_of_this_library(desk: Desk
     digital = desk.call("POST", "/patrons", json=registration(national_id=None, card={"kind": "digital"}))
     problem(digital, 400, "invalid-input", "card.kind")
     assert counts(desk) == before
+
+
+def test_a_non_compliant_library_registers_local_patrons_only(desk: Desk) -> None:
+    # Issue 15 / seed progress note: a non-compliant library's patrons are local only.
+    with desk.live.services.registry("test") as reg:
+        agreements.update(reg, OSLO, compliant=False)
+    before = counts(desk)
+    national = desk.call("POST", "/patrons", json=registration())
+    problem(national, 403, "library-not-compliant", "national_id")
+    assert counts(desk) == before
+    local = desk.call("POST", "/patrons", json=registration(
+        national_id=None, birth_date="1990-05-01", card={"kind": "printed", "number": "OSL-2001"}))
+    assert local.status_code == 201, local.text
+    assert local.json()["patron"]["account"] == OSLO
+
+
+@pytest.mark.backends  # PostgreSQL runs the four transactions truly at once
+def test_two_desks_registering_one_person_at_once_make_one_account(desk: Desk) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: desk.call("POST", "/patrons", json=registration()), range(4)))
+    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409], [a.text for a in answers]
+    created = next(a for a in answers if a.status_code == 201).json()["patron"]["id"]
+    for refused in (a for a in answers if a.status_code == 409):
+        assert problem(refused, 409, "patron-exists", "national_id")["patron"]["id"] == created
 
 
 def test_an_existing_person_is_a_409_with_the_limited_view_never_a_second_account(desk: Desk,

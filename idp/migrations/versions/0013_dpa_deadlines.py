@@ -3,7 +3,7 @@ counts the reminders queued since it passed; a notification may go to a library 
 address) instead of a patron, exactly one of the two.
 
 Revision ID: 0013
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-07
 """
 from alembic import op
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 revision = '0013'
-down_revision = '0010'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
@@ -38,6 +38,7 @@ def downgrade() -> None:
         batch_op.drop_constraint(op.f('fk_notification_library_id_library'), type_='foreignkey')
         batch_op.drop_column('library_id')
         batch_op.alter_column('patron_id', existing_type=sa.Integer(), nullable=False)
-    with op.batch_alter_table('library', schema=None) as batch_op:
-        batch_op.drop_column('dpa_reminders_sent')
-        batch_op.drop_column('dpa_deadline')
+    # Plain ALTER TABLE, not a batch: on SQLite a batch copies the table and drops the old one, which
+    # the foreign keys of every patron, card and series refuse while the register holds any.
+    op.drop_column('library', 'dpa_reminders_sent')
+    op.drop_column('library', 'dpa_deadline')

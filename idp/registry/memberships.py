@@ -4,6 +4,7 @@ home library, and what a library may see of a patron."""
 from __future__ import annotations
 
 from idp.errors import NotAllowed, NotFound
+from idp.registry import changes
 from idp.registry.context import Registry
 from idp.registry.libraries import get_library
 from idp.registry.models import Library, Membership, Patron
@@ -72,3 +73,5 @@ def remove_from_library(reg: Registry, patron: Patron, isil: str) -> None:
     patron.memberships.remove(membership)
     reg.session.flush()
     reg.audit("membership.remove", patron_id=patron.id, library_id=library.id)
+    # Told to the library left only: "left this library" is news to it alone, and it keeps no copy now.
+    changes.record(reg, patron.id, [library.id], "left_library")

@@ -1,4 +1,5 @@
-"""The three-year inactivity rule: warn 30 days ahead, then delete."""
+"""The daily purge: the three-year inactivity rule (warn 30 days ahead, then delete), outgrown guardianships,
+and change-feed events past their 90 days."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from idp.registry.changes import erase_old_changes
 from idp.registry.context import Registry
 from idp.registry.dates import years_before
 from idp.registry.guardians import end_outgrown_guardianships
@@ -22,6 +24,7 @@ class PurgeReport:
     warned: list[int] = field(default_factory=list)
     deleted: list[int] = field(default_factory=list)
     guardianships_ended: list[int] = field(default_factory=list)
+    changes_erased: int = 0
     dry_run: bool = False
 
 
@@ -56,5 +59,6 @@ def purge_inactive(reg: Registry, *, dry_run: bool = False) -> PurgeReport:
             reg.audit("patron.inactivity_warning", patron_id=patron.id)
 
     report.guardianships_ended = end_outgrown_guardianships(reg, dry_run=dry_run)
+    report.changes_erased = erase_old_changes(reg, dry_run=dry_run)
     reg.session.flush()
     return report

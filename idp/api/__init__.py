@@ -12,13 +12,13 @@ from flask import Blueprint, Flask, Response, jsonify, render_template
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFProtect
 
-from idp.api import patrons, verify
+from idp.api import changes, contact, patrons, verify
 from idp.api.problems import Problem
 from idp.api.spec import document
 from idp.web import services
 
 docs = Blueprint("api_docs", __name__, url_prefix="/api/v1")
-BLUEPRINTS = (verify.bp, patrons.bp)
+BLUEPRINTS = (verify.bp, patrons.bp, contact.bp, changes.bp)
 
 
 @docs.get("/openapi.json")

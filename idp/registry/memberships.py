@@ -63,6 +63,16 @@ def library_view(reg: Registry, patron: Patron, isil: str) -> LimitedRecord | Pa
     return limited_record(patron)
 
 
+def require_active(reg: Registry, patron: Patron, isil: str) -> None:
+    """A library changes a patron's details only once the patron is active there: before that it sees
+    only the minimum, so it cannot know what it would overwrite."""
+    library = get_library(reg, isil)
+    membership = _membership(patron, library)
+    if membership is None or membership.rules_accepted_at is None:
+        raise NotAllowed(f"The patron has not accepted the lending rules of {library.isil}: record that first, "
+                         "then change their details.")
+
+
 def remove_from_library(reg: Registry, patron: Patron, isil: str) -> None:
     library = get_library(reg, isil)
     membership = _membership(patron, library)

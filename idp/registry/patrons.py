@@ -79,7 +79,7 @@ def clean_phone(phone: str | None) -> str | None:
     return compact
 
 
-def _clean_address(address: Address | None) -> Address | None:
+def clean_address(address: Address | None) -> Address | None:
     if address is None:
         return None
     parts = [" ".join((p or "").split()) for p in (address.street, address.postal_code, address.city)]
@@ -110,7 +110,7 @@ def register_patron(reg: Registry, new: NewPatron) -> tuple[Patron, Card]:
     national = new.local_card is None
     name = clean_name(new.name)
     email, phone = clean_email(new.email), clean_phone(new.phone)
-    address = _clean_address(new.address)
+    address = clean_address(new.address)
     if new.password is not None:
         check_password_shape(new.password)
     if new.pin is not None:
@@ -195,7 +195,7 @@ def update_patron(reg: Registry, patron: Patron, *, name: str = _UNSET, email: s
     secret = patron.address_secret if address_secret is None else bool(address_secret)
     changes["address_secret"] = secret
     if address is not _UNSET or secret:
-        cleaned = None if address is _UNSET else _clean_address(address)
+        cleaned = None if address is _UNSET else clean_address(address)
         kept = None if secret else cleaned
         changes["street"], changes["postal_code"], changes["city"] = (
             (kept.street, kept.postal_code, kept.city) if kept else (None, None, None))

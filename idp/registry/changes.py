@@ -9,7 +9,8 @@ library the patron is a member of at that moment; a library system reads its eve
 Order and "at least once": events are read in the order of the transaction that wrote them
 (PostgreSQL's transaction id, then the event id). On PostgreSQL the feed shows only events of
 transactions older than every transaction still running, so a slow commit can never be passed by
-the cursor; SQLite has one writer at a time, so its ids commit in order anyway.
+the cursor; SQLite has one writer at a time, so its ids commit in order anyway. The price: while a
+transaction runs, events of later ones wait for it (``settled``).
 """
 
 from __future__ import annotations
@@ -118,6 +119,18 @@ def list_changes(reg: Registry, library_id: int, after: str | None, limit: int) 
     return ChangePage(found, Cursor(*position, as_of=now).encode())
 
 
+def settled(reg: Registry) -> bool:
+    """Every committed event can be read now: no running transaction holds the horizon back.
+
+    On PostgreSQL the horizon is the cluster's oldest running writer, so a long transaction anywhere
+    (a bulk import, another database's) delays the feed while it runs; nothing is lost."""
+    horizon = _horizon(reg)
+    if horizon is None:
+        return True
+    last = reg.session.scalar(select(func.max(ChangeEvent.txid)))
+    return last is None or int(last) < horizon
+
+
 def erase_old_changes(reg: Registry, *, dry_run: bool = False) -> int:
     """Erase events older than the retention; the number erased (or that would be)."""
     cutoff = reg.now() - RETENTION
@@ -152,4 +165,4 @@ def _watermark(reg: Registry, horizon: int | None) -> tuple[int, int]:
 
 
 __all__ = ["RETENTION", "Change", "ChangePage", "Cursor", "CursorExpired", "erase_old_changes", "list_changes",
-           "record", "record_for_members"]
+           "record", "record_for_members", "settled"]

@@ -15,6 +15,7 @@ from idp.registry.models import Patron
 from tests.api.conftest import BERGEN, Desk, MakeDesk
 from tests.conftest import FakeClock
 from tests.nin import person
+from tests.unit.changefeed import wait_settled
 from tests.unit.factories import ADULT_BORN, patron
 
 pytestmark = pytest.mark.backends  # the feed's order and horizon are SQL of each dialect (transaction ids)
@@ -31,6 +32,7 @@ def register(desk: Desk, nth: int = 0) -> int:
 def read_all(desk: Desk, after: str | None = None, limit: int = 100) -> tuple[list[dict[str, Any]], str]:
     """Every change after ``after``, following `next` page by page as a library system does."""
     seen: list[dict[str, Any]] = []
+    wait_settled(desk.live.services)
     while True:
         query = {"limit": limit, **({"after": after} if after is not None else {})}
         page = desk.call("GET", "/changes", params=query)

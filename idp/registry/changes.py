@@ -8,8 +8,8 @@ library the patron is a member of at that moment; a library system reads its eve
 
 Order and "at least once": events are read in the order of the transaction that wrote them
 (PostgreSQL's transaction id, then the event id). On PostgreSQL the feed shows only events of
-transactions older than every transaction still running, so a slow commit can never be passed by
-the cursor; SQLite has one writer at a time, so its ids commit in order anyway. The price: while a
+transactions older than every transaction of this database still running, so a slow commit can never
+be passed by the cursor; SQLite has one writer at a time, so its ids commit in order anyway. The price: while a
 transaction runs, events of later ones wait for it (``settled``).
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Text, cast, delete, func, insert, select, tuple_
+from sqlalchemy import BigInteger, Text, cast, delete, func, insert, select, text, tuple_
 
 from idp.errors import IdpError, ValidationError
 from idp.registry.context import Registry
@@ -122,8 +122,8 @@ def list_changes(reg: Registry, library_id: int, after: str | None, limit: int) 
 def settled(reg: Registry) -> bool:
     """Every committed event can be read now: no running transaction holds the horizon back.
 
-    On PostgreSQL the horizon is the cluster's oldest running writer, so a long transaction anywhere
-    (a bulk import, another database's) delays the feed while it runs; nothing is lost."""
+    On PostgreSQL the horizon is the database's oldest running writer, so a long transaction (a bulk
+    import's batch, say) delays the feed while it runs; nothing is lost."""
     horizon = _horizon(reg)
     if horizon is None:
         return True
@@ -148,13 +148,31 @@ def _current_txid(reg: Registry) -> Any:
     return cast(cast(func.pg_current_xact_id(), Text), BigInteger) if _postgres(reg) else 0
 
 
+_XMAX = text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+# The transaction ids of this database's running writers (32 bits: pg_stat_activity shows xid, not xid8).
+_RUNNING = text("SELECT backend_xid::text::bigint FROM pg_stat_activity "
+                "WHERE datname = current_database() AND backend_xid IS NOT NULL")
+
+
 def _horizon(reg: Registry) -> int | None:
-    """PostgreSQL: the oldest transaction still running; every transaction before it has ended."""
+    """PostgreSQL: the oldest transaction of this database still running (every transaction before it has
+    ended), or the next one to start. Only this database counts: another database's long transaction on
+    the same server does not hold the feed back.
+
+    Read in this order: the next id first, then the running writers afresh (pg_stat_activity is cached
+    per transaction otherwise). A writer that got its id after the first read has an id at or above it."""
     if not _postgres(reg):
         return None
-    found = reg.session.scalar(select(cast(cast(func.pg_snapshot_xmin(func.pg_current_snapshot()), Text),
-                                           BigInteger)))
-    return int(found) if found is not None else None
+    next_id = int(reg.session.scalar(_XMAX) or 0)
+    reg.session.execute(text("SELECT pg_stat_clear_snapshot()"))
+    running = [_widen(int(xid), next_id) for xid in reg.session.scalars(_RUNNING)]
+    return min([next_id, *running])
+
+
+def _widen(xid: int, near: int) -> int:
+    """A 32-bit transaction id as the 64-bit one (xid8) of the transaction running now, ``near`` the next."""
+    full = (near & ~0xFFFFFFFF) | xid
+    return full - 2**32 if full > near else full
 
 
 def _watermark(reg: Registry, horizon: int | None) -> tuple[int, int]:

@@ -1,5 +1,5 @@
-"""Waiting for the change feed in tests on PostgreSQL: its horizon is the cluster's oldest running
-writer, and the test server is shared (other test processes' transactions hold it back for a moment)."""
+"""Waiting for the change feed in tests on PostgreSQL: it shows a change once every older transaction of
+the database has ended (idp.registry.changes), and the live server's may still be finishing."""
 
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ from idp.registry.models import CHANGE_KINDS, ChangeEvent, Patron
 RETENTION = timedelta(days=90)
 MAX_LIMIT = 1000
 _LAST_ID = 2**63 - 1
+_LAST_SECOND = int(datetime(9999, 12, 31, tzinfo=UTC).timestamp())  # datetime's own limit
 _INSERT = insert(ChangeEvent.__table__)
 
 
@@ -56,7 +57,7 @@ class Cursor:
         if len(parts) != 3 or not all(p.isascii() and p.isdigit() and len(p) <= 19 for p in parts):
             raise ValidationError("That is not a cursor this feed gave out; start again without one.")
         txid, event_id, seconds = (int(p) for p in parts)
-        if max(txid, event_id) > _LAST_ID or seconds > 2**40:
+        if max(txid, event_id) > _LAST_ID or seconds > _LAST_SECOND:
             raise ValidationError("That is not a cursor this feed gave out; start again without one.")
         return cls(txid, event_id, datetime.fromtimestamp(seconds, UTC))
 

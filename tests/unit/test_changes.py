@@ -87,6 +87,17 @@ def test_a_deletion_a_replaced_card_and_a_ban_are_told_to_every_library_of_the_p
     assert feed(services, TRONDHEIM) == []
 
 
+def test_a_local_account_merged_into_the_national_one_is_erased_and_the_card_replaced(
+        services: Services, kari: int) -> None:
+    with services.registry("test") as reg:
+        local, local_card = patron(reg, nth=0, local_card="L-1", email=None)
+        local_id = local.id
+        national = next(c for c in reg.session.get(Patron, kari).cards if c.status == "active")
+        cards.merge_local_card(reg, local_card.number, national.number)
+    assert feed(services, OSLO) == [(local_id, "deleted"), (kari, "card_replaced")]
+    assert feed(services, BERGEN) == [(kari, "card_replaced")]
+
+
 def test_pages_follow_the_cursor_in_order_and_an_empty_page_keeps_the_position(services: Services, kari: int) -> None:
     for n in range(5):
         with services.registry("test") as reg:
@@ -124,7 +135,8 @@ def test_a_slow_commit_is_never_passed_by_the_cursor(services: Services, kari: i
     assert [(c.patron_id, c.kind) for c in after.changes] == [(kari, "contact_changed"), (ola_id, "contact_changed")]
 
 
-@pytest.mark.parametrize("cursor", ["", "abc", "1.2", "1.2.3.4", "-1.2.3", "1.2.99999999999999999999"])
+@pytest.mark.parametrize("cursor", ["", "abc", "1.2", "1.2.3.4", "-1.2.3", "1.2.99999999999999999999",
+                                    "1.2.1099511627776", "9999999999999999999.1.1", "1.2.3\n"])
 def test_a_cursor_the_feed_never_gave_out_is_refused(reg: Registry, cursor: str) -> None:
     library(reg)
     with pytest.raises(ValidationError):

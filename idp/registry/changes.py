@@ -149,10 +149,12 @@ def _current_txid(reg: Registry) -> Any:
     return cast(cast(func.pg_current_xact_id(), Text), BigInteger) if _postgres(reg) else 0
 
 
-_XMAX = text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
-# The transaction ids of this database's running writers (32 bits: pg_stat_activity shows xid, not xid8).
-_RUNNING = text("SELECT backend_xid::text::bigint FROM pg_stat_activity "
-                "WHERE datname = current_database() AND backend_xid IS NOT NULL")
+_SNAPSHOT = text("SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint "
+                 "FROM pg_current_snapshot() AS s")
+# This database's sessions: the transaction id of each running writer (32 bits: pg_stat_activity shows xid,
+# not xid8), and whether the session is another role's that this one may not see into.
+_RUNNING = text("SELECT backend_xid::text::bigint, query = '<insufficient privilege>' FROM pg_stat_activity "
+                "WHERE datname = current_database()")
 
 
 def _horizon(reg: Registry) -> int | None:
@@ -161,13 +163,16 @@ def _horizon(reg: Registry) -> int | None:
     the same server does not hold the feed back.
 
     Read in this order: the next id first, then the running writers afresh (pg_stat_activity is cached
-    per transaction otherwise). A writer that got its id after the first read has an id at or above it."""
+    per transaction otherwise). A writer that got its id after the first read has an id at or above it.
+    If a session of another role hides its transaction id, the whole server's oldest counts instead."""
     if not _postgres(reg):
         return None
-    next_id = int(reg.session.scalar(_XMAX) or 0)
+    oldest_anywhere, next_id = (int(v) for v in reg.session.execute(_SNAPSHOT).one())
     reg.session.execute(text("SELECT pg_stat_clear_snapshot()"))
-    running = [_widen(int(xid), next_id) for xid in reg.session.scalars(_RUNNING)]
-    return min([next_id, *running])
+    sessions = reg.session.execute(_RUNNING).all()
+    if any(hidden for _, hidden in sessions):
+        return oldest_anywhere
+    return min([next_id, *(_widen(int(xid), next_id) for xid, _ in sessions if xid is not None)])
 
 
 def _widen(xid: int, near: int) -> int:

@@ -173,3 +173,11 @@ def test_events_are_kept_90_days_by_the_daily_purge_and_an_older_cursor_means_re
     clock.advance(days=80)
     with services.registry("test") as reg:
         assert changes.list_changes(reg, oslo, quiet.next, 10).changes == []
+
+
+def test_a_32_bit_transaction_id_is_read_in_the_epoch_of_the_transactions_running_now() -> None:
+    # pg_stat_activity shows 32-bit ids; the events hold 64-bit ones (epoch, id), also across a wraparound.
+    epoch = 2**32
+    assert changes._widen(5, epoch + 10) == epoch + 5
+    assert changes._widen(2**32 - 3, epoch + 10) == 2**32 - 3  # began just before the wraparound
+    assert changes._widen(7, 7) == 7

@@ -4,6 +4,7 @@ home library, and what a library may see of a patron."""
 from __future__ import annotations
 
 from idp.errors import Conflict, NotAllowed, NotFound
+from idp.registry import changes
 from idp.registry.context import Registry
 from idp.registry.libraries import current_rules, get_library
 from idp.registry.models import Library, Membership, Patron
@@ -84,6 +85,16 @@ def library_view(reg: Registry, patron: Patron, isil: str) -> LimitedRecord | Pa
     return limited_record(patron)
 
 
+def require_active(reg: Registry, patron: Patron, isil: str) -> None:
+    """A library changes a patron's details only once the patron is active there: before that it sees
+    only the minimum, so it cannot know what it would overwrite."""
+    library = get_library(reg, isil)
+    membership = _membership(patron, library)
+    if membership is None or membership.rules_accepted_at is None:
+        raise NotAllowed(f"The patron has not accepted the lending rules of {library.isil}: record that first, "
+                         "then change their details.")
+
+
 def remove_from_library(reg: Registry, patron: Patron, isil: str) -> None:
     library = get_library(reg, isil)
     membership = _membership(patron, library)
@@ -94,3 +105,5 @@ def remove_from_library(reg: Registry, patron: Patron, isil: str) -> None:
     patron.memberships.remove(membership)
     reg.session.flush()
     reg.audit("membership.remove", patron_id=patron.id, library_id=library.id)
+    # Told to the library left only: "left this library" is news to it alone, and it keeps no copy now.
+    changes.record(reg, patron.id, [library.id], "left_library")

@@ -188,7 +188,6 @@ class Patron(Base):
     phone: Mapped[str | None] = mapped_column(String(32))
     email: Mapped[str | None] = mapped_column(String(254))
     status: Mapped[str] = mapped_column(String(16), default="active")
-    loan_ban: Mapped[bool] = mapped_column(Boolean, default=False)
     home_library_id: Mapped[int] = mapped_column(ForeignKey("library.id"))
     created_at: Mapped[datetime] = mapped_column(Timestamp())
     last_activity_at: Mapped[datetime] = mapped_column(Timestamp(), index=True)
@@ -199,6 +198,7 @@ class Patron(Base):
                                                          passive_deletes=True)
     home_library: Mapped[Library] = relationship(foreign_keys=[home_library_id])
     local_library: Mapped[Library | None] = relationship(foreign_keys=[local_library_id])
+    loan_bans: Mapped[list[LoanBan]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
 
 
 class Card(Base):
@@ -244,6 +244,52 @@ class Membership(Base):
 
     def __repr__(self) -> str:
         return f"<Membership patron={self.patron_id} library={self.library_id}>"
+
+
+class LoanBan(Base):
+    """A library bars the patron from borrowing there. It counts while the patron is a member of that
+    library (idp.registry.loan_bans); the reason, if given, is the library's own note, never released."""
+
+    __tablename__ = "loan_ban"
+
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patron.id", ondelete="CASCADE"), primary_key=True)
+    library_id: Mapped[int] = mapped_column(ForeignKey("library.id"), primary_key=True, index=True)
+    set_at: Mapped[datetime] = mapped_column(Timestamp())
+    reason: Mapped[str | None] = mapped_column(String(200))
+
+    def __repr__(self) -> str:
+        return f"<LoanBan patron={self.patron_id} library={self.library_id}>"
+
+
+# What a library system's change feed tells it (idp.registry.changes).
+CHANGE_KINDS = ("contact_changed", "status_changed", "left_library", "deleted", "card_replaced", "loan_ban_set",
+                "loan_ban_cleared")
+
+
+class ChangeEvent(Base):
+    """Something changed for a patron of ``library_id``: ids and a kind only, no personal data (the library
+    re-reads the record). No FK to the patron: the event of a deletion outlives the patron.
+
+    ``txid`` orders events by the transaction that wrote them (PostgreSQL's transaction id; 0 on SQLite,
+    whose one writer commits in id order), so the feed never passes an event still being committed."""
+
+    __tablename__ = "change_event"
+    __table_args__ = (
+        Index("ix_change_event_feed", "library_id", "txid", "id"),
+        CheckConstraint(f"kind IN ({', '.join(repr(k) for k in CHANGE_KINDS)})", name="kind"),
+        # Ids are never reused, even after the retention purge empties the table (a cursor holds one).
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    txid: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    library_id: Mapped[int] = mapped_column(ForeignKey("library.id"))
+    patron_id: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(Timestamp(), index=True)
+
+    def __repr__(self) -> str:
+        return f"<ChangeEvent id={self.id} library={self.library_id} kind={self.kind}>"
 
 
 class Guardianship(Base):

@@ -10,6 +10,7 @@ from typing import Any, Literal, overload
 from sqlalchemy import delete, select, update
 
 from idp.errors import Conflict, NotAllowed, NotFound, ValidationError
+from idp.registry import changes as change_feed
 from idp.registry.cards import SecretOnFile, issue_card, require_card
 from idp.registry.context import Registry
 from idp.registry.credentials import Verification, check_password_shape, check_pin_shape
@@ -147,7 +148,7 @@ def register_patron(reg: Registry, new: NewPatron) -> tuple[Patron, Card]:
         name=name, id_kind=nid.kind.value if nid else None,
         national_id_cipher=reg.cipher.encrypt(nid.value, context=lookup) if nid and lookup else None,
         national_id_hash=lookup, local_library_id=None if national else library.id, birth_date=birth_date,
-        address_secret=new.address_secret, phone=phone, email=email, status="active", loan_ban=False,
+        address_secret=new.address_secret, phone=phone, email=email, status="active",
         home_library_id=library.id, created_at=now, last_activity_at=now)
     # A secret address is never stored: only its flag is (the National Library asks the same of libraries).
     if address is not None and not new.address_secret:
@@ -192,11 +193,12 @@ _UNSET: Any = object()
 
 def update_patron(reg: Registry, patron: Patron, *, name: str = _UNSET, email: str | None = _UNSET,
                   phone: str | None = _UNSET, address: Address | None = _UNSET,
-                  address_secret: bool | None = None, loan_ban: bool | None = None,
-                  status: str | None = None) -> list[str]:
+                  address_secret: bool | None = None, status: str | None = None) -> list[str]:
     """Change what is given, validate all of it first; returns the names of the fields changed.
 
-    A changed e-mail address or phone number leaves a notice for the patron (idp.notifications)."""
+    A changed e-mail address or phone number leaves a notice for the patron (idp.notifications), and
+    every library of the patron finds the change in its feed (idp.registry.changes). Loan bans are
+    per library: idp.registry.loan_bans."""
     changes: dict[str, Any] = {}
     if name is not _UNSET:
         changes["name"] = clean_name(name)
@@ -208,8 +210,6 @@ def update_patron(reg: Registry, patron: Patron, *, name: str = _UNSET, email: s
         if status not in ("active", "blocked"):
             raise ValidationError("A patron's status is 'active' or 'blocked'.")
         changes["status"] = status
-    if loan_ban is not None:
-        changes["loan_ban"] = bool(loan_ban)
     secret = patron.address_secret if address_secret is None else bool(address_secret)
     changes["address_secret"] = secret
     if address is not _UNSET or secret:
@@ -228,6 +228,10 @@ def update_patron(reg: Registry, patron: Patron, *, name: str = _UNSET, email: s
     if changed:
         reg.session.flush()
         reg.audit("patron.update", patron_id=patron.id, fields=sorted(changed))
+        if set(changed) - {"status"}:
+            change_feed.record_for_members(reg, patron, "contact_changed")
+        if "status" in changed:
+            change_feed.record_for_members(reg, patron, "status_changed")
     for key in ("email", "phone"):
         if key in changed:
             # Told at the old address (at the new one if there was none): after a takeover, or a
@@ -359,6 +363,8 @@ def delete_patron(reg: Registry, patron: Patron, *, reason: str = "patron_reques
                         .values(status="retired", retired_at=now, retired_reason="deleted"))
     reg.session.execute(update(Card).where(Card.patron_id == patron.id).values(patron_id=None))
     reg.audit("patron.delete", patron_id=patron.id, reason=reason, libraries=remaining)
+    # Each library erases its copy too (the purge deletes through here, so its deletions are told as well).
+    change_feed.record_for_members(reg, patron, "deleted")
     reg.session.delete(patron)
     reg.session.flush()
     return remaining

@@ -1,16 +1,17 @@
 """Delivering the notices the register queues for patrons (a lock after wrong guesses, a changed
-password, a new library, an inactivity warning): ``idp notifications deliver`` runs this, from a
-timer or with ``--every``.
+password, a new library, an inactivity warning) and for libraries (reminders of a missing data
+processing agreement): ``idp notifications deliver`` runs this, from a timer or with ``--every``.
 
 A notice goes by e-mail where the patron has an address, else by SMS, else nowhere (outcome
-``no_address``); a notice queued with an address of its own (the old address of a changed e-mail
-or phone) goes there instead. Each is sent and marked in a transaction of its own, so a crash
-repeats at most the one notice it was sending, and two deliverers running at once skip each
-other's rows (``SKIP LOCKED`` on PostgreSQL; with SQLite run one). A failed send is tried again by
-later runs, waiting longer after each failure (``BACKOFF``), up to ``MAX_ATTEMPTS`` times, so a
-mail server down for an hour loses nothing; a notice older than ``MAX_AGE`` is no longer sent, as
-a lock notice a week late would only confuse. A channel the deployment has not configured is not
-a failure of the notice: it waits, uncounted, and the run reports it.
+``no_address``); a notice queued with an address of its own (the old address of a changed e-mail or
+phone) goes there instead. A library's notice goes to its contact e-mail address. Each is sent and
+marked in a transaction of its own, so a crash repeats at most the one notice it was sending, and
+two deliverers running at once skip each other's rows (``SKIP LOCKED`` on PostgreSQL; with SQLite
+run one). A failed send is tried again by later runs, waiting longer after each failure
+(``BACKOFF``), up to ``MAX_ATTEMPTS`` times, so a mail server down for an hour loses nothing; a
+notice older than ``MAX_AGE`` is no longer sent, as a lock notice a week late would only confuse. A
+channel the deployment has not configured is not a failure of the notice: it waits, uncounted, and
+the run reports it.
 """
 
 from __future__ import annotations
@@ -102,7 +103,10 @@ def _deliver(reg: Registry, messenger: Messenger, notice: Notification, report: 
 
 def _addresses(reg: Registry, notice: Notification) -> list[tuple[Channel, str]]:
     """Where the notice may go, best first: the address it was queued with, else the patron's
-    e-mail, then phone."""
+    e-mail, then phone; a library's, its contact address."""
+    if notice.library_id is not None:
+        contact = reg.session.scalar(select(Library.contact_email).where(Library.id == notice.library_id))
+        return [(Channel.EMAIL, contact)] if contact else []
     queued = reg.notice_address(notice)
     if queued is not None:
         return [(Channel.EMAIL if "@" in queued else Channel.SMS, queued)]
@@ -117,7 +121,8 @@ def _settle(reg: Registry, notice: Notification, outcome: str, report: DeliveryR
     notice.outcome = outcome
     notice.address_cipher = None  # a settled notice keeps no address
     setattr(report, outcome, getattr(report, outcome) + 1)
-    reg.audit(f"notification.{outcome}", patron_id=notice.patron_id, kind=notice.kind, notification=notice.id)
+    reg.audit(f"notification.{outcome}", patron_id=notice.patron_id, library_id=notice.library_id, kind=notice.kind,
+              notification=notice.id)
 
 
 def _message(reg: Registry, notice: Notification, channel: Channel) -> Message:

@@ -99,6 +99,10 @@ class Settings(BaseModel):
     verify_limit_per_client: str = Field(default="6000 per minute", description=(
         "checks per partner and sending address on `POST /api/v1/verify` (a door or platform sends every "
         "patron's check from one address, far more than a per-IP login limit allows)"))
+    api_limit_per_system: str = Field(default="3000 per minute", description=(
+        "calls per library system to the register API (`/api/v1/`, all operations together, verify aside), "
+        "sized for a big library's busy desks and its nightly jobs; `idp library-system update CLIENT_ID "
+        "--rate-limit` sets another for one system"))
     argon2_time_cost: int = Field(default=OWASP_ARGON2_MIN_TIME_COST, ge=1, description=(
         "argon2id iterations; production refuses less than the OWASP minimum (m=19 MiB, t=2)"))
     argon2_memory_kib: int = Field(default=OWASP_ARGON2_MIN_MEMORY_KIB, ge=8, description=(
@@ -246,7 +250,7 @@ class Settings(BaseModel):
             raise ValueError("IDP_SECRET_KEY must have at least 32 characters (generate one with: idp keys new-secret)")
         return value
 
-    @field_validator("login_limit_per_ip", "verify_limit_per_client")
+    @field_validator("login_limit_per_ip", "verify_limit_per_client", "api_limit_per_system")
     @classmethod
     def _limit_parses(cls, value: str, info: ValidationInfo) -> str:
         try:

@@ -14,13 +14,16 @@ from flask import Blueprint, Flask, Response, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFProtect
 
-from idp.api import patrons, verify
+from idp.api import caller, changes, contact, desk, patrons, series, verify
 from idp.api.problems import Problem
 from idp.api.spec import document
 from idp.web import services
 
 docs = Blueprint("api_docs", __name__, url_prefix="/api/v1")
-BLUEPRINTS = (verify.bp, patrons.bp)
+BLUEPRINTS = (verify.bp, patrons.bp, desk.bp, contact.bp, changes.bp, series.bp)
+for _blueprint in BLUEPRINTS:
+    # Only where a library system is the caller (idp.api.caller sets the notes); partners' verify has none.
+    _blueprint.after_request(caller.add_warnings)
 
 
 @docs.get("/openapi.json")

@@ -72,7 +72,7 @@ class FullPatron(BaseModel):
     phone: str | None
     email: str | None
     status: Literal["active", "blocked"]
-    loan_ban: bool
+    loan_ban: bool = Field(description="True while any library where the patron is a member has a loan ban.")
     account: str = Field(description='"national", or the ISIL of the one library a local account lives in.')
     home_library: str
     libraries: list[Membership]

@@ -2,6 +2,8 @@
 
 A library sees the limited view until the patron has accepted its lending rules, then the full
 record (idp.registry.memberships.library_view); reading a full record is audited as the system.
+A non-compliant library sees its local patrons only (idp.registry.agreements.sees_patron): to it a
+national account is not found.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from idp.api.preconditions import etag
 from idp.api.problems import Problem, field
 from idp.api.spec import body, link, operation, problems
 from idp.errors import NotFound
-from idp.registry import memberships
+from idp.registry import agreements, memberships
 from idp.registry.context import Registry
-from idp.registry.models import Patron
+from idp.registry.models import Library, Patron
 from idp.registry.patrons import find_by_national_id, patron_by_card
 from idp.web import services
 
@@ -34,10 +36,16 @@ def answer(reg: Registry, patron: Patron, status: int = 200) -> Response:
     return response
 
 
+def visible(reg: Registry, patron: Patron | None) -> Patron | None:
+    """The patron, if this library may see them at all (a non-compliant one: its local patrons only)."""
+    library = reg.session.get(Library, caller.current().library_id)
+    return patron if patron is not None and library is not None and agreements.sees_patron(library, patron) else None
+
+
 def known_patron(reg: Registry, patron_id: int) -> Patron:
     """A patron this library has: a member here or a local account of this library. Others are not
     found, so ids cannot be walked to list the register."""
-    patron = reg.session.get(Patron, patron_id)
+    patron = visible(reg, reg.session.get(Patron, patron_id))
     library_id = caller.current().library_id
     if patron is None or not (patron.local_library_id == library_id
                               or any(m.library_id == library_id for m in patron.memberships)):
@@ -61,15 +69,18 @@ def lookup() -> Response:
     with services().registry(caller.current().actor) as reg:
         if asked.national_id is not None:
             with field("national_id"):
-                found = find_by_national_id(reg, asked.national_id)
+                found = visible(reg, find_by_national_id(reg, asked.national_id))
             if found is None:
                 raise Problem(404, "patron-not-found", "Not found.", "No national account with this identity number.")
             return answer(reg, found)
         with field("card_number"):
             try:
-                return answer(reg, patron_by_card(reg, asked.card_number or ""))
+                found = visible(reg, patron_by_card(reg, asked.card_number or ""))
             except NotFound:
-                raise Problem(404, "patron-not-found", "Not found.", "No active card with this number.") from None
+                found = None
+            if found is None:
+                raise Problem(404, "patron-not-found", "Not found.", "No active card with this number.")
+            return answer(reg, found)
 
 
 @bp.get("/patrons/<int:patron_id>")

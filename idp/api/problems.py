@@ -84,6 +84,7 @@ _TITLES = {
     404: "Not found.",
     405: "Method not allowed.",
     409: "The request conflicts with the register.",
+    410: "Gone.",
     412: "The record has changed since it was read.",
     413: "The request body is too large.",
     415: "Send the body as JSON.",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from idp.claims import release
+from idp.claims.release import valid_patron as check_valid_patron
 from idp.errors import NotAllowed, ValidationError
 from idp.registry import cards, patrons
 from idp.registry.context import Registry
@@ -91,7 +92,10 @@ def verify(reg: Registry, relying_party: RelyingParty, request: VerifyRequest) -
     names = ["valid_patron", *(f"age_over_{n:02d}" for n in request.age_over), "loan_ban"]
     released = release(reg, on_file.patron_id, relying_party, names, protocol="api")
     patrons.record_activity_on_file(reg, on_file)
-    # The check itself answers valid_patron, whatever the policy lists: it is what was asked.
-    answer = {"valid_patron": bool(released.values.get("valid_patron", True))}
+    # The check itself answers valid_patron, whatever the policy lists: it is what was asked (a patron
+    # active at no compliant library is not valid, even for a partner whose policy lists only ages).
+    valid = released.values["valid_patron"] if "valid_patron" in released.values else check_valid_patron(
+        reg, on_file.patron_id, relying_party, protocol="api")
+    answer = {"valid_patron": bool(valid)}
     answer.update((name, bool(value)) for name, value in released.values.items())
     return answer

@@ -18,7 +18,15 @@ AGE_PREFIX = "age_over_"
 
 def _valid_patron(name: str, facts: Facts, request: RequestContext) -> Value:
     # A deleted patron has no row, so every fact is None and this is False, never an error.
-    return facts.status == "active" and facts.card_active is True
+    # A patron active at no compliant library is a local patron only (idp.registry.agreements).
+    return facts.status == "active" and facts.card_active is True and facts.at_compliant_library is True
+
+
+def _why_not_valid(name: str, facts: Facts, request: RequestContext) -> str | None:
+    """For the audit: a card holder refused only because no library of theirs is compliant."""
+    if facts.status == "active" and facts.card_active is True and facts.at_compliant_library is False:
+        return "no_compliant_library"
+    return None
 
 
 def _age_over(name: str, facts: Facts, request: RequestContext) -> Value | None:
@@ -41,8 +49,9 @@ def _fact(field: str) -> Callable[[str, Facts, RequestContext], Value | None]:
     return compute
 
 
-VALID_PATRON = ClaimPlugin(names=("valid_patron",), needs=frozenset({"status", "card_active"}),
-                           compute=_valid_patron, wording=Wording(N_("that you hold a valid library card")))
+VALID_PATRON = ClaimPlugin(names=("valid_patron",), needs=frozenset({"status", "card_active", "at_compliant_library"}),
+                           compute=_valid_patron, reason=_why_not_valid,
+                           wording=Wording(N_("that you hold a valid library card")))
 
 AGE_OVER = ClaimPlugin(family=NameFamily(AGE_PREFIX, lambda nn: AGE_OVER_CLAIM.fullmatch(AGE_PREFIX + nn) is not None,
                                          label="age_over_NN"),

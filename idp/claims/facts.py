@@ -22,6 +22,7 @@ from sqlalchemy import Select, bindparam, exists, select
 
 from idp.errors import ConfigError
 from idp.registry.context import Registry
+from idp.registry.loan_bans import banned_clause
 from idp.registry.models import Card, Library, Membership, Patron
 
 # Every fact a plugin may declare, with the type it holds. All are None for a patron who is
@@ -30,9 +31,10 @@ FIELDS: Mapping[str, str] = MappingProxyType({
     "status": "str: 'active' or 'blocked'",
     "card_active": "bool: the patron holds at least one active card",
     "birth_date": "date or None",
-    "loan_ban": "bool",
+    "loan_ban": "bool: a library where the patron is a member has barred them from borrowing",
     "home_library": "str: ISIL of the home library",
     "libraries": "tuple[str, ...]: sorted ISILs of the libraries whose lending rules the patron accepted",
+    "at_compliant_library": "bool: the patron is active (rules accepted) at a library that meets the national terms",
     "name": "str",
     "email": "str or None",
 })
@@ -101,8 +103,9 @@ def load_facts(reg: Registry, patron_id: int, fields: Iterable[str]) -> dict[str
     if row is None:
         return None
     facts = {field: value for field, value in row._mapping.items() if field in wanted}
-    if "card_active" in facts:
-        facts["card_active"] = bool(facts["card_active"])  # SQLite answers EXISTS with 0/1
+    for flag in ("card_active", "at_compliant_library", "loan_ban"):
+        if flag in facts:
+            facts[flag] = bool(facts[flag])  # SQLite answers EXISTS with 0/1
     if "libraries" in wanted:
         facts["libraries"] = tuple(reg.session.scalars(_LIBRARIES, {"patron_id": patron_id}))
     return facts
@@ -118,11 +121,17 @@ def _patron_facts(wanted: frozenset[str]) -> Select[Any]:
     """The patron query for one set of facts, built once per set: every login and verify call
     reads facts, and building a statement costs more than running it."""
     columns: list[Any] = [Patron.id]
-    for field in ("status", "birth_date", "loan_ban", "name", "email"):
+    for field in ("status", "birth_date", "name", "email"):
         if field in wanted:
             columns.append(getattr(Patron, field).label(field))
+    if "loan_ban" in wanted:
+        columns.append(banned_clause().label("loan_ban"))
     if "card_active" in wanted:
         columns.append(exists().where(Card.patron_id == Patron.id, Card.status == "active").label("card_active"))
+    if "at_compliant_library" in wanted:
+        columns.append(exists().where(Membership.patron_id == Patron.id, Membership.rules_accepted_at.is_not(None),
+                                      Membership.library_id == Library.id, Library.compliant.is_(True))
+                       .label("at_compliant_library"))
     if "home_library" in wanted:
         columns.append(select(Library.isil).where(Library.id == Patron.home_library_id)
                        .scalar_subquery().label("home_library"))

@@ -64,6 +64,9 @@ class ClaimPlugin:
     names: tuple[str, ...] = ()
     family: NameFamily | None = None
     label: str = field(default="", compare=False)  # for messages; defaults to the names
+    # Optional: why a value refuses the patron something, as a short code (no personal data) that the
+    # release writes to the audit trail, e.g. valid_patron's "no_compliant_library"; None: no reason.
+    reason: Callable[[str, Facts, RequestContext], str | None] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", tuple(_as_list(self.names, "names")))
@@ -80,7 +83,8 @@ class ClaimPlugin:
         if forbidden:
             raise ConfigError(f"Claim plugin {self.label!r} would release {', '.join(forbidden)}: "
                               "birth date, age, national id, address and phone never leave the IdP.")
-        if not callable(self.compute) or not (isinstance(self.wording, Wording) or callable(self.wording)):
+        if (not callable(self.compute) or not (isinstance(self.wording, Wording) or callable(self.wording))
+                or (self.reason is not None and not callable(self.reason))):
             raise ConfigError(f"Claim plugin {self.label!r} needs a compute function and a wording.")
 
     def provides(self, name: str) -> bool:

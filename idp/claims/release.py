@@ -2,14 +2,16 @@
 
 OIDC, SAML and the back-channel API all call ``release``: it applies the relying party's policy
 again (so a protocol layer cannot release more by mistake), reads only the facts the plugins in
-play declared, computes the values and records the names in the patron's release log.
+play declared, computes the values and records the names in the patron's release log. Where a
+plugin gives a reason for refusing the patron something (valid_patron false because no library of
+theirs is compliant), the release writes it to the audit trail: the patron's log holds names only.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from idp.claims.catalogue import ClaimCatalogue, installed_claims
 from idp.claims.facts import Facts, load_facts
@@ -32,6 +34,7 @@ class Release:
 
     values: dict[str, Value]
     names: tuple[str, ...]
+    reasons: dict[str, str] = field(default_factory=dict)  # claim name -> why it refuses (for the audit)
 
     def __repr__(self) -> str:
         return f"<Release {', '.join(self.names) or 'nothing'}>"  # names only: values are personal data
@@ -47,8 +50,27 @@ def release(reg: Registry, patron_id: int, relying_party: RelyingParty, names: I
     result, patron_exists = _compute(reg, patron_id, relying_party, names, protocol, claims)
     if result.names and patron_exists:
         record_release(reg, patron_id, relying_party, result.names, protocol=protocol)
+    _audit_reasons(reg, patron_id, relying_party, result, protocol)
     log.debug("released %r to %s over %s", result.names, relying_party.client_id, protocol)
     return result
+
+
+def valid_patron(reg: Registry, patron_id: int, relying_party: RelyingParty, *, protocol: str,
+                 claims: ClaimCatalogue | None = None) -> bool:
+    """``valid_patron`` as a check answers it whatever the partner's policy lists (the back-channel
+    check is asked exactly this): computed by the same plugin, its refusal audited, not in the
+    patron's release log (it is the answer to the check, not a claim released)."""
+    result = _compute(reg, patron_id, relying_party, ["valid_patron"], protocol, claims,
+                      policy=["valid_patron"])[0]
+    _audit_reasons(reg, patron_id, relying_party, result, protocol)
+    return result.values.get("valid_patron") is True
+
+
+def _audit_reasons(reg: Registry, patron_id: int, relying_party: RelyingParty, result: Release,
+                   protocol: str) -> None:
+    for name, reason in result.reasons.items():
+        reg.audit("claims.refused", patron_id=patron_id, client_id=relying_party.client_id, claim=name,
+                  reason=reason, protocol=protocol)
 
 
 def preview(reg: Registry, patron_id: int, relying_party: RelyingParty, names: Iterable[str], *, protocol: str,
@@ -58,7 +80,7 @@ def preview(reg: Registry, patron_id: int, relying_party: RelyingParty, names: I
 
 
 def _compute(reg: Registry, patron_id: int, relying_party: RelyingParty, names: Iterable[str], protocol: str,
-             claims: ClaimCatalogue | None) -> tuple[Release, bool]:
+             claims: ClaimCatalogue | None, *, policy: Iterable[str] | None = None) -> tuple[Release, bool]:
     if protocol not in PROTOCOLS:
         raise ValidationError(f"Unknown protocol {protocol!r} for a claim release; use one of: {', '.join(PROTOCOLS)}.")
     today = reg.today()
@@ -67,7 +89,8 @@ def _compute(reg: Registry, patron_id: int, relying_party: RelyingParty, names: 
         # The protocol layers refuse such partners before login; this is the backstop.
         raise NotAllowed(f"Relying party {relying_party.client_id} may not receive claims ({reason}).")
     catalogue = claims if claims is not None else installed_claims()
-    released = decide(relying_party.claims, names, known=catalogue.provides).released
+    allowed = relying_party.claims if policy is None else policy
+    released = decide(allowed, names, known=catalogue.provides).released
     plugins = [(name, plugin) for name in released if (plugin := catalogue.plugin_for(name)) is not None]
     needed = frozenset().union(*(plugin.needs for _, plugin in plugins))
     loaded = load_facts(reg, patron_id, needed) if plugins else {}
@@ -75,9 +98,13 @@ def _compute(reg: Registry, patron_id: int, relying_party: RelyingParty, names: 
     request = RequestContext(client_id=relying_party.client_id, relying_party=relying_party.name,
                              protocol=protocol, today=today)
     values: dict[str, Value] = {}
+    reasons: dict[str, str] = {}
     for name, plugin in plugins:
-        facts = Facts(repr(plugin.label), {field: facts_of[field] for field in plugin.needs})
+        facts = Facts(repr(plugin.label), {fact: facts_of[fact] for fact in plugin.needs})
         value = check_value(plugin, name, plugin.compute(name, facts, request))
         if value is not None:
             values[name] = value
-    return Release(values, tuple(values)), loaded is not None
+        reason = plugin.reason(name, facts, request) if plugin.reason is not None else None
+        if reason:
+            reasons[name] = reason
+    return Release(values, tuple(values), reasons), loaded is not None

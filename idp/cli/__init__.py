@@ -43,7 +43,8 @@ for command in (register.db, server.keys, register.library, register.series, reg
     main.add_command(command)
 main.add_command(federation.federation)
 main.add_command(library_systems.library_system)
-for command in (library_systems.library_update, library_systems.library_set_dpa):
+for command in (library_systems.library_update, library_systems.library_show, library_systems.library_set_dpa,
+                library_systems.library_set_dpa_deadline):
     register.library.add_command(command)
 for command in (saml.rp_add_saml, saml.rp_load_saml_metadata):
     rp.rp.add_command(command)

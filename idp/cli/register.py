@@ -17,7 +17,8 @@ from idp.auth.patron_sessions import end_patron_sessions
 from idp.cli.common import Context, fail, handle_errors, out, pass_ctx, read_secret
 from idp.errors import IdpError
 from idp.registry import cards as cards_svc
-from idp.registry import guardians, libraries, memberships, owned, patrons, purge
+from idp.registry import guardians, libraries, loan_bans, memberships, owned, patrons, purge
+from idp.registry.agreements import DpaState, dpa_state
 from idp.registry.cardnumbers import national_number
 from idp.registry.records import LimitedRecord, PatronRecord
 
@@ -85,10 +86,22 @@ def library_add(ctx: Context, isil: str, name: str, card_rules: str | None) -> N
 @pass_ctx
 @handle_errors
 def library_list(ctx: Context) -> None:
-    """List libraries with their card-number series."""
+    """List libraries with their card-number series and where their data processing agreement stands."""
     with ctx.registry() as reg:
         for lib in libraries.list_libraries(reg):
-            click.echo(f"{lib.isil}\t{lib.name}\t{libraries.describe_all_series(lib)}")
+            click.echo(f"{lib.isil}\t{lib.name}\t{libraries.describe_all_series(lib)}\t"
+                       f"dpa: {describe_dpa(dpa_state(lib, reg.today()))}")
+
+
+def describe_dpa(state: DpaState) -> str:
+    """One phrase for operators: signed DATE / none / due DATE / overdue since DATE / refused since DATE."""
+    if state.signed is not None:
+        return f"signed {state.signed.isoformat()}"
+    if state.deadline is None:
+        return "none"
+    if state.refused:
+        return f"refused since {state.refused_from.isoformat() if state.refused_from else ''}"
+    return f"{'overdue since' if state.overdue else 'due'} {state.deadline.isoformat()}"
 
 
 # -- series -----------------------------------------------------------------------------------
@@ -317,21 +330,48 @@ def patron_show(ctx: Context, card: str, isil: str | None, as_json: bool) -> Non
 @click.option("--postal-code")
 @click.option("--city")
 @click.option("--secret-address/--no-secret-address", default=None)
-@click.option("--loan-ban/--no-loan-ban", default=None)
 @click.option("--status", type=click.Choice(["active", "blocked"]))
 @pass_ctx
 @handle_errors
 def patron_update(ctx: Context, card: str, name: str | None, email: str | None, phone: str | None,
                   street: str | None, postal_code: str | None, city: str | None, secret_address: bool | None,
-                  loan_ban: bool | None, status: str | None) -> None:
-    """Change a patron's data (only the options given)."""
+                  status: str | None) -> None:
+    """Change a patron's data (only the options given). Loan bans are per library: patron loan-ban."""
     given: dict[str, Any] = {k: v for k, v in {"name": name, "email": email, "phone": phone}.items() if v is not None}
     if any((street, postal_code, city)):
         given["address"] = _address(street, postal_code, city)
     with ctx.registry() as reg:
         changed = patrons.update_patron(reg, patrons.patron_by_card(reg, card), address_secret=secret_address,
-                                        loan_ban=loan_ban, status=status, **given)
+                                        status=status, **given)
         out(changed=", ".join(changed) or "nothing")
+
+
+@patron.command("loan-ban")
+@click.argument("card")
+@click.argument("isil")
+@click.option("--reason", help="The library's own note (never released to partners).")
+@pass_ctx
+@handle_errors
+def patron_loan_ban(ctx: Context, card: str, isil: str, reason: str | None) -> None:
+    """Bar a patron from borrowing at ISIL (a library they are a member of)."""
+    with ctx.registry() as reg:
+        p = patrons.patron_by_card(reg, card)
+        loan_bans.set_loan_ban(reg, p, isil, reason=reason)
+        out(library=libraries.canonical_isil(isil), loan_ban="yes")
+
+
+@patron.command("clear-loan-ban")
+@click.argument("card")
+@click.argument("isil")
+@pass_ctx
+@handle_errors
+def patron_clear_loan_ban(ctx: Context, card: str, isil: str) -> None:
+    """Lift ISIL's loan ban; the patron stays banned while another library of theirs has one."""
+    with ctx.registry() as reg:
+        p = patrons.patron_by_card(reg, card)
+        cleared = loan_bans.clear_loan_ban(reg, p, isil)
+        out(library=libraries.canonical_isil(isil), cleared="yes" if cleared else "no (there was none)",
+            still_banned="yes" if loan_bans.is_banned(p) else "no")
 
 
 @patron.command("join")
@@ -420,14 +460,18 @@ def card_merge(ctx: Context, local_card: str, national_card: str) -> None:
 @pass_ctx
 @handle_errors
 def purge_inactive(ctx: Context, dry_run: bool) -> None:
-    """Warn patrons idle for almost 3 years, delete those warned 30+ days ago, end outgrown guardianships."""
+    """Run daily: warn patrons idle for almost 3 years, delete those warned 30+ days ago, end outgrown
+    guardianships, remind libraries without a data processing agreement, erase change-feed events older
+    than 90 days."""
     with ctx.registry() as reg:
         report = purge.purge_inactive(reg, dry_run=dry_run)
         if dry_run:
             reg.session.rollback()
     verb = "would " if dry_run else ""
     out(**{f"{verb}warn": len(report.warned), f"{verb}delete": len(report.deleted),
-           f"{verb}end_guardianships": len(report.guardianships_ended)})
+           f"{verb}end_guardianships": len(report.guardianships_ended),
+           f"{verb}remind_libraries": len(report.dpa_reminded),
+           f"{verb}erase_changes": report.changes_erased})
     for pid in report.deleted:
         click.echo(f"{verb}delete patron id {pid}")
 
@@ -436,7 +480,7 @@ def purge_inactive(ctx: Context, dry_run: bool) -> None:
 
 @click.group("notifications")
 def notifications_group() -> None:
-    """Notices owed to patrons (locked login, changed account, new library, inactivity)."""
+    """Notices owed to patrons (locked login, changed account, new library, inactivity) and libraries (DPA)."""
 
 
 @notifications_group.command("deliver")

@@ -1,4 +1,4 @@
-"""What patrons are sent, in Norwegian bokmål and English.
+"""What patrons (and libraries) are sent, in Norwegian bokmål and English.
 
 E-mails carry both languages (the patron's first), as a reader of either must understand a code
 they did not ask for; an SMS is short and carries the patron's language only. The texts are data
@@ -73,8 +73,9 @@ def reset_link_email(page: str, token: str, minutes: int, lang: str | None = "nb
 
 
 # -- notices: what happened to the patron's account (idp.notifications delivers them) ----------
-# Placeholders: {failures}, {thing}, {library}, {date}. Each notice says what to do if it was not
-# the patron's doing, and never carries a code, a card number or an address.
+# Placeholders: {failures}, {thing}, {library}, {date}, {deadline}, {refused_from}. Each notice says
+# what to do if it was not the patron's doing, and never carries a code, a card number or an address.
+# The dpa_* notices go to a library's contact address and say what to do by when.
 _NOTICE_EMAIL = {
     "login_locked": {
         "nb": ("Innloggingen med bibliotekkortet ditt er sperret etter {failures} feil passord eller PIN-koder "
@@ -105,12 +106,39 @@ _NOTICE_EMAIL = {
         "en": ("Your library account has not been used for almost three years. It will be deleted on {date} "
                "unless you log in or use your library card before then."),
     },
+    "dpa_reminder": {
+        "nb": ("Nasjonalbiblioteket har ikke registrert en signert databehandleravtale for {library}. Fristen "
+               "var {deadline}.\n"
+               "Fra {refused_from} avviser det nasjonale lånerregisteret bibliotekets eget bibliotekssystem "
+               "(oppslag, registrering og endring av lånere) til avtalen er registrert. Lånerne selv merker "
+               "ingenting.\n"
+               "Signer avtalen og send den til Nasjonalbiblioteket så snart som mulig."),
+        "en": ("The National Library has no signed data processing agreement on record for {library}. The "
+               "deadline was {deadline}.\n"
+               "From {refused_from} the national patron register will refuse the library's own library system "
+               "(looking up, registering and changing patrons) until the agreement is recorded. Patrons "
+               "themselves are not affected.\n"
+               "Sign the agreement and send it to the National Library as soon as possible."),
+    },
+    "dpa_last_notice": {
+        "nb": ("Siste varsel: Nasjonalbiblioteket har fortsatt ikke registrert en signert databehandleravtale "
+               "for {library} (fristen var {deadline}).\n"
+               "Fra {refused_from} avviser det nasjonale lånerregisteret bibliotekets eget bibliotekssystem "
+               "til avtalen er registrert. Signer avtalen og send den til Nasjonalbiblioteket før den datoen."),
+        "en": ("Last notice: the National Library still has no signed data processing agreement on record for "
+               "{library} (the deadline was {deadline}).\n"
+               "From {refused_from} the national patron register will refuse the library's own library system "
+               "until the agreement is recorded. Sign the agreement and send it to the National Library "
+               "before that date."),
+    },
 }
 _NOTICE_SUBJECT = {
     "login_locked": {"nb": "Innloggingen er sperret", "en": "Login locked"},
     "account_changed": {"nb": "Kontoen din er endret", "en": "Your account was changed"},
     "library_added": {"nb": "Nytt bibliotek", "en": "New library"},
     "inactivity_warning": {"nb": "Kontoen din slettes", "en": "Your account will be deleted"},
+    "dpa_reminder": {"nb": "Databehandleravtale mangler", "en": "Data processing agreement missing"},
+    "dpa_last_notice": {"nb": "Siste varsel: databehandleravtale", "en": "Last notice: agreement missing"},
 }
 # An SMS is short and in bokmål: a notice knows no request, so no language to choose by.
 _NOTICE_SMS = {
@@ -119,6 +147,9 @@ _NOTICE_SMS = {
     "account_changed": "{thing} for bibliotekinnloggingen din er {done}. Var det ikke deg, kontakt biblioteket.",
     "library_added": "{library} har lagt deg til som låner. Har du ikke bedt om det, kontakt biblioteket.",
     "inactivity_warning": "Bibliotekkontoen din slettes {date} med mindre du logger inn eller bruker kortet før det.",
+    # A library's notice goes by e-mail only; these are here so every kind has both forms.
+    "dpa_reminder": "{library} mangler databehandleravtale (frist {deadline}). Systemet avvises fra {refused_from}.",
+    "dpa_last_notice": "Siste varsel: {library} mangler databehandleravtale. Systemet avvises fra {refused_from}.",
 }
 # What account_changed's "what" names, and what was done to it, as each language's sentence needs it.
 _CHANGED = {"nb": "endret", "en": "changed"}
@@ -134,13 +165,18 @@ _ACCOUNT = ({"nb": "Kontoen", "en": "account"}, _CHANGED)
 NOTICE_KINDS = frozenset(_NOTICE_EMAIL)
 
 
-def _notice_values(data: dict[str, object], lang: str, library: str | None) -> dict[str, object]:
-    thing, done = _THINGS.get(str(data.get("what", "")), _ACCOUNT)
-    day = str(data.get("deletion_on", ""))
+def _day(data: dict[str, object], key: str, lang: str) -> str:
+    day = str(data.get(key, ""))
     if lang == "nb" and len(day) == 10:  # ISO date: 2027-01-06 -> 06.01.2027
         day = f"{day[8:10]}.{day[5:7]}.{day[0:4]}"
+    return day
+
+
+def _notice_values(data: dict[str, object], lang: str, library: str | None) -> dict[str, object]:
+    thing, done = _THINGS.get(str(data.get("what", "")), _ACCOUNT)
     return {"failures": data.get("failures", ""), "thing": thing[lang], "done": done[lang],
-            "library": library or data.get("library", ""), "date": day}
+            "library": library or data.get("library", ""), "date": _day(data, "deletion_on", lang),
+            "deadline": _day(data, "deadline", lang), "refused_from": _day(data, "refused_from", lang)}
 
 
 def notice_email(kind: str, data: dict[str, object], library: str | None = None) -> Message:

@@ -15,8 +15,7 @@ indexed read the API makes anyway.
 Scopes: a request without ``scope`` gets DEFAULT_SCOPE, the least of them (RFC 6749 section 3.3
 allows a default); nothing grants more than the request names.
 
-JWKS: inline only for now. A system registered with a JWKS URL is refused (invalid_client) until
-fetching it (https, timeout, size limit, short cache) lands.
+JWKS: inline, or fetched from the system's URL and cached briefly (idp.oidc.remote_jwks).
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +39,7 @@ from pyop.exceptions import InvalidClientAuthentication
 from idp.errors import NotAllowed, NotFound
 from idp.oidc.errors import InvalidClient, InvalidScope
 from idp.oidc.provider import basic_credentials
+from idp.oidc.remote_jwks import RemoteJwks
 from idp.registry import library_systems
 from idp.registry.context import Registry
 from idp.registry.models import LibrarySystem
@@ -69,6 +69,8 @@ class LibraryAccess:
     isil: str
     scopes: tuple[str, ...]
     expires_at: int  # epoch seconds, by the register's clock
+    # The system's own limit on API calls (None: the default); read from the register at each introspection.
+    rate_limit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class LibraryClients:
                  clock: Callable[[], datetime], audiences: tuple[str, ...]) -> None:
         # audiences: an assertion's aud is our issuer or our token endpoint (RFC 7523 section 3).
         self._registry, self._state, self._clock, self._audiences = registry, state, clock, audiences
+        self._remote_jwks = RemoteJwks(state)
 
     # -- the token endpoint -----------------------------------------------------------------------
     def is_library_system(self, fields: Mapping[str, str], authorization: str | None) -> bool:
@@ -139,7 +142,8 @@ class LibraryClients:
         """A new opaque access token and what it allows; only its digest is stored."""
         token = secrets.token_urlsafe(32)
         access = LibraryAccess(client_id, library_id, isil, scopes, self._now() + ACCESS_TOKEN_LIFETIME)
-        self._state.put(_token_key(token), json.dumps(access.__dict__).encode(), ACCESS_TOKEN_LIFETIME)
+        kept = {name: value for name, value in access.__dict__.items() if name != "rate_limit"}
+        self._state.put(_token_key(token), json.dumps(kept).encode(), ACCESS_TOKEN_LIFETIME)
         return token, access
 
     def introspect(self, token: str, address: str | None = None) -> LibraryAccess | None:
@@ -162,7 +166,7 @@ class LibraryClients:
             return None
         if address is not None and not library_systems.address_allowed(found[0], address):
             raise NotAllowed("This library system may not call from this address (its allow-list).")
-        return access
+        return replace(access, rate_limit=found[0].rate_limit)
 
     # -- client authentication ----------------------------------------------------------------------
     def _authenticate(self, reg: Registry, fields: Mapping[str, str], authorization: str | None,
@@ -185,11 +189,16 @@ class LibraryClients:
 
     def _verify_assertion(self, system: LibrarySystem, assertion: str) -> None:
         """An RFC 7523 client assertion signed by a key of the system's JWKS, used once."""
-        if system.jwks is None:
-            raise InvalidClient("this client's JWKS is at a URL, which is not supported yet: register it inline")
         client_id = system.client_id
+        if system.jwks is not None:
+            keys = JWKSet.from_json(system.jwks)
+        elif system.jwks_uri is not None:
+            kid = _unverified_header(assertion).get("kid")
+            keys = self._remote_jwks.keys(client_id, system.jwks_uri, kid if isinstance(kid, str) else None)
+        else:
+            raise InvalidClient("this client authenticates with its client secret (client_secret_basic)")
         try:
-            verified = JWT(jwt=assertion, key=JWKSet.from_json(system.jwks), algs=list(ASSERTION_ALGS),
+            verified = JWT(jwt=assertion, key=keys, algs=list(ASSERTION_ALGS),
                            expected_type="JWS", check_claims={"iss": client_id, "sub": client_id,
                                                               "aud": list(self._audiences), "exp": None, "jti": None})
             claims = json.loads(verified.claims)
@@ -233,13 +242,27 @@ def _presented(fields: Mapping[str, str], authorization: str | None) -> _Present
     return presented
 
 
-def _unverified_issuer(assertion: str) -> str:
-    """Who an assertion says it is from, to find the keys that will verify it (nothing is trusted yet)."""
+def _unverified(assertion: str) -> JWS:
     if len(assertion) > _MAX_ASSERTION:
         raise InvalidClient("the client assertion is too long")
     try:
         jws = JWS()
         jws.deserialize(assertion)
+    except (JWException, ValueError, TypeError, KeyError, AttributeError):
+        raise InvalidClient("the client assertion is not a JWT") from None
+    return jws
+
+
+def _unverified_header(assertion: str) -> dict[str, Any]:
+    """The assertion's JOSE header, to pick the key that will verify it (nothing is trusted yet)."""
+    header = _unverified(assertion).jose_header
+    return header if isinstance(header, dict) else {}
+
+
+def _unverified_issuer(assertion: str) -> str:
+    """Who an assertion says it is from, to find the keys that will verify it (nothing is trusted yet)."""
+    jws = _unverified(assertion)
+    try:
         issuer = json.loads(jws.objects["payload"]).get("iss")
     except (JWException, ValueError, TypeError, KeyError, AttributeError):
         raise InvalidClient("the client assertion is not a JWT") from None

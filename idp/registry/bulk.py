@@ -55,14 +55,14 @@ MAX_BATCH = 20_000
 _IN_SLICE = 900
 
 _PATRON_COLUMNS = ("id", "name", "id_kind", "national_id_cipher", "national_id_hash", "birth_date",
-                   "address_secret", "phone", "email", "status", "loan_ban", "home_library_id",
+                   "address_secret", "phone", "email", "status", "home_library_id",
                    "created_at", "last_activity_at")
 _CARD_COLUMNS = ("number", "kind", "library_id", "patron_id", "status", "issued_at")
 _MEMBERSHIP_COLUMNS = ("patron_id", "library_id", "added_at", "rules_accepted_at")
 # Binary COPY needs each column's type; it spares the text round trip of the bytea columns and
 # was about 12% faster on the benchmark than text COPY.
 _PATRON_TYPES = ("int4", "varchar", "varchar", "bytea", "bytea", "date", "bool", "varchar", "varchar", "varchar",
-                 "bool", "int4", "timestamptz", "timestamptz")
+                 "int4", "timestamptz", "timestamptz")
 _CARD_TYPES = ("varchar", "varchar", "int4", "int4", "varchar", "timestamptz")
 _MEMBERSHIP_TYPES = ("int4", "int4", "timestamptz", "timestamptz")
 
@@ -205,7 +205,7 @@ def _runs(values: Sequence[int]) -> list[list[int]]:
 
 def _patron_values(c: _Clean, reg: Registry, library: Library, now: datetime) -> tuple[Any, ...]:
     return (c.name, c.kind, reg.cipher.encrypt(c.value, context=c.lookup), c.lookup, c.birth_date, False,
-            c.phone, c.email, "active", False, library.id, now, now)
+            c.phone, c.email, "active", library.id, now, now)
 
 
 class _CopyWriter:

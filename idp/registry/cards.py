@@ -15,9 +15,10 @@ from sqlalchemy.orm import joinedload
 from idp.errors import CardOutsideSeries, Conflict, InvalidCardNumber, NotAllowed, NotFound, ValidationError
 from idp.registry.cardnumbers import (RuleSet, canonical, generic, lookup_candidates, national_form, national_number,
                                       national_value)
+from idp.registry import changes
 from idp.registry.context import Registry
 from idp.registry.libraries import describe_all_series
-from idp.registry.models import (Card, CardSeries, Credential, Guardianship, Library, Membership, Patron,
+from idp.registry.models import (Card, CardSeries, Credential, Guardianship, Library, LoanBan, Membership, Patron,
                                  UpstreamIdentity)
 from idp.registry.national_id import IdKind
 
@@ -53,13 +54,15 @@ def issue_card(reg: Registry, patron: Patron, library: Library, *, kind: str, nu
             _check_in_series(library, canonical_number)
     if reg.session.scalar(select(Card.id).where(Card.number == canonical_number)) is not None:
         raise Conflict(f"Card number {canonical_number} has already been issued.")
-    if kind == "printed":
-        for old in _active(patron, "digital"):
-            _retire(reg, old, "replaced_by_printed")
+    replaced = _active(patron, "digital") if kind == "printed" else []
+    for old in replaced:
+        _retire(reg, old, "replaced_by_printed")
     card = Card(number=canonical_number, kind=kind, library_id=library.id, status="active", issued_at=reg.now())
     patron.cards.append(card)
     reg.session.flush()
     reg.audit("card.issue", patron_id=patron.id, library_id=library.id, card_id=card.id, kind=kind)
+    if replaced:
+        changes.record_for_members(reg, patron, "card_replaced")
     return card
 
 
@@ -209,16 +212,39 @@ def merge_local_card(reg: Registry, local_typed: str, national_typed: str) -> Pa
     """Attach a local account to the person's national account; the local number stops working."""
     local = require_card(reg, local_typed)
     national = require_card(reg, national_typed)
-    source, target = local.patron, national.patron
-    assert source is not None and target is not None  # noqa: S101 - require_card answers only cards with a patron
+    assert national.patron is not None  # noqa: S101 - require_card answers only cards with a patron
+    if national.kind == "local" or national.patron.local_library_id is not None:
+        if local.kind != "local":
+            raise ValidationError("The first card must be a local card.")
+        raise ValidationError("The second card must be a national card.")
+    return merge_into_account(reg, local, national.patron)
+
+
+def merge_local_card_of(reg: Registry, library: Library, local_typed: str, target: Patron) -> Patron:
+    """A library merges one of its own local cards into the national account ``target``."""
+    local = require_card(reg, local_typed)
+    if local.kind == "local" and local.library_id != library.id:
+        raise NotAllowed(f"This local card belongs to another library; only that library can merge it, "
+                         f"not {library.isil}.")
+    if target.local_library_id is not None:
+        raise ValidationError("A local card can only be merged into a national account.")
+    return merge_into_account(reg, local, target)
+
+
+def merge_into_account(reg: Registry, local: Card, target: Patron) -> Patron:
+    """The local account behind the card ``local`` joins the national account ``target``."""
+    source = local.patron
+    assert source is not None  # noqa: S101 - require_card answers only cards with a patron
     if local.kind != "local" or source.local_library_id is None:
         raise ValidationError("The first card must be a local card.")
-    if national.kind == "local" or target.local_library_id is not None:
-        raise ValidationError("The second card must be a national card.")
     if source.national_id_hash is not None and source.national_id_hash != target.national_id_hash:
         raise Conflict("These cards belong to different people (their national identity numbers differ).")
+    moved_to = [m.library_id for m in source.memberships]
     for membership in list(source.memberships):
         _move_membership(membership, target)
+    for ban in source.loan_bans:  # a library's ban follows the person into the national account
+        if not any(b.library_id == ban.library_id for b in target.loan_bans):
+            target.loan_bans.append(LoanBan(library_id=ban.library_id, set_at=ban.set_at, reason=ban.reason))
     reg.session.execute(update(Guardianship).where(Guardianship.guardian_id == source.id)
                         .values(guardian_id=target.id))
     reg.session.execute(update(Guardianship).where(Guardianship.child_id == source.id)
@@ -229,6 +255,9 @@ def merge_local_card(reg: Registry, local_typed: str, national_typed: str) -> Pa
     _move_upstream_links(reg, source, target)
     reg.session.flush()
     reg.audit("patron.merge", patron_id=target.id, library_id=source.local_library_id, merged_patron_id=source.id)
+    # The local account is gone (its library erases it) and the national one now holds its card.
+    changes.record(reg, source.id, moved_to, "deleted")
+    changes.record_for_members(reg, target, "card_replaced")
     reg.session.delete(source)
     reg.session.flush()
     return target
@@ -254,5 +283,6 @@ def _move_membership(membership: Membership, target: Patron) -> None:
     membership.patron.memberships.remove(membership)  # delete-orphan removes the old row
 
 
-__all__ = ["KINDS", "SecretOnFile", "find_card", "find_secret_on_file", "issue_card", "merge_local_card",
+__all__ = ["KINDS", "SecretOnFile", "find_card", "find_secret_on_file", "issue_card", "merge_into_account",
+           "merge_local_card", "merge_local_card_of",
            "require_card"]

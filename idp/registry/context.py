@@ -70,8 +70,14 @@ class Registry:
         self.session.add(Notification(patron_id=patron_id, kind=kind, data=data, created_at=self.now(),
                                       address_cipher=address))
 
+    def notify_library(self, library_id: int, kind: str, **data: Any) -> None:
+        """Queue a notice for a library, sent later to its contact address as it then stands."""
+        if kind not in NOTIFICATION_KINDS:
+            raise ValueError(f"unknown notification kind {kind!r}")
+        self.session.add(Notification(library_id=library_id, kind=kind, data=data, created_at=self.now()))
+
     def notice_address(self, notice: Notification) -> str | None:
-        """The address a notice was queued with (``notify(to=...)``), if any."""
-        if notice.address_cipher is None:
+        """The address a patron's notice was queued with (``notify(to=...)``), if any."""
+        if notice.address_cipher is None or notice.patron_id is None:
             return None
         return self.cipher.decrypt(notice.address_cipher, context=notice_address_context(notice.patron_id))

@@ -11,12 +11,15 @@ from sqlalchemy.exc import IntegrityError
 from idp.errors import Conflict, NotFound, SeriesOverlap, ValidationError
 from idp.registry.cardnumbers import NATIONAL_DIGITS, RuleSet, national_number
 from idp.registry.context import Registry
-from idp.registry.models import CardSeries, Library
+from idp.registry.models import CardSeries, LendingRules, Library
 
 # ISO 15511: a prefix (country code or other agency), a hyphen, an identifier; 16 characters at most.
 _ISIL = re.compile(r"[A-Z]{1,4}-[A-Za-z0-9:/\-]{1,11}")
 MAX_SERIES = 10**NATIONAL_DIGITS - 1
 MAX_SERIES_COUNT = 1_000_000
+# What a library system may reserve in one call (issue 15): enough for years of cards, small enough that
+# a typo or a runaway script cannot take a large part of the national range.
+MAX_LIBRARY_SERIES_COUNT = 100_000
 USAGES = ("printed", "digital")
 _SERIES_LOCK = 0x5E_41E5  # any constant unique to this lock
 
@@ -76,8 +79,9 @@ def describe_all_series(library: Library, usage: str | None = None) -> str:
 
 
 def reserve_series(reg: Registry, isil: str, count: int, *, first: int | None = None,
-                   usage: str = "printed") -> CardSeries:
-    """Reserve ``count`` consecutive national numbers for a library.
+                   usage: str = "printed", at_most: int = MAX_SERIES_COUNT) -> CardSeries:
+    """Reserve ``count`` consecutive national numbers for a library, at most ``at_most`` of them
+    (MAX_LIBRARY_SERIES_COUNT when the library's own system asks).
 
     With ``first`` the range is exactly that one, refused if it touches another reservation.
     Without it the next free range after every existing one is taken; a concurrent reservation
@@ -87,8 +91,9 @@ def reserve_series(reg: Registry, isil: str, count: int, *, first: int | None = 
     library = get_library(reg, isil)
     if usage not in USAGES:
         raise ValidationError("A series is reserved for 'printed' or 'digital' cards.")
-    if not isinstance(count, int) or not 1 <= count <= MAX_SERIES_COUNT:
-        raise ValidationError(f"A series holds 1 to {MAX_SERIES_COUNT:,} numbers.")
+    at_most = min(at_most, MAX_SERIES_COUNT)
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= at_most:
+        raise ValidationError(f"A series holds 1 to {at_most:,} numbers.")
     if first is not None and (not isinstance(first, int) or first < 1):
         raise ValidationError("A series starts at N000000001 or later.")
     start = first if first is not None else _next_free(reg)
@@ -132,3 +137,9 @@ def _next_free(reg: Registry) -> int:
 def _overlapping(reg: Registry, first: int, last: int) -> CardSeries | None:
     return reg.session.scalar(select(CardSeries).where(CardSeries.first_number <= last,
                                                        CardSeries.last_number >= first).limit(1))
+
+
+def current_rules(reg: Registry, library: Library) -> LendingRules | None:
+    """The library's newest lending rules, or None before any were recorded (idp.registry.agreements)."""
+    return reg.session.scalar(select(LendingRules).where(LendingRules.library_id == library.id)
+                              .order_by(LendingRules.version.desc()).limit(1))

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from jwcrypto.common import JWException
 from jwcrypto.jwk import JWK
+from limits import parse_many
 from sqlalchemy import select
 
 from idp.errors import NotAllowed, NotFound, ValidationError
@@ -29,6 +30,7 @@ MAX_NAME = 200
 MAX_JWKS_URI = 2000
 MAX_JWKS = 64 * 1024  # a handful of public keys; anything bigger is not a JWKS
 MAX_ALLOWED_NETWORKS = 100
+MAX_RATE_LIMIT = 200
 PRIVATE_KEY_JWT, CLIENT_SECRET_BASIC = "private_key_jwt", "client_secret_basic"
 _CLIENT_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
@@ -100,6 +102,19 @@ def clean_networks(networks: Iterable[str]) -> list[str]:
     return cleaned
 
 
+def clean_rate_limit(text: str) -> str:
+    """A limit on API calls in flask-limiter's syntax ("3000 per minute;100000 per day")."""
+    text = text.strip() if isinstance(text, str) else ""
+    try:
+        parsed = parse_many(text) if 0 < len(text) <= MAX_RATE_LIMIT and text.isprintable() else []
+    except ValueError:
+        parsed = []
+    if not parsed or any(item.amount < 1 or item.multiples < 1 for item in parsed):
+        raise ValidationError(f"A rate limit looks like '3000 per minute' or '3000 per minute;100000 per day' "
+                              f"(at most {MAX_RATE_LIMIT} characters, at least 1 call per period).")
+    return text
+
+
 # -- the service ------------------------------------------------------------------------------
 
 def auth_method(system: LibrarySystem) -> str:
@@ -107,7 +122,7 @@ def auth_method(system: LibrarySystem) -> str:
 
 
 def add(reg: Registry, isil: str, name: str, *, jwks: str | None = None, jwks_uri: str | None = None,
-        allowed_ips: Iterable[str] = ()) -> tuple[LibrarySystem, str | None]:
+        allowed_ips: Iterable[str] = (), rate_limit: str | None = None) -> tuple[LibrarySystem, str | None]:
     """Register a library's system. Returns it with its client secret, which exists nowhere else
     afterwards (None for a JWKS client, which has none)."""
     if jwks is not None and jwks_uri is not None:
@@ -117,15 +132,29 @@ def add(reg: Registry, isil: str, name: str, *, jwks: str | None = None, jwks_ur
     system = LibrarySystem(client_id=new_client_id(), library_id=library.id, name=clean_name(name),
                            jwks=clean_jwks(jwks) if jwks is not None else None,
                            jwks_uri=clean_jwks_uri(jwks_uri) if jwks_uri is not None else None,
-                           allowed_ips=clean_networks(allowed_ips), disabled=False, created_at=now, updated_at=now)
+                           allowed_ips=clean_networks(allowed_ips),
+                           rate_limit=clean_rate_limit(rate_limit) if rate_limit is not None else None,
+                           disabled=False, created_at=now, updated_at=now)
     secret = None
     if system.jwks is None and system.jwks_uri is None:
         secret, system.secret_hash = new_secret()
     reg.session.add(system)
     reg.session.flush()
     reg.audit("library_system.add", library_id=library.id, client_id=system.client_id,
-              auth_method=auth_method(system), allowed_ips=list(system.allowed_ips))
+              auth_method=auth_method(system), allowed_ips=list(system.allowed_ips), rate_limit=system.rate_limit)
     return system, secret
+
+
+def set_rate_limit(reg: Registry, client_id: str, rate_limit: str | None) -> LibrarySystem:
+    """Give a system its own limit on API calls, or (None) return it to IDP_API_LIMIT_PER_SYSTEM."""
+    cleaned = clean_rate_limit(rate_limit) if rate_limit is not None else None
+    system = get(reg, client_id)
+    if system.rate_limit != cleaned:
+        system.rate_limit, system.updated_at = cleaned, reg.now()
+        reg.session.flush()
+        reg.audit("library_system.rate_limit", library_id=system.library_id, client_id=system.client_id,
+                  rate_limit=cleaned)
+    return system
 
 
 def get(reg: Registry, client_id: str) -> LibrarySystem:

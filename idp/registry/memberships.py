@@ -3,9 +3,10 @@ home library, and what a library may see of a patron."""
 
 from __future__ import annotations
 
-from idp.errors import NotAllowed, NotFound
+from idp.errors import Conflict, NotAllowed, NotFound
+from idp.registry import changes
 from idp.registry.context import Registry
-from idp.registry.libraries import get_library
+from idp.registry.libraries import current_rules, get_library
 from idp.registry.models import Library, Membership, Patron
 from idp.registry.patrons import read_full_record
 from idp.registry.records import LimitedRecord, PatronRecord, limited_record
@@ -32,12 +33,34 @@ def add_to_library(reg: Registry, patron: Patron, isil: str) -> Membership:
 
 
 def accept_lending_rules(reg: Registry, patron: Patron, isil: str) -> Membership:
+    """The patron accepts the library's lending rules as they stand now (the current version)."""
     library = get_library(reg, isil)
-    membership = _membership(patron, library) or add_to_library(reg, patron, isil)
-    if membership.rules_accepted_at is None:
-        membership.rules_accepted_at = reg.now()
+    rules = current_rules(reg, library)
+    return _accept(reg, patron, library, rules.version if rules else None)
+
+
+def accept_stated_rules(reg: Registry, patron: Patron, isil: str, version: int | None) -> Membership:
+    """The patron accepted the rules text with ``version`` (a desk saying what it showed): it must be the
+    library's current one, so nobody is recorded as accepting a text they never saw. A library with
+    no rules text yet takes no version (None)."""
+    library = get_library(reg, isil)
+    rules = current_rules(reg, library)
+    current = rules.version if rules else None
+    if version != current:
+        if current is None:
+            raise Conflict(f"{library.isil} has no lending rules text yet: accept without a version.")
+        raise Conflict(f"The current lending rules of {library.isil} are version {current}; "
+                       "show the patron that text and send its version.")
+    return _accept(reg, patron, library, current)
+
+
+def _accept(reg: Registry, patron: Patron, library: Library, version: int | None) -> Membership:
+    membership = _membership(patron, library) or add_to_library(reg, patron, library.isil)
+    # Accepting a newer text is recorded too; the same one again changes nothing.
+    if membership.rules_accepted_at is None or (version is not None and membership.rules_version != version):
+        membership.rules_accepted_at, membership.rules_version = reg.now(), version
         reg.session.flush()
-        reg.audit("membership.activate", patron_id=patron.id, library_id=library.id)
+        reg.audit("membership.activate", patron_id=patron.id, library_id=library.id, rules_version=version)
     return membership
 
 
@@ -62,6 +85,16 @@ def library_view(reg: Registry, patron: Patron, isil: str) -> LimitedRecord | Pa
     return limited_record(patron)
 
 
+def require_active(reg: Registry, patron: Patron, isil: str) -> None:
+    """A library changes a patron's details only once the patron is active there: before that it sees
+    only the minimum, so it cannot know what it would overwrite."""
+    library = get_library(reg, isil)
+    membership = _membership(patron, library)
+    if membership is None or membership.rules_accepted_at is None:
+        raise NotAllowed(f"The patron has not accepted the lending rules of {library.isil}: record that first, "
+                         "then change their details.")
+
+
 def remove_from_library(reg: Registry, patron: Patron, isil: str) -> None:
     library = get_library(reg, isil)
     membership = _membership(patron, library)
@@ -72,3 +105,5 @@ def remove_from_library(reg: Registry, patron: Patron, isil: str) -> None:
     patron.memberships.remove(membership)
     reg.session.flush()
     reg.audit("membership.remove", patron_id=patron.id, library_id=library.id)
+    # Told to the library left only: "left this library" is news to it alone, and it keeps no copy now.
+    changes.record(reg, patron.id, [library.id], "left_library")

@@ -69,6 +69,10 @@ class Library(Base):
     contact_email: Mapped[str | None] = mapped_column(String(254))
     compliant: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     dpa_signed: Mapped[date | None] = mapped_column(Date)
+    # By when the DPA must be signed (NULL: no deadline set), and how many of the reminders due
+    # after it (agreements.REMINDER_DAYS) were queued: the daily run sends each one once.
+    dpa_deadline: Mapped[date | None] = mapped_column(Date)
+    dpa_reminders_sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     series: Mapped[list[CardSeries]] = relationship(back_populates="library", order_by="CardSeries.first_number")
     lending_rules: Mapped[list[LendingRules]] = relationship(order_by="LendingRules.version")
@@ -115,6 +119,8 @@ class LibrarySystem(Base):
     secret_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     # CIDRs it may call from; empty: from anywhere.
     allowed_ips: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Its limit on register API calls (flask-limiter syntax); null: IDP_API_LIMIT_PER_SYSTEM.
+    rate_limit: Mapped[str | None] = mapped_column(String(200))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(Timestamp())
     updated_at: Mapped[datetime] = mapped_column(Timestamp())
@@ -182,7 +188,6 @@ class Patron(Base):
     phone: Mapped[str | None] = mapped_column(String(32))
     email: Mapped[str | None] = mapped_column(String(254))
     status: Mapped[str] = mapped_column(String(16), default="active")
-    loan_ban: Mapped[bool] = mapped_column(Boolean, default=False)
     home_library_id: Mapped[int] = mapped_column(ForeignKey("library.id"))
     created_at: Mapped[datetime] = mapped_column(Timestamp())
     last_activity_at: Mapped[datetime] = mapped_column(Timestamp(), index=True)
@@ -193,6 +198,7 @@ class Patron(Base):
                                                          passive_deletes=True)
     home_library: Mapped[Library] = relationship(foreign_keys=[home_library_id])
     local_library: Mapped[Library | None] = relationship(foreign_keys=[local_library_id])
+    loan_bans: Mapped[list[LoanBan]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
 
 
 class Card(Base):
@@ -229,12 +235,61 @@ class Membership(Base):
     library_id: Mapped[int] = mapped_column(ForeignKey("library.id"), primary_key=True, index=True)
     added_at: Mapped[datetime] = mapped_column(Timestamp())
     rules_accepted_at: Mapped[datetime | None] = mapped_column(Timestamp())
+    # The version of the library's lending rules accepted (idp.registry.agreements); NULL when the
+    # library had no rules text then, or the acceptance predates versioned rules.
+    rules_version: Mapped[int | None] = mapped_column(Integer)
 
     patron: Mapped[Patron] = relationship(back_populates="memberships")
     library: Mapped[Library] = relationship()
 
     def __repr__(self) -> str:
         return f"<Membership patron={self.patron_id} library={self.library_id}>"
+
+
+class LoanBan(Base):
+    """A library bars the patron from borrowing there. It counts while the patron is a member of that
+    library (idp.registry.loan_bans); the reason, if given, is the library's own note, never released."""
+
+    __tablename__ = "loan_ban"
+
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patron.id", ondelete="CASCADE"), primary_key=True)
+    library_id: Mapped[int] = mapped_column(ForeignKey("library.id"), primary_key=True, index=True)
+    set_at: Mapped[datetime] = mapped_column(Timestamp())
+    reason: Mapped[str | None] = mapped_column(String(200))
+
+    def __repr__(self) -> str:
+        return f"<LoanBan patron={self.patron_id} library={self.library_id}>"
+
+
+# What a library system's change feed tells it (idp.registry.changes).
+CHANGE_KINDS = ("contact_changed", "status_changed", "left_library", "deleted", "card_replaced", "loan_ban_set",
+                "loan_ban_cleared")
+
+
+class ChangeEvent(Base):
+    """Something changed for a patron of ``library_id``: ids and a kind only, no personal data (the library
+    re-reads the record). No FK to the patron: the event of a deletion outlives the patron.
+
+    ``txid`` orders events by the transaction that wrote them (PostgreSQL's transaction id; 0 on SQLite,
+    whose one writer commits in id order), so the feed never passes an event still being committed."""
+
+    __tablename__ = "change_event"
+    __table_args__ = (
+        Index("ix_change_event_feed", "library_id", "txid", "id"),
+        CheckConstraint(f"kind IN ({', '.join(repr(k) for k in CHANGE_KINDS)})", name="kind"),
+        # Ids are never reused, even after the retention purge empties the table (a cursor holds one).
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    txid: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    library_id: Mapped[int] = mapped_column(ForeignKey("library.id"))
+    patron_id: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(Timestamp(), index=True)
+
+    def __repr__(self) -> str:
+        return f"<ChangeEvent id={self.id} library={self.library_id} kind={self.kind}>"
 
 
 class Guardianship(Base):
@@ -258,21 +313,28 @@ class Credential(Base):
     hash: Mapped[str] = mapped_column(String(255))
     must_change: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(Timestamp())
+    # When a first (or temporary) secret was first replaced by one the patron need not change: the
+    # librarian's "are the first-time credentials still in use?" (the seeds' BiblioMo desk question).
+    first_changed_at: Mapped[datetime | None] = mapped_column(Timestamp())
 
     def __repr__(self) -> str:
         return f"<Credential patron={self.patron_id} kind={self.kind}>"
 
 
 # What a notification may tell a patron; idp.delivery.texts has the words for each.
-NOTIFICATION_KINDS = frozenset({"login_locked", "account_changed", "library_added", "inactivity_warning"})
+NOTIFICATION_KINDS = frozenset({"login_locked", "account_changed", "library_added", "inactivity_warning",
+                                # to a library's contact address (Notification.library_id)
+                                "dpa_reminder", "dpa_last_notice"})
 # How a notification ended (NULL while it waits): sent by e-mail or SMS, or given up because the
 # patron has no address, it kept failing, or it waited too long to be worth sending.
 NOTIFICATION_OUTCOMES = ("email", "sms", "no_address", "failed", "expired")
 _PENDING = text("outcome IS NULL")
+_ONE_RECIPIENT = "(patron_id IS NULL) <> (library_id IS NULL)"
 
 
 class Notification(Base):
-    """A message owed to a patron. ``data`` holds identifiers (an ISIL, a date), never personal data.
+    """A message owed to a patron, or to a library (its contact address: the DPA reminders); exactly
+    one of the two is set. ``data`` holds identifiers (an ISIL, a date), never personal data.
 
     Written in the transaction of the change it reports and sent later by idp.notifications, so a
     slow or failing mail server never holds up a login or loses a notice."""
@@ -283,10 +345,12 @@ class Notification(Base):
         Index("ix_notification_pending", "id", sqlite_where=_PENDING, postgresql_where=_PENDING),
         CheckConstraint(f"outcome IS NULL OR outcome IN ({', '.join(repr(o) for o in NOTIFICATION_OUTCOMES)})",
                         name="outcome"),
+        CheckConstraint(_ONE_RECIPIENT, name="one_recipient"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    patron_id: Mapped[int] = mapped_column(ForeignKey("patron.id", ondelete="CASCADE"), index=True)
+    patron_id: Mapped[int | None] = mapped_column(ForeignKey("patron.id", ondelete="CASCADE"), index=True)
+    library_id: Mapped[int | None] = mapped_column(ForeignKey("library.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(Timestamp())

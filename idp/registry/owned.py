@@ -27,11 +27,21 @@ def owned_fields(reg: Registry, patron: Patron | int) -> dict[str, str]:
     return owned
 
 
+class FieldOwned(NotAllowed):
+    """A change touched fields a federation owns; ``fields`` names them (e.g. for an API's problem)."""
+
+    code = "field_owned"
+
+    def __init__(self, message: str, fields: list[str]) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
 def refuse_owned(reg: Registry, patron: Patron, fields: list[str]) -> None:
-    """Raise NotAllowed if any of ``fields`` is owned by a federation (called before a change)."""
+    """Raise FieldOwned (a NotAllowed) if any of ``fields`` is owned by a federation (called before a change)."""
     owned = owned_fields(reg, patron)
     clash = [f for f in fields if f in owned]
     if clash:
         owners = sorted({owned[f] for f in clash})
-        raise NotAllowed(f"{', '.join(clash)} {'is' if len(clash) == 1 else 'are'} kept up to date by "
-                         f"{', '.join(owners)} and cannot be changed here; change it there.")
+        raise FieldOwned(f"{', '.join(clash)} {'is' if len(clash) == 1 else 'are'} kept up to date by "
+                         f"{', '.join(owners)} and cannot be changed here; change it there.", clash)

@@ -10,12 +10,13 @@ from typing import Any, Literal, overload
 from sqlalchemy import delete, select, update
 
 from idp.errors import Conflict, NotAllowed, NotFound, ValidationError
+from idp.registry import changes as change_feed
 from idp.registry.cards import SecretOnFile, issue_card, require_card
 from idp.registry.context import Registry
 from idp.registry.credentials import Verification, check_password_shape, check_pin_shape
 from idp.registry.dates import oslo_date
-from idp.registry.libraries import get_library
-from idp.registry.models import Card, Credential, Membership, PasswordResetToken, Patron
+from idp.registry.libraries import current_rules, get_library
+from idp.registry.models import Card, Credential, Library, Membership, PasswordResetToken, Patron
 from idp.registry.national_id import IdKind, NationalId, parse_national_id
 from idp.registry.owned import refuse_owned
 from idp.registry.records import PatronRecord, full_record
@@ -45,6 +46,7 @@ class NewPatron:
     address_secret: bool = False
     birth_date: date | None = None
     local_card: str | None = None  # set: a local account of the home library with this card number
+    printed_card: str | None = None  # set: a national account's first card is this printed number, not a digital one
     password: str | None = None
     pin: str | None = None
     password_must_change: bool = False
@@ -78,7 +80,7 @@ def clean_phone(phone: str | None) -> str | None:
     return compact
 
 
-def _clean_address(address: Address | None) -> Address | None:
+def clean_address(address: Address | None) -> Address | None:
     if address is None:
         return None
     parts = [" ".join((p or "").split()) for p in (address.street, address.postal_code, address.city)]
@@ -104,46 +106,63 @@ def national_identity(raw: str | None, *, today: date, national: bool) -> Nation
     return nid
 
 
+def birth_date_of(nid: NationalId | None, given: date | None, *, today: date) -> date | None:
+    """The birth date a new account gets: the identity number's, which a given one must match."""
+    birth_date = nid.birth_date if nid and nid.birth_date else given
+    if nid and nid.birth_date and given and given != nid.birth_date:
+        raise ValidationError("The birth date given does not match the national identity number.")
+    if birth_date and birth_date > today:
+        raise ValidationError("A birth date cannot lie in the future.")
+    return birth_date
+
+
+def existing_account(reg: Registry, nid: NationalId, local_at: Library | None = None) -> Patron | None:
+    """The person's national account (or, with ``local_at``, their local account there): a person
+    has at most one of each, so registering again finds this instead."""
+    scope = Patron.local_library_id.is_(None) if local_at is None else Patron.local_library_id == local_at.id
+    return reg.session.scalar(select(Patron).where(Patron.national_id_hash == reg.cipher.lookup_hash(nid.value),
+                                                   scope))
+
+
 def register_patron(reg: Registry, new: NewPatron) -> tuple[Patron, Card]:
     """Create a patron, their home-library membership and first card, all or nothing."""
     national = new.local_card is None
+    if not national and new.printed_card is not None:
+        raise ValidationError("A local account gets a local card; a printed national card needs a national account.")
     name = clean_name(new.name)
     email, phone = clean_email(new.email), clean_phone(new.phone)
-    address = _clean_address(new.address)
+    address = clean_address(new.address)
     if new.password is not None:
         check_password_shape(new.password)
     if new.pin is not None:
         check_pin_shape(new.pin)
     nid = national_identity(new.national_id, today=reg.today(), national=national)
     library = get_library(reg, new.home_library)
-    birth_date = nid.birth_date if nid and nid.birth_date else new.birth_date
-    if nid and nid.birth_date and new.birth_date and new.birth_date != nid.birth_date:
-        raise ValidationError("The birth date given does not match the national identity number.")
-    if birth_date and birth_date > reg.today():
-        raise ValidationError("A birth date cannot lie in the future.")
+    birth_date = birth_date_of(nid, new.birth_date, today=reg.today())
     lookup = reg.cipher.lookup_hash(nid.value) if nid else None
-    if lookup is not None:
-        scope = Patron.local_library_id.is_(None) if national else Patron.local_library_id == library.id
-        if reg.session.scalar(select(Patron.id).where(Patron.national_id_hash == lookup, scope)) is not None:
-            where = "a national account" if national else f"a local account at {library.isil}"
-            raise Conflict(f"This person already has {where}.")
+    if nid is not None and existing_account(reg, nid, None if national else library) is not None:
+        where = "a national account" if national else f"a local account at {library.isil}"
+        raise Conflict(f"This person already has {where}.")
     now = reg.now()
     patron = Patron(
         name=name, id_kind=nid.kind.value if nid else None,
         national_id_cipher=reg.cipher.encrypt(nid.value, context=lookup) if nid and lookup else None,
         national_id_hash=lookup, local_library_id=None if national else library.id, birth_date=birth_date,
-        address_secret=new.address_secret, phone=phone, email=email, status="active", loan_ban=False,
+        address_secret=new.address_secret, phone=phone, email=email, status="active",
         home_library_id=library.id, created_at=now, last_activity_at=now)
     # A secret address is never stored: only its flag is (the National Library asks the same of libraries).
     if address is not None and not new.address_secret:
         patron.street, patron.postal_code, patron.city = address.street, address.postal_code, address.city
     # Registering at a library is becoming its patron there and accepting its lending rules.
-    patron.memberships.append(Membership(library_id=library.id, added_at=now, rules_accepted_at=now))
+    rules = current_rules(reg, library)
+    patron.memberships.append(Membership(library_id=library.id, added_at=now, rules_accepted_at=now,
+                                         rules_version=rules.version if rules else None))
     reg.session.add(patron)
     reg.session.flush()
     reg.audit("patron.create", patron_id=patron.id, library_id=library.id,
               account="national" if national else "local")
-    card = issue_card(reg, patron, library, kind="digital" if national else "local", number=new.local_card)
+    kind = "local" if not national else "printed" if new.printed_card is not None else "digital"
+    card = issue_card(reg, patron, library, kind=kind, number=new.local_card or new.printed_card)
     if new.password is not None:
         set_secret(reg, patron, "password", new.password, must_change=new.password_must_change)
     if new.pin is not None:
@@ -174,11 +193,12 @@ _UNSET: Any = object()
 
 def update_patron(reg: Registry, patron: Patron, *, name: str = _UNSET, email: str | None = _UNSET,
                   phone: str | None = _UNSET, address: Address | None = _UNSET,
-                  address_secret: bool | None = None, loan_ban: bool | None = None,
-                  status: str | None = None) -> list[str]:
+                  address_secret: bool | None = None, status: str | None = None) -> list[str]:
     """Change what is given, validate all of it first; returns the names of the fields changed.
 
-    A changed e-mail address or phone number leaves a notice for the patron (idp.notifications)."""
+    A changed e-mail address or phone number leaves a notice for the patron (idp.notifications), and
+    every library of the patron finds the change in its feed (idp.registry.changes). Loan bans are
+    per library: idp.registry.loan_bans."""
     changes: dict[str, Any] = {}
     if name is not _UNSET:
         changes["name"] = clean_name(name)
@@ -190,12 +210,10 @@ def update_patron(reg: Registry, patron: Patron, *, name: str = _UNSET, email: s
         if status not in ("active", "blocked"):
             raise ValidationError("A patron's status is 'active' or 'blocked'.")
         changes["status"] = status
-    if loan_ban is not None:
-        changes["loan_ban"] = bool(loan_ban)
     secret = patron.address_secret if address_secret is None else bool(address_secret)
     changes["address_secret"] = secret
     if address is not _UNSET or secret:
-        cleaned = None if address is _UNSET else _clean_address(address)
+        cleaned = None if address is _UNSET else clean_address(address)
         kept = None if secret else cleaned
         changes["street"], changes["postal_code"], changes["city"] = (
             (kept.street, kept.postal_code, kept.city) if kept else (None, None, None))
@@ -210,6 +228,10 @@ def update_patron(reg: Registry, patron: Patron, *, name: str = _UNSET, email: s
     if changed:
         reg.session.flush()
         reg.audit("patron.update", patron_id=patron.id, fields=sorted(changed))
+        if set(changed) - {"status"}:
+            change_feed.record_for_members(reg, patron, "contact_changed")
+        if "status" in changed:
+            change_feed.record_for_members(reg, patron, "status_changed")
     for key in ("email", "phone"):
         if key in changed:
             # Told at the old address (at the new one if there was none): after a takeover, or a
@@ -226,6 +248,8 @@ def set_secret(reg: Registry, patron: Patron, kind: str, value: str, *, must_cha
         reg.session.add(Credential(patron_id=patron.id, kind=kind, hash=hashed, must_change=must_change,
                                    updated_at=reg.now()))
     else:
+        if not must_change and credential.first_changed_at is None:
+            credential.first_changed_at = reg.now()  # the first secret, replaced by one to keep
         credential.hash, credential.must_change, credential.updated_at = hashed, must_change, reg.now()
     if kind == "password":  # whoever set it, an outstanding reset link no longer works
         reg.session.execute(delete(PasswordResetToken).where(PasswordResetToken.patron_id == patron.id))
@@ -272,18 +296,43 @@ def _verdict(reg: Registry, stored: str | None, active: bool, value: str) -> Ver
     return result if result.ok and stored is not None and active else None
 
 
-def record_activity(reg: Registry, patron: Patron) -> bool:
+def record_activity(reg: Registry, patron: Patron, *, at: datetime | None = None) -> bool:
     """Any use of the card (a login, a loan reported by a library) keeps the entry alive.
 
     The purge counts whole days over three years, so one write per Oslo day is enough: the
     rest of the day's logins change nothing and cost no write. True when something changed.
+    ``at``: when it happened, for a library reporting later (never in the future); activity older
+    than what the register knows changes nothing.
     """
     now = reg.now()
-    if not _activity_due(patron.last_activity_at, patron.inactivity_warned_at, now):
+    if at is not None:
+        if at > now:
+            raise ValidationError("An activity cannot be reported for a moment in the future.")
+        if at <= patron.last_activity_at:
+            return False
+    when = now if at is None else at
+    if not _activity_due(patron.last_activity_at, patron.inactivity_warned_at, when):
         return False
-    patron.last_activity_at = now
+    # Any newer activity clears a warning: if it is still old enough, the purge warns afresh,
+    # so nobody is deleted without a warning 30 days old about their latest activity.
+    patron.last_activity_at = when
     patron.inactivity_warned_at = None
     return True
+
+
+ACTIVITY_KINDS = ("loan", "renewal", "return", "visit")
+
+
+def report_activity(reg: Registry, patron: Patron, library_id: int, kind: str, *, at: datetime | None = None) -> bool:
+    """A library reports that the patron used their card there (a loan at the desk keeps the entry
+    alive as a login does); audited when it changed the register."""
+    if kind not in ACTIVITY_KINDS:
+        raise ValidationError(f"An activity is one of: {', '.join(ACTIVITY_KINDS)}.")
+    changed = record_activity(reg, patron, at=at)
+    if changed:
+        reg.session.flush()
+        reg.audit("patron.activity", patron_id=patron.id, library_id=library_id, kind=kind)
+    return changed
 
 
 def record_activity_on_file(reg: Registry, on_file: SecretOnFile) -> bool:
@@ -314,11 +363,36 @@ def delete_patron(reg: Registry, patron: Patron, *, reason: str = "patron_reques
                         .values(status="retired", retired_at=now, retired_reason="deleted"))
     reg.session.execute(update(Card).where(Card.patron_id == patron.id).values(patron_id=None))
     reg.audit("patron.delete", patron_id=patron.id, reason=reason, libraries=remaining)
+    # Each library erases its copy too (the purge deletes through here, so its deletions are told as well).
+    change_feed.record_for_members(reg, patron, "deleted")
     reg.session.delete(patron)
     reg.session.flush()
     return remaining
 
 
-__all__ = ["Address", "IdKind", "NewPatron", "SecretCheck", "check_secret", "delete_patron", "find_by_national_id",
+@dataclass(frozen=True)
+class CredentialStatus:
+    """What a librarian may know of a patron's secrets: whether they exist, never what they are."""
+
+    has_password: bool
+    has_pin: bool
+    must_change: bool  # the password on file is a first or temporary one, to be replaced at next login
+    first_credentials_changed: bool  # a first or temporary secret was ever replaced by the patron's own
+    last_used: date  # the last login or reported activity (the register keeps one date for both)
+
+
+def credential_status(reg: Registry, patron: Patron) -> CredentialStatus:
+    found = {c.kind: c for c in reg.session.scalars(select(Credential).where(Credential.patron_id == patron.id))}
+    password = found.get("password")
+    return CredentialStatus(
+        has_password=password is not None, has_pin="pin" in found,
+        must_change=bool(password and password.must_change),
+        first_credentials_changed=any(c.first_changed_at is not None for c in found.values()),
+        last_used=oslo_date(patron.last_activity_at))
+
+
+__all__ = ["ACTIVITY_KINDS", "Address", "CredentialStatus", "IdKind", "NewPatron", "SecretCheck", "birth_date_of",
+           "check_secret", "clean_address", "credential_status", "delete_patron", "existing_account",
+           "find_by_national_id",
            "patron_by_card", "read_full_record", "record_activity", "record_activity_on_file", "register_patron",
-           "set_secret", "update_patron", "verify_secret"]
+           "report_activity", "set_secret", "update_patron", "verify_secret"]

@@ -1,4 +1,6 @@
-"""The three-year inactivity rule: warn 30 days ahead, then delete."""
+"""The daily run: the three-year inactivity rule (warn 30 days ahead, then delete), guardianships
+that end at 15, the reminders to libraries without a data processing agreement, and change-feed
+events past their 90 days."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from idp.registry.agreements import send_dpa_reminders
+from idp.registry.changes import erase_old_changes
 from idp.registry.context import Registry
 from idp.registry.dates import years_before
 from idp.registry.guardians import end_outgrown_guardianships
@@ -22,6 +26,8 @@ class PurgeReport:
     warned: list[int] = field(default_factory=list)
     deleted: list[int] = field(default_factory=list)
     guardianships_ended: list[int] = field(default_factory=list)
+    dpa_reminded: list[str] = field(default_factory=list)  # ISILs of the libraries reminded
+    changes_erased: int = 0
     dry_run: bool = False
 
 
@@ -56,5 +62,7 @@ def purge_inactive(reg: Registry, *, dry_run: bool = False) -> PurgeReport:
             reg.audit("patron.inactivity_warning", patron_id=patron.id)
 
     report.guardianships_ended = end_outgrown_guardianships(reg, dry_run=dry_run)
+    report.dpa_reminded = send_dpa_reminders(reg, dry_run=dry_run)
+    report.changes_erased = erase_old_changes(reg, dry_run=dry_run)
     reg.session.flush()
     return report

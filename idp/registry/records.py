@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
 
+from idp.registry.loan_bans import is_banned
 from idp.registry.models import Patron
 
 
@@ -63,7 +64,7 @@ class PatronRecord:
     phone: str | None
     email: str | None
     status: str
-    loan_ban: bool
+    loan_ban: bool  # any library where the patron is a member bars them from borrowing
     account: str  # "national" or the ISIL of the one library a local account lives in
     home_library: str
     libraries: tuple[MembershipView, ...]
@@ -97,7 +98,7 @@ def full_record(patron: Patron) -> PatronRecord:
         address={"street": patron.street, "postal_code": patron.postal_code, "city": patron.city}
         if has_address else None,
         address_secret=patron.address_secret, phone=patron.phone, email=patron.email, status=patron.status,
-        loan_ban=patron.loan_ban,
+        loan_ban=is_banned(patron),
         account=patron.local_library.isil if patron.local_library else "national",
         home_library=patron.home_library.isil,
         libraries=tuple(MembershipView(m.library.isil, m.rules_accepted_at is not None)

@@ -22,6 +22,7 @@ from sqlalchemy import Executable, Row, select
 
 from idp.assurance import LEVELS
 from idp.errors import Conflict, NotAllowed, NotFound, ValidationError
+from idp.registry import changes
 from idp.registry.context import Registry
 from idp.registry.models import Federation, Patron, UpstreamIdentity
 from idp.registry.patrons import clean_email, clean_name, clean_phone
@@ -270,6 +271,8 @@ def refresh_owned_fields(reg: Registry, identity: UpstreamIdentity, values: Mapp
     if changed or refused:
         reg.audit("upstream.refresh", patron_id=patron.id, federation=identity.federation.name,
                   fields=sorted(changed), refused=sorted(refused))
+    if changed:
+        changes.record_for_members(reg, patron, "contact_changed")
     return changed
 
 

@@ -11,8 +11,10 @@ find one. The login form, POST /api/v1/verify and the card's password when linki
 account (POST /federation/link) share each card's allowance, so trying several gains nothing. The
 verify API is also limited per partner and sending address (``IDP_VERIFY_LIMIT_PER_CLIENT``),
 higher than a per-IP login limit could be: a door or platform sends every patron's check from one
-address. Flask-Limiter looks only at the views limit_views marks: every other request passes
-without its hooks.
+address. Each library system has one allowance for all its register API calls
+(``IDP_API_LIMIT_PER_SYSTEM`` or its own, ``idp library-system update --rate-limit``), keyed by the
+system its bearer token authenticates. Flask-Limiter looks only at the views limit_views marks: every
+other request passes without its hooks.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from flask import Flask, Response, g, request
 from flask_limiter import Limiter, RequestLimit
 from flask_limiter.util import get_remote_address
 
+from idp.api import BLUEPRINTS, caller, verify
 from idp.auth.password import patron_key
 from idp.oidc.provider import basic_credentials
 from idp.registry.cards import find_card
@@ -66,6 +69,26 @@ def _client_key() -> str:
     except Exception:  # noqa: BLE001 - no usable credentials: refused by the view anyway
         client_id = "-"
     return f"client:{client_id}@{get_remote_address()}"
+
+
+def _system_key() -> str:
+    """The library system the bearer token authenticates: all its calls share one allowance, whichever
+    token or address they come with. A request no system authenticates is refused by the view; until
+    then it counts against its address."""
+    access = caller.presented()
+    return f"system:{access.client_id}" if access is not None else f"unauthenticated@{get_remote_address()}"
+
+
+def _system_limit(default: str) -> str:
+    access = caller.presented()
+    return access.rate_limit if access is not None and access.rate_limit else default
+
+
+def api_endpoints(app: Flask) -> list[str]:
+    """The register API's endpoints: every view of idp.api's blueprints but the partners' verify call,
+    which has limits of its own."""
+    names = {blueprint.name for blueprint in BLUEPRINTS if blueprint is not verify.bp}
+    return sorted(endpoint for endpoint in app.view_functions if endpoint.partition(".")[0] in names)
 
 
 def _notify_locked(limit: RequestLimit) -> None:
@@ -111,6 +134,10 @@ def install(app: Flask, settings: Settings) -> Limiter:
                 limiter.limit(settings.login_limit_per_ip))
     limit_views(app, ["api.verify_card"], per_account,
                 limiter.limit(settings.verify_limit_per_client, key_func=_client_key))
+    # One allowance per library system across every register API call (IDP_API_LIMIT_PER_SYSTEM, or the
+    # system's own from `idp library-system update --rate-limit`).
+    limit_views(app, api_endpoints(app), limiter.shared_limit(partial(_system_limit, settings.api_limit_per_system),
+                                                              scope="api-system", key_func=_system_key))
     return limiter
 
 

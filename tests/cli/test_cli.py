@@ -203,14 +203,14 @@ def test_a_command_on_an_unmigrated_database_says_to_run_db_upgrade(fresh_idp: I
 def test_library_add_then_list(idp: Idp) -> None:
     assert succeeded(idp("library", "add", OSLO, "Oslo public library")) == {
         "isil": OSLO, "name": "Oslo public library"}
-    assert idp("library", "list").stdout == f"{OSLO}\tOslo public library\tnone reserved\n"
+    assert idp("library", "list").stdout == f"{OSLO}\tOslo public library\tnone reserved\tdpa: none\n"
 
 
 def test_a_duplicate_isil_is_refused_whatever_its_case(idp: Idp) -> None:
     succeeded(idp("library", "add", OSLO, "Oslo public library"))
     line = failed(idp("library", "add", OSLO.lower(), "Another Oslo"))
     assert OSLO in line
-    assert idp("library", "list").stdout == f"{OSLO}\tOslo public library\tnone reserved\n"
+    assert idp("library", "list").stdout == f"{OSLO}\tOslo public library\tnone reserved\tdpa: none\n"
 
 
 @pytest.mark.parametrize(("args", "says"), [
@@ -418,6 +418,23 @@ def test_another_library_sees_the_full_record_only_after_activation(
     assert f"{BERGEN} (active)" in values(after.stdout, "library")
 
 
+def test_a_loan_ban_names_its_library_and_counts_while_the_patron_is_a_member_there(
+        idp: Idp, oslo: Series, bergen: str) -> None:
+    # Issue 15: loan bans are per library; the patron is banned while any library of theirs has one.
+    card = add_patron(idp)
+    assert "not a patron of" in failed(idp("patron", "loan-ban", card, BERGEN))
+    succeeded(idp("patron", "join", card, BERGEN, "--accept-rules"))
+    assert succeeded(idp("patron", "loan-ban", card, BERGEN, "--reason", "lost books")) == {
+        "library": BERGEN, "loan_ban": "yes"}
+    succeeded(idp("patron", "loan-ban", card, OSLO))
+    assert succeeded(idp("patron", "show", card))["loan_ban"] == "True"
+    assert succeeded(idp("patron", "clear-loan-ban", card, OSLO)) == {
+        "library": OSLO, "cleared": "yes", "still_banned": "yes"}
+    assert succeeded(idp("patron", "clear-loan-ban", card, BERGEN))["still_banned"] == "no"
+    assert succeeded(idp("patron", "show", card))["loan_ban"] == "False"
+    assert "No such option '--loan-ban'" in idp("patron", "update", card, "--loan-ban").output  # no national flag
+
+
 # --- cards ---------------------------------------------------------------------------------------
 
 
@@ -517,6 +534,7 @@ def test_purge_inactive_dry_run_changes_nothing_and_the_real_run_warns_and_delet
 
     dry = idp("purge-inactive", "--dry-run")
     assert succeeded(dry)["would warn"] == "1" and fields(dry.stdout)["would delete"] == "1"
+    assert fields(dry.stdout)["would erase_changes"] == "0"  # change-feed events past 90 days: none yet
     assert f"would delete patron id {ids[long_gone]}" in dry.stdout.splitlines()
     assert purge_state(services) == before
 

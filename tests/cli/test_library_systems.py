@@ -17,14 +17,16 @@ from jwcrypto.jwk import JWK
 from sqlalchemy import func, select
 
 from idp.registry import library_systems
-from idp.registry.models import AuditEvent, LendingRules, Library, LibrarySystem
+from idp.registry.dates import oslo_date, utcnow
+from idp.registry.models import AuditEvent, LendingRules, Library, LibrarySystem, Notification
 from idp.services import Services
 from tests.cli.test_cli import (OSLO, Idp, failed, fields, make_idp, run_idp, succeeded, values)
 from tests.cli.test_cli import cli_env, elsewhere, script_env  # noqa: F401  - fixtures
 
 # The command runs on the real clock; two days ahead is the future in Oslo whatever the hour.
 AFTER_TOMORROW = (date.today() + timedelta(days=2)).isoformat()
-SYSTEM_COMMANDS = ["add", "disable", "enable", "list", "rotate-secret", "show"]
+YESTERDAY_IN_OSLO = (oslo_date(utcnow()) - timedelta(days=1)).isoformat()
+SYSTEM_COMMANDS = ["add", "disable", "enable", "list", "rotate-secret", "show", "update"]
 
 
 @pytest.fixture
@@ -46,12 +48,13 @@ def jwks_file(tmp_path: Path) -> Path:
 
 
 def snapshot(services: Services) -> tuple[object, ...]:
-    """Everything these commands write: systems, rules versions, audit events, Oslo's agreement fields."""
+    """Everything these commands write: systems, rules versions, audit events, notices, Oslo's agreement fields."""
     with services.registry("test") as reg:
         counts = tuple(reg.session.scalar(select(func.count()).select_from(m)) for m in
-                       (LibrarySystem, LendingRules, AuditEvent))
+                       (LibrarySystem, LendingRules, AuditEvent, Notification))
         lib = reg.session.scalar(select(Library).where(Library.isil == OSLO))
-        return (*counts, (lib.contact_email, lib.compliant, lib.dpa_signed) if lib else None)
+        return (*counts, (lib.contact_email, lib.compliant, lib.dpa_signed, lib.dpa_deadline,
+                          lib.dpa_reminders_sent) if lib else None)
 
 
 def matches(services: Services, client_id: str, secret: str) -> bool:
@@ -154,6 +157,47 @@ def test_a_bad_jwks_file_is_refused_and_writes_nothing(idp: Idp, oslo: str, serv
     assert snapshot(services) == before
 
 
+def _rate_limit(services: Services, client_id: str) -> str | None:
+    with services.registry("test") as reg:
+        return library_systems.get(reg, client_id).rate_limit
+
+
+def test_a_system_gets_its_own_rate_limit_at_add_or_update_and_returns_to_the_default(
+        idp: Idp, oslo: str, services: Services) -> None:
+    plain = succeeded(idp("library-system", "add", OSLO, "--name", "Bibliofil"))
+    assert plain["rate_limit"] == "default" and _rate_limit(services, plain["client_id"]) is None
+    busy = succeeded(idp("library-system", "add", OSLO, "--name", "Quria", "--rate-limit", "6000 per minute"))
+    assert busy["rate_limit"] == "6000 per minute" and _rate_limit(services, busy["client_id"]) == "6000 per minute"
+
+    updated = succeeded(idp("library-system", "update", plain["client_id"], "--rate-limit",
+                            "100 per minute;2000 per day"))
+    assert updated == {"client_id": plain["client_id"], "rate_limit": "100 per minute;2000 per day"}
+    assert _rate_limit(services, plain["client_id"]) == "100 per minute;2000 per day"
+    assert succeeded(idp("library-system", "show", plain["client_id"]))["rate_limit"] == "100 per minute;2000 per day"
+    assert succeeded(idp("library-system", "update", plain["client_id"], "--rate-limit", "default"))[
+        "rate_limit"] == "default"
+    assert _rate_limit(services, plain["client_id"]) is None
+    with services.registry("test") as reg:
+        changes = reg.session.scalars(select(AuditEvent).where(AuditEvent.action == "library_system.rate_limit")).all()
+        assert [e.detail.get("rate_limit") for e in changes] == ["100 per minute;2000 per day", None]
+
+
+@pytest.mark.parametrize("limit", ["fast", "0 per minute", "3000 per fortnight", "", "10 per minute;", "9" * 300])
+def test_a_bad_rate_limit_is_one_error_line_and_writes_nothing(idp: Idp, oslo: str, services: Services,
+                                                               limit: str) -> None:
+    client_id = succeeded(idp("library-system", "add", OSLO, "--name", "Bibliofil", "--rate-limit", "50 per second"))[
+        "client_id"]
+    before = snapshot(services)
+    assert "rate limit" in failed(idp("library-system", "update", client_id, "--rate-limit", limit))
+    assert "rate limit" in failed(idp("library-system", "add", OSLO, "--name", "Quria", "--rate-limit", limit))
+    assert snapshot(services) == before and _rate_limit(services, client_id) == "50 per second"
+
+
+def test_update_without_a_change_is_refused(idp: Idp, oslo: str) -> None:
+    client_id = succeeded(idp("library-system", "add", OSLO, "--name", "Bibliofil"))["client_id"]
+    assert "--rate-limit" in failed(idp("library-system", "update", client_id))
+
+
 @pytest.mark.parametrize("command", ["show", "disable", "enable", "rotate-secret"])
 def test_an_unknown_client_id_is_one_error_line(idp: Idp, oslo: str, command: str) -> None:
     assert "client_id" in failed(idp("library-system", command, "NoSuchClient"))
@@ -197,12 +241,50 @@ def test_set_dpa_records_a_past_date(idp: Idp, oslo: str, services: Services) ->
     pytest.param(["set-dpa", OSLO, "2026-02-30"], "YYYY-MM-DD", id="dpa-no-such-day"),
     pytest.param(["set-dpa", OSLO, "23.11.2026"], "YYYY-MM-DD", id="dpa-malformed"),
     pytest.param(["set-dpa", "NO-9999999", "2026-11-01"], "NO-9999999", id="dpa-unknown-isil"),
+    pytest.param(["set-dpa-deadline", OSLO, YESTERDAY_IN_OSLO], "past", id="deadline-yesterday"),
+    pytest.param(["set-dpa-deadline", OSLO, "2027-02-30"], "YYYY-MM-DD", id="deadline-no-such-day"),
+    pytest.param(["set-dpa-deadline", OSLO, "01.06.2027"], "YYYY-MM-DD", id="deadline-malformed"),
+    pytest.param(["set-dpa-deadline", "NO-9999999", "2999-06-01"], "NO-9999999", id="deadline-unknown-isil"),
+    pytest.param(["show", "NO-9999999"], "NO-9999999", id="show-unknown-isil"),
 ])
 def test_bad_agreement_input_is_one_error_line_and_writes_nothing(idp: Idp, oslo: str, services: Services,
                                                                   args: list[str], says: str) -> None:
     before = snapshot(services)
     assert says in failed(idp("library", *args))
     assert snapshot(services) == before
+
+
+def test_a_dpa_deadline_is_recorded_and_shown_with_the_agreement(idp: Idp, oslo: str, services: Services) -> None:
+    """Issue 15: the national library records each library's DPA and a deadline; show and list say both."""
+    assert succeeded(idp("library", "set-dpa-deadline", OSLO, "2999-06-01")) == {
+        "isil": OSLO, "dpa_deadline": "2999-06-01", "dpa": "due 2999-06-01",
+        "note": f"no contact address for reminders: idp library update {OSLO} --contact EMAIL"}
+    with services.registry("test") as reg:
+        assert reg.session.scalar(select(Library.dpa_deadline).where(Library.isil == OSLO)) == date(2999, 6, 1)
+    shown = succeeded(idp("library", "show", OSLO))
+    assert (shown["name"], shown["dpa_deadline"], shown["dpa_signed"], shown["dpa"]) == (
+        "Oslo public library", "2999-06-01", "none", "due 2999-06-01")
+    assert idp("library", "list").stdout.rstrip("\n").endswith("\tdpa: due 2999-06-01")
+    succeeded(idp("library", "set-dpa", OSLO, "2026-11-23"))
+    shown = succeeded(idp("library", "show", OSLO))
+    assert (shown["dpa_deadline"], shown["dpa_signed"], shown["dpa"]) == ("2999-06-01", "2026-11-23",
+                                                                         "signed 2026-11-23")
+    assert idp("library", "list").stdout.rstrip("\n").endswith("\tdpa: signed 2026-11-23")
+
+
+def test_the_daily_run_reminds_a_library_on_its_deadline_once(idp: Idp, oslo: str, services: Services) -> None:
+    """The reminder runs with the daily purge-inactive; a second run the same day sends nothing again."""
+    today = oslo_date(utcnow()).isoformat()
+    succeeded(idp("library", "update", OSLO, "--contact", "post@oslo.example"))
+    assert "note" not in succeeded(idp("library", "set-dpa-deadline", OSLO, today))
+    assert succeeded(idp("purge-inactive", "--dry-run"))["would remind_libraries"] == "1"
+    assert succeeded(idp("purge-inactive"))["remind_libraries"] == "1"
+    assert succeeded(idp("purge-inactive"))["remind_libraries"] == "0"
+    with services.registry("test") as reg:
+        notices = reg.session.execute(select(Notification.library_id, Notification.kind)).all()
+        oslo_id = reg.session.scalar(select(Library.id).where(Library.isil == OSLO))
+    assert [tuple(n) for n in notices] == [(oslo_id, "dpa_reminder")]
+    assert succeeded(idp("library", "show", OSLO))["dpa"] == f"overdue since {today}"
 
 
 def test_an_empty_rules_file_is_refused(idp: Idp, oslo: str, services: Services, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 
+from idp.registry.loan_bans import is_banned
 from idp.errors import CardOutsideSeries, Conflict, InvalidNationalId, NotAllowed, NotFound, ValidationError
 from idp.registry.bulk import PatronImport, import_patrons
 from idp.registry.cardnumbers import national_number
@@ -126,7 +127,7 @@ def test_an_imported_patron_looks_like_a_registered_one(services: Services) -> N
 
         def shape(p: Patron) -> dict[str, object]:
             return {"name": p.name, "id_kind": p.id_kind, "local": p.local_library_id, "street": p.street,
-                    "secret": p.address_secret, "status": p.status, "loan_ban": p.loan_ban,
+                    "secret": p.address_secret, "status": p.status, "loan_ban": is_banned(p),
                     "home": p.home_library_id, "email": p.email, "phone": p.phone,
                     "created": p.created_at, "activity": p.last_activity_at, "warned": p.inactivity_warned_at,
                     "memberships": [(m.library_id, m.added_at, m.rules_accepted_at) for m in p.memberships],

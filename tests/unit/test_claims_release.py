@@ -14,7 +14,7 @@ from idp import relying_parties
 from idp.claims import (PROTOCOLS, ClaimCatalogue, ClaimPlugin, Facts, ReleaseEntry, UndeclaredFact, Wording,
                         decide_for, preview, release, releases_for)
 from idp.errors import ConfigError, NotAllowed, ValidationError
-from idp.registry import memberships, patrons
+from idp.registry import loan_bans, memberships, patrons
 from idp.registry.context import Registry
 from idp.registry.models import ClaimRelease, RelyingParty
 from tests.conftest import FakeClock
@@ -157,7 +157,7 @@ def test_library_claims_list_only_libraries_whose_rules_the_patron_accepted(reg:
     p, _ = patron(reg)
     memberships.add_to_library(reg, p, "NO-4601000")  # added by Bergen, not yet accepted by the patron
     memberships.accept_lending_rules(reg, p, "NO-5001000")
-    patrons.update_patron(reg, p, loan_ban=True)
+    loan_bans.set_loan_ban(reg, p, "NO-4601000")  # Bergen, where they are a member, bars them
     ils = partner(reg, ["home_library", "libraries", "loan_ban"], name="Bibliotekssystem")
     result = release(reg, p.id, ils, ["loan_ban", "libraries", "home_library"], protocol="api")
     assert result.values == {"home_library": "NO-2030000", "libraries": ["NO-2030000", "NO-5001000"],

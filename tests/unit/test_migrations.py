@@ -16,7 +16,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import CheckConstraint, Engine, insert, inspect
+from sqlalchemy import CheckConstraint, Engine, column, insert, inspect, table, text
 from sqlalchemy.exc import IntegrityError
 
 from idp import migrate
@@ -124,3 +124,36 @@ def test_the_database_itself_refuses_an_impossible_relying_party(
         connection.execute(insert(RelyingParty.__table__), RP_ROW)  # the unchanged row is accepted
     with pytest.raises(IntegrityError), empty_engine.begin() as connection:
         connection.execute(insert(RelyingParty.__table__), {**RP_ROW, "client_id": "d" * 22, **change})
+
+
+def test_each_national_loan_ban_becomes_a_ban_of_the_home_library_and_comes_back_on_downgrade(
+        empty_engine: Engine) -> None:
+    # Issue 15: "the migration keeps each existing national flag as a ban of the patron's home library".
+    migrate.upgrade(empty_engine, "0010")
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    library = table("library", column("id"), column("isil"), column("name"), column("card_rules"),
+                    column("created_at"), column("compliant"))
+    patron = table("patron", column("id"), column("name"), column("national_id_hash"), column("address_secret"),
+                   column("status"), column("loan_ban"), column("home_library_id"), column("created_at"),
+                   column("last_activity_at"))
+    with empty_engine.begin() as connection:
+        connection.execute(insert(library), [{"id": i, "isil": f"NO-{i}", "name": f"L{i}", "card_rules": "[]",
+                                              "created_at": at.isoformat(), "compliant": True} for i in (1, 2)])
+        connection.execute(insert(patron), [
+            {"id": pid, "name": "P", "national_id_hash": bytes([pid]) * 32, "address_secret": False,
+             "status": "active", "loan_ban": banned, "home_library_id": home, "created_at": at.isoformat(),
+             "last_activity_at": at.isoformat()}
+            for pid, banned, home in ((1, True, 2), (2, False, 1))])
+        connection.execute(insert(table("membership", column("patron_id"), column("library_id"), column("added_at"))),
+                           {"patron_id": 1, "library_id": 2, "added_at": at.isoformat()})
+    migrate.upgrade(empty_engine)
+    with empty_engine.connect() as connection:
+        bans = connection.execute(text("SELECT patron_id, library_id FROM loan_ban")).all()
+    assert [tuple(b) for b in bans] == [(1, 2)]
+    with empty_engine.connect() as connection:  # dropping the column kept what hangs off each patron
+        assert connection.execute(text("SELECT count(*) FROM membership")).scalar() == 1
+    assert "loan_ban" not in {c["name"] for c in inspect(empty_engine).get_columns("patron")}
+    downgrade(empty_engine, "0010")
+    with empty_engine.connect() as connection:
+        flags = connection.execute(text("SELECT id, loan_ban FROM patron ORDER BY id")).all()
+    assert [(pid, bool(flag)) for pid, flag in flags] == [(1, True), (2, False)]

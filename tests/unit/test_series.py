@@ -64,14 +64,25 @@ def test_adjacent_ranges_are_fine(services: Services, two_libraries: None) -> No
 
 
 @pytest.mark.parametrize(("count", "first", "usage"), [
-    (0, None, "printed"), (-5, None, "printed"), (1_000_001, None, "printed"), (10, 0, "printed"),
-    (10, -1, "printed"), (10, None, "plastic"),
+    (0, None, "printed"), (-5, None, "printed"), (1_000_001, None, "printed"), (True, None, "printed"),
+    (10, 0, "printed"), (10, -1, "printed"), (10, None, "plastic"),
 ])
 def test_bad_reservations_are_refused(services: Services, two_libraries: None, count: int, first: int | None,
                                       usage: str) -> None:
     with pytest.raises(ValidationError), services.registry("test") as reg:
         libraries.reserve_series(reg, "NO-2030000", count, first=first, usage=usage)
     assert ranges(services) == []
+
+
+def test_a_library_system_reserves_at_most_100000_numbers_at_once(services: Services, two_libraries: None) -> None:
+    # Issue 15: "a series reservation is capped (e.g. 100,000 numbers at once)" for a library's own system.
+    with pytest.raises(ValidationError, match="100,000"), services.registry("test") as reg:
+        libraries.reserve_series(reg, "NO-2030000", 100_001, at_most=libraries.MAX_LIBRARY_SERIES_COUNT)
+    assert ranges(services) == []
+    with services.registry("test") as reg:
+        libraries.reserve_series(reg, "NO-2030000", 100_000, at_most=libraries.MAX_LIBRARY_SERIES_COUNT)
+        libraries.reserve_series(reg, "NO-2030000", 100_001)  # the operator's reservations are not capped so
+    assert ranges(services) == [(1, 100_000), (100_001, 200_001)]
 
 
 def test_the_number_space_ends_at_nine_nines(services: Services, two_libraries: None) -> None:

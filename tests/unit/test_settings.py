@@ -294,3 +294,11 @@ def test_the_per_ip_login_limit_is_configurable_and_checked(tmp_path: Path) -> N
     assert load_settings({**env, "IDP_LOGIN_LIMIT_PER_IP": "100 per minute"}).login_limit_per_ip == "100 per minute"
     with pytest.raises(ConfigError, match="IDP_LOGIN_LIMIT_PER_IP"):
         load_settings({**env, "IDP_LOGIN_LIMIT_PER_IP": "lots"})
+
+
+def test_the_per_system_api_limit_defaults_to_a_big_desk_and_is_checked(tmp_path: Path) -> None:
+    env = {"IDP_HOME": str(tmp_path), "IDP_MODE": "development"}
+    assert load_settings(env).api_limit_per_system == "3000 per minute"
+    assert load_settings({**env, "IDP_API_LIMIT_PER_SYSTEM": "50 per second"}).api_limit_per_system == "50 per second"
+    with pytest.raises(ConfigError, match="IDP_API_LIMIT_PER_SYSTEM"):
+        load_settings({**env, "IDP_API_LIMIT_PER_SYSTEM": "plenty"})

@@ -15,6 +15,7 @@ from werkzeug.test import TestResponse
 
 from idp import create_app, relying_parties
 from idp.registry import cards as card_rules
+from idp.registry import loan_bans
 from idp.registry.models import ClaimRelease, Notification
 from idp.services import Services
 from tests.unit.factories import library, patron
@@ -58,7 +59,7 @@ def cards(services: Services) -> dict[str, str]:
                           email="ung@example.org")
         banned_patron, banned = patron(reg, born=date(1990, 5, 5), nth=2, password=PASSWORD, pin=PIN,
                                        email="ban@example.org")
-        banned_patron.loan_ban = True
+        loan_bans.set_loan_ban(reg, banned_patron, "NO-2030000")  # a ban of a library where they are a member
         return {"adult": adult.number, "minor": minor.number, "banned": banned.number}
 
 

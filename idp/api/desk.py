@@ -57,7 +57,7 @@ def found_patron(reg: Registry, patron_id: int) -> Patron:
     checked against If-Match. Of a patron not yet of this library, only the ETag of the lookup that
     found them will do (not ``*``): the tag is a keyed digest, so ids cannot be walked to join
     strangers and read their records."""
-    patron = reg.session.get(Patron, patron_id)
+    patron = patrons.patron_by_id(reg, patron_id)
     if patron is None:
         raise Problem(404, "patron-not-found", "Not found.", "No patron with this id.")
     require_match(patron)

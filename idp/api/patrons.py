@@ -20,7 +20,7 @@ from idp.errors import NotFound
 from idp.registry import agreements, memberships
 from idp.registry.context import Registry
 from idp.registry.models import Library, Patron
-from idp.registry.patrons import find_by_national_id, patron_by_card
+from idp.registry.patrons import find_by_national_id, patron_by_card, patron_by_id
 from idp.web import services
 
 bp = Blueprint("api_patrons", __name__, url_prefix="/api/v1")
@@ -45,7 +45,7 @@ def visible(reg: Registry, patron: Patron | None) -> Patron | None:
 def known_patron(reg: Registry, patron_id: int) -> Patron:
     """A patron this library has: a member here or a local account of this library. Others are not
     found, so ids cannot be walked to list the register."""
-    patron = visible(reg, reg.session.get(Patron, patron_id))
+    patron = visible(reg, patron_by_id(reg, patron_id))
     library_id = caller.current().library_id
     if patron is None or not (patron.local_library_id == library_id
                               or any(m.library_id == library_id for m in patron.memberships)):

@@ -24,7 +24,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -35,6 +35,7 @@ from jwcrypto.jwk import JWKSet
 from jwcrypto.jws import JWS
 from jwcrypto.jwt import JWT
 from pyop.exceptions import InvalidClientAuthentication
+from sqlalchemy import Executable, Row, bindparam, select
 
 from idp.errors import NotAllowed, NotFound
 from idp.oidc.errors import InvalidClient, InvalidScope
@@ -101,9 +102,12 @@ class LibraryClients:
     """Library systems at the token endpoint, and the tokens they were given."""
 
     def __init__(self, registry: Callable[[str], AbstractContextManager[Registry]], state: StateStore,
-                 clock: Callable[[], datetime], audiences: tuple[str, ...]) -> None:
+                 clock: Callable[[], datetime], audiences: tuple[str, ...],
+                 read: Callable[[Executable, Mapping[str, Any]], Sequence[Row[Any]]]) -> None:
         # audiences: an assertion's aud is our issuer or our token endpoint (RFC 7523 section 3).
+        # read: one statement outside any transaction (Services.read), for the per-call token check.
         self._registry, self._state, self._clock, self._audiences = registry, state, clock, audiences
+        self._read = read
         self._remote_jwks = RemoteJwks(state)
 
     # -- the token endpoint -----------------------------------------------------------------------
@@ -160,13 +164,14 @@ class LibraryClients:
         access = LibraryAccess(**{**entry, "scopes": tuple(entry["scopes"])})
         if access.expires_at <= self._now():
             return None
-        with self._registry("oidc") as reg:
-            found = _find(reg, access.client_id)
-        if found is None or found[0].disabled or found[0].library_id != access.library_id:
+        # One plain read, no ORM and no transaction: every API call pays for it, and it must see a
+        # system disabled a moment ago (so no cache either).
+        rows = self._read(_SYSTEM_NOW, {"client_id": access.client_id})
+        if not rows or rows[0].disabled or rows[0].library_id != access.library_id:
             return None
-        if address is not None and not library_systems.address_allowed(found[0], address):
+        if address is not None and not library_systems.address_in(rows[0].allowed_ips, address):
             raise NotAllowed("This library system may not call from this address (its allow-list).")
-        return replace(access, rate_limit=found[0].rate_limit)
+        return replace(access, rate_limit=rows[0].rate_limit)
 
     # -- client authentication ----------------------------------------------------------------------
     def _authenticate(self, reg: Registry, fields: Mapping[str, str], authorization: str | None,
@@ -280,6 +285,10 @@ def _find(reg: Registry, client_id: str) -> tuple[LibrarySystem, str] | None:
     isil = system.library.isil
     reg.session.expunge(system)
     return system, isil
+
+
+_SYSTEM_NOW = select(LibrarySystem.disabled, LibrarySystem.library_id, LibrarySystem.allowed_ips,
+                     LibrarySystem.rate_limit).where(LibrarySystem.client_id == bindparam("client_id"))
 
 
 def _token_key(token: str) -> str:

@@ -67,6 +67,7 @@ def build_oidc(services: Services) -> OidcParts:
     advertise(provider.configuration_information)
     library_clients = LibraryClients(services.registry, services.state, lambda: services.clock(),
                                      audiences=(provider.configuration_information["issuer"],
-                                                provider.configuration_information["token_endpoint"]))
+                                                provider.configuration_information["token_endpoint"]),
+                                     read=services.read)
     return OidcParts(provider=provider, grants=Grants(services.state, provider.authz_state), subjects=subjects,
                      authenticate=authenticate, library_clients=library_clients)

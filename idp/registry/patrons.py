@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Any, Literal, overload
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import joinedload
 
 from idp.errors import Conflict, NotAllowed, NotFound, ValidationError
 from idp.registry import changes as change_feed
@@ -170,16 +171,30 @@ def register_patron(reg: Registry, new: NewPatron) -> tuple[Patron, Card]:
     return patron, card
 
 
+# What the whole record reads, loaded with the patron in one query rather than one lazy load per
+# relationship (the register API builds a record on every lookup). A patron has a few cards,
+# memberships and bans, so the joined rows stay few.
+WHOLE_RECORD = (joinedload(Patron.cards).joinedload(Card.library),
+                joinedload(Patron.memberships).joinedload(Membership.library),
+                joinedload(Patron.loan_bans), joinedload(Patron.home_library), joinedload(Patron.local_library))
+
+
 def find_by_national_id(reg: Registry, raw: str) -> Patron | None:
     nid = parse_national_id(raw, today=reg.today())
-    return reg.session.scalar(select(Patron).where(Patron.national_id_hash == reg.cipher.lookup_hash(nid.value),
-                                                   Patron.local_library_id.is_(None)))
+    return reg.session.scalars(select(Patron).options(*WHOLE_RECORD).where(
+        Patron.national_id_hash == reg.cipher.lookup_hash(nid.value), Patron.local_library_id.is_(None))
+    ).unique().one_or_none()
 
 
 def patron_by_card(reg: Registry, typed: str) -> Patron:
-    patron = require_card(reg, typed).patron
+    patron = reg.session.get(Patron, require_card(reg, typed).patron_id, options=WHOLE_RECORD)
     assert patron is not None  # noqa: S101 - require_card answers only cards with a patron
     return patron
+
+
+def patron_by_id(reg: Registry, patron_id: int) -> Patron | None:
+    """The patron with the whole record loaded, or None."""
+    return reg.session.get(Patron, patron_id, options=WHOLE_RECORD)
 
 
 def read_full_record(reg: Registry, patron: Patron, *, purpose: str) -> PatronRecord:

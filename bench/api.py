@@ -25,11 +25,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import oidc
-from benchlib import positive, stop_on_signals
+from benchlib import positive
 from oidc import BenchError, Client, Server, Tally, http, measure, start_server, warm_up
 from register import SyntheticPatrons, _percentiles, _sample_cards, _typed_card
 from sqlalchemy import text
@@ -52,17 +51,7 @@ ISIL = oidc.ISIL
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
-    stop_on_signals()
-    try:
-        with ExitStack() as cleanup:
-            ApiBenchmark(args, cleanup).run()
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return oidc.run(lambda cleanup: ApiBenchmark(args, cleanup))
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:

@@ -97,10 +97,15 @@ REQUEST_TIMEOUT = 15.0
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
+    return run(lambda cleanup: Benchmark(args, cleanup))
+
+
+def run(benchmark: Callable[[ExitStack], Benchmark]) -> int:
+    """Run a benchmark built on ``cleanup`` (servers and databases it removes afterwards); the exit status."""
     stop_on_signals()
     try:
         with ExitStack() as cleanup:
-            Benchmark(args, cleanup).run()
+            benchmark(cleanup).run()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -15,8 +15,7 @@ from spectree import Response as Answers
 
 from idp.api import caller
 from idp.api.models import PatronAnswer, Strict
-from idp.api.patrons import answer, known_patron
-from idp.api.preconditions import require_match
+from idp.api.patrons import answer, patron_to_change
 from idp.api.problems import Problem, field, invalid
 from idp.api.spec import body, operation, problems
 from idp.registry import loan_bans, memberships
@@ -81,8 +80,7 @@ def change_contact(patron_id: int) -> Response:
             fields["address"] = clean_address(Address(sent.street, sent.postal_code, sent.city) if sent else None)
     me = caller.current()
     with services().registry(me.actor) as reg:
-        patron = known_patron(reg, patron_id)
-        require_match(patron)
+        patron = patron_to_change(reg, patron_id)
         with field("patron_id"):
             memberships.require_active(reg, patron, me.isil)
         try:
@@ -106,8 +104,7 @@ def set_loan_ban(patron_id: int) -> Response:
     reason = body(LoanBanRequest).reason
     me = caller.current()
     with services().registry(me.actor) as reg:
-        patron = known_patron(reg, patron_id)
-        require_match(patron)
+        patron = patron_to_change(reg, patron_id)
         with field("reason"):
             loan_bans.set_loan_ban(reg, patron, me.isil, reason=reason)
         return answer(reg, patron)
@@ -122,7 +119,6 @@ def clear_loan_ban(patron_id: int) -> Response:
     """
     me = caller.current()
     with services().registry(me.actor) as reg:
-        patron = known_patron(reg, patron_id)
-        require_match(patron)
+        patron = patron_to_change(reg, patron_id)
         loan_bans.clear_loan_ban(reg, patron, me.isil)
         return answer(reg, patron)

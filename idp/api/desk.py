@@ -17,7 +17,7 @@ from idp.api import caller
 from idp.api.desk_models import (Activity, ActivityAnswer, CredentialStatusAnswer, LocalCardMerge, NewCard,
                                  PasswordReset, PrintedCardRequest, Registration, ResetStarted, RulesAccepted)
 from idp.api.models import PatronAnswer, patron_answer
-from idp.api.patrons import answer, known_patron
+from idp.api.patrons import answer, known_patron, patron_to_change
 from idp.api.preconditions import etag, require_match
 from idp.api.problems import Problem, field, invalid
 from idp.api.spec import body, link, operation, problems
@@ -207,8 +207,7 @@ def end_membership(patron_id: int) -> Response:
     """
     desk = caller.current()
     with services().registry(desk.actor) as reg:
-        patron = known_patron(reg, patron_id)
-        require_match(patron)
+        patron = patron_to_change(reg, patron_id)
         with field("patron_id"):
             memberships.remove_from_library(reg, patron, desk.isil)
     return Response(status=204, headers={"Cache-Control": "no-store"})
@@ -229,8 +228,7 @@ def issue_card(patron_id: int) -> Response:
     asked = body(NewCard)
     desk = caller.current()
     with services().registry(desk.actor) as reg:
-        patron = known_patron(reg, patron_id)
-        require_match(patron)
+        patron = patron_to_change(reg, patron_id)
         with field("number"):
             cards.issue_card(reg, patron, get_library(reg, desk.isil), kind="printed", number=asked.number)
         return _created(reg, patron)

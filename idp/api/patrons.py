@@ -13,7 +13,7 @@ from spectree import Response as Answers
 
 from idp.api import caller
 from idp.api.models import Lookup, PatronAnswer, patron_answer
-from idp.api.preconditions import etag
+from idp.api.preconditions import etag, require_match
 from idp.api.problems import Problem, field
 from idp.api.spec import body, link, operation, problems
 from idp.errors import NotFound
@@ -50,6 +50,13 @@ def known_patron(reg: Registry, patron_id: int) -> Patron:
     if patron is None or not (patron.local_library_id == library_id
                               or any(m.library_id == library_id for m in patron.memberships)):
         raise Problem(404, "patron-not-found", "Not found.", "No patron with this id at this library.")
+    return patron
+
+
+def patron_to_change(reg: Registry, patron_id: int) -> Patron:
+    """A patron of this library, for a change of their record: If-Match must name its current ETag."""
+    patron = known_patron(reg, patron_id)
+    require_match(patron)
     return patron
 
 

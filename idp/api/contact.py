@@ -54,7 +54,7 @@ _CHANGE_ANSWERS = Answers(HTTP_200=(PatronAnswer, "The patron as this library se
 
 
 @bp.patch("/patrons/<int:patron_id>/contact")
-@operation("register.write", "changeContact", json=ContactChange, resp=_CHANGE_ANSWERS)
+@operation("register.write", "changeContact", if_match=True, json=ContactChange, resp=_CHANGE_ANSWERS)
 def change_contact(patron_id: int) -> Response:
     """Change a patron's e-mail, phone or address
 
@@ -93,7 +93,7 @@ def change_contact(patron_id: int) -> Response:
 
 
 @bp.put("/patrons/<int:patron_id>/loan-ban")
-@operation("register.write", "setLoanBan", json=LoanBanRequest, resp=_CHANGE_ANSWERS)
+@operation("register.write", "setLoanBan", if_match=True, json=LoanBanRequest, resp=_CHANGE_ANSWERS)
 def set_loan_ban(patron_id: int) -> Response:
     """Bar the patron from borrowing at this library
 
@@ -111,7 +111,7 @@ def set_loan_ban(patron_id: int) -> Response:
 
 
 @bp.delete("/patrons/<int:patron_id>/loan-ban")
-@operation("register.write", "clearLoanBan", resp=_CHANGE_ANSWERS)
+@operation("register.write", "clearLoanBan", if_match=True, resp=_CHANGE_ANSWERS)
 def clear_loan_ban(patron_id: int) -> Response:
     """Lift this library's loan ban
 

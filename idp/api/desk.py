@@ -162,7 +162,7 @@ def _check_registration(reg: Registry, asked: Registration, address: patrons.Add
 # --- Memberships -----------------------------------------------------------------------------------
 
 @bp.put("/patrons/<int:patron_id>/membership")
-@operation("register.write", "addMembership", resp=Answers(
+@operation("register.write", "addMembership", if_match=True, resp=Answers(
     HTTP_200=(PatronAnswer, _RECORD), **problems(401, 403, 404, 412, 428, 429)))
 def add_membership(patron_id: int) -> Response:
     """Add the patron to this library
@@ -179,7 +179,7 @@ def add_membership(patron_id: int) -> Response:
 
 
 @bp.post("/patrons/<int:patron_id>/membership/rules-accepted")
-@operation("register.write", "acceptLendingRules", json=RulesAccepted, resp=Answers(
+@operation("register.write", "acceptLendingRules", if_match=True, json=RulesAccepted, resp=Answers(
     HTTP_200=(PatronAnswer, _RECORD), **problems(400, 401, 403, 404, 409, 412, 428, 429)))
 def accept_rules(patron_id: int) -> Response:
     """Record that the patron accepted this library's lending rules at the desk
@@ -198,7 +198,7 @@ def accept_rules(patron_id: int) -> Response:
 
 
 @bp.delete("/patrons/<int:patron_id>/membership")
-@operation("register.write", "endMembership", resp=Answers(
+@operation("register.write", "endMembership", if_match=True, resp=Answers(
     HTTP_204=None, **problems(401, 403, 404, 412, 428, 429)))
 def end_membership(patron_id: int) -> Response:
     """End the patron's membership of this library
@@ -216,7 +216,7 @@ def end_membership(patron_id: int) -> Response:
 # --- Cards -----------------------------------------------------------------------------------------
 
 @bp.post("/patrons/<int:patron_id>/cards")
-@operation("cards", "issueCard", json=NewCard, resp=Answers(
+@operation("cards", "issueCard", if_match=True, json=NewCard, resp=Answers(
     HTTP_201=(PatronAnswer, "Issued: the patron with the new card (a digital card it replaces is retired)."),
     **problems(400, 401, 403, 404, 409, 412, 428, 429)))
 def issue_card(patron_id: int) -> Response:
@@ -235,7 +235,7 @@ def issue_card(patron_id: int) -> Response:
 
 
 @bp.post("/patrons/<int:patron_id>/merge")
-@operation("cards", "mergeLocalCard", json=LocalCardMerge, resp=Answers(
+@operation("cards", "mergeLocalCard", if_match=True, json=LocalCardMerge, resp=Answers(
     HTTP_200=(PatronAnswer, "The national account, now holding the local account's memberships."),
     **problems(400, 401, 403, 404, 409, 412, 428, 429)))
 def merge_local_card(patron_id: int) -> Response:

@@ -27,8 +27,8 @@ def etag(patron: Patron) -> str:
 
 def require_match(patron: Patron) -> None:
     """A change must name the version it was made on: 428 without If-Match, 412 when it is stale."""
-    given = request.headers.get("If-Match")
-    if given is None:
+    given = request.headers.get("If-Match", "").strip()
+    if not given:  # missing or blank: no version named
         raise Problem(428, "if-match-required", "If-Match is required.",
                       "Send If-Match with the ETag of the record you read, so no other desk's change is lost.")
     tags = [tag.strip() for tag in given.split(",")]

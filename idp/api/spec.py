@@ -69,6 +69,14 @@ api = SpecTree("flask", naming_strategy=lambda model: model.__name__,
                    "is stable per kind of error."))
 
 _LINKS: dict[tuple[str, str], dict[str, Any]] = {}
+_HEADERS: dict[str, list[dict[str, Any]]] = {}
+_IF_MATCH = {"name": "If-Match", "in": "header", "required": True, "schema": {"type": "string", "minLength": 1},
+             "description": "The ETag of the record as last read: 428 without it, 412 when another change came "
+                            "first."}
+_IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                    "description": "Makes a retry safe: the same request under the same key within 24 hours gets "
+                                   "the first answer again; another request under it is a 422."}
 
 
 def problems(*codes: int) -> dict[str, Any]:
@@ -78,9 +86,20 @@ def problems(*codes: int) -> dict[str, Any]:
 
 def operation(scope: str, operation_id: str, *, resp: Response, json: type[BaseModel] | None = None,
               query: type[BaseModel] | None = None, tags: tuple[str, ...] = ("register",),
-              once: bool = False) -> Callable[[F], F]:
+              once: bool = False, if_match: bool = False) -> Callable[[F], F]:
     """A register API view: the caller must hold ``scope``; the body and query are validated; with
-    ``once``, an Idempotency-Key makes a retry safe (idp.api.idempotency)."""
+    ``once``, an Idempotency-Key makes a retry safe (idp.api.idempotency). ``if_match`` documents that
+    the view changes a record and so requires If-Match (the view checks it: idp.api.preconditions);
+    tests/api/test_document.py holds every such operation to a 428 without it."""
+    if once:
+        _HEADERS.setdefault(operation_id, []).append(_IDEMPOTENCY_KEY)
+        resp.add_model(409, ProblemDocument, replace=False)  # the key's first request still running
+        resp.add_model(422, ProblemDocument, replace=False)  # the key used for another request
+    if if_match:
+        _HEADERS.setdefault(operation_id, []).append(_IF_MATCH)
+        resp.add_model(412, ProblemDocument, replace=False)
+        resp.add_model(428, ProblemDocument, replace=False)
+
     def decorate(view: F) -> F:
         validated = api.validate(json=json, query=query, resp=resp, tags=tags, operation_id=operation_id,
                                  security={"libraryToken": [scope]}, before=_before)(view)
@@ -109,6 +128,7 @@ def document(issuer: str) -> dict[str, Any]:
     spec["paths"] = {path.removeprefix(PREFIX): item for path, item in spec["paths"].items()}
     for item in spec["paths"].values():
         for op in item.values():
+            op["parameters"] = [*op.get("parameters", []), *_HEADERS.get(op["operationId"], [])]
             for status, response in op["responses"].items():
                 content = response.get("content", {})
                 schema = content.get("application/json", {}).get("schema", {})
@@ -116,7 +136,7 @@ def document(issuer: str) -> dict[str, Any]:
                     response["content"] = {MEDIA_TYPE: content.pop("application/json")}
                 found = _LINKS.get((op["operationId"], status))
                 if found:
-                    response["links"] = found
+                    response["links"] = {name: _with_etag(link) for name, link in found.items()}
     spec["components"]["securitySchemes"] = {
         "libraryToken": {
             "type": "oauth2",
@@ -131,6 +151,13 @@ def document(issuer: str) -> dict[str, Any]:
     }
     spec.pop("security", None)
     return spec
+
+
+def _with_etag(link: dict[str, Any]) -> dict[str, Any]:
+    """A link to an operation that changes a record carries the answer's ETag as its If-Match."""
+    if _IF_MATCH not in _HEADERS.get(link["operationId"], []):
+        return link
+    return {**link, "parameters": {**link["parameters"], "header.If-Match": "$response.header.ETag"}}
 
 
 _SCOPE_TEXT = {

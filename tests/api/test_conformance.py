@@ -52,7 +52,10 @@ SCENARIOS = 25  # per chain of links
 
 def _settings(examples: int) -> hypothesis.settings:
     return hypothesis.settings(max_examples=examples, derandomize=True, database=None, deadline=None,
-                               phases=[Phase.explicit, Phase.generate, Phase.shrink],
+                               # No shrinking: it replays calls against a register they have changed, and
+                               # Hypothesis takes the different answers for a flaky strategy. A failure is
+                               # reported as found, with its curl line.
+                               phases=[Phase.explicit, Phase.generate],
                                suppress_health_check=list(HealthCheck), stateful_step_count=4)
 
 
@@ -195,6 +198,11 @@ def test_calls_that_follow_the_documents_links_answer_as_documented(live: LiveId
     for chain in found:
         class Desk(schema.include(operation_id=sorted(chain)).as_state_machine()):  # type: ignore[misc]
             def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
+                # A generated Idempotency-Key is drawn again in later scenarios and the server answers
+                # the first request's outcome (or 422): state across scenarios, which Hypothesis takes
+                # for a flaky strategy. Keys are tested on their own (tests/api/test_desk.py).
+                if case.headers:
+                    case.headers.pop("Idempotency-Key", None)
                 return {"headers": register.headers(case.operation), "timeout": 30}
 
             def validate_response(self, response: schemathesis.Response, case: schemathesis.Case,

@@ -17,7 +17,9 @@ import pytest
 import requests
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
+from tests.api.conftest import MakeDesk
 from tests.flows.conftest import LiveIdp
+from tests.unit.factories import patron
 
 PROBLEM = "application/problem+json"
 PARTNER_OPERATIONS = {"verifyCard"}  # the partners' check, authenticated as a relying party
@@ -122,7 +124,9 @@ def test_links_lead_to_operations_that_exist_with_the_parameters_they_fill(docum
     for source, status, name, link in links:
         where = f"{source} {status} link {name}"
         assert link["operationId"] in by_id, where
-        accepted = {parameter["name"] for parameter in by_id[link["operationId"]].get("parameters", [])}
+        # A link names a parameter plainly or qualified by where it goes ("header.If-Match"), as OpenAPI allows.
+        accepted = {name for parameter in by_id[link["operationId"]].get("parameters", [])
+                    for name in (parameter["name"], f"{parameter['in']}.{parameter['name']}")}
         assert set(link.get("parameters", {})) <= accepted, where
         assert str(status).startswith("2"), f"{where}: only a success leads on"
 
@@ -141,3 +145,30 @@ def test_the_browsable_page_shows_every_operation_with_its_scope(live: LiveIdp, 
             assert f"<td>{status}</td>" in text
     assert "/api/v1/openapi.json" in text
 
+
+
+def test_every_operation_documented_to_require_if_match_refuses_a_change_without_it(
+        live: LiveIdp, document: dict[str, Any], make_desk: MakeDesk) -> None:
+    # Issue 15: "a required If-Match on changes (428 without it)". The document says which operations change
+    # a record; each must refuse a call without If-Match, and its links must carry the ETag they need.
+    desk = make_desk()
+    with live.services.registry("test") as reg:
+        kari, _ = patron(reg)
+        patron_id = kari.id
+    bodies = {"changeContact": {"phone": "+47 400 00 000"}, "acceptLendingRules": {}, "issueCard": {"number": "1"},
+              "mergeLocalCard": {"local_card": "L-1"}, "setLoanBan": {}}
+    guarded = [(path, method, op) for path, method, op in register_operations(document)
+               if any(p["name"] == "If-Match" and p["required"] for p in op["parameters"])]
+    assert {op["operationId"] for _, _, op in guarded} >= {"changeContact", "setLoanBan", "addMembership", "issueCard"}
+    for path, method, op in guarded:
+        assert {"412", "428"} <= set(op["responses"]), op["operationId"]
+        answer = desk.call(method.upper(), path.replace("{patron_id}", str(patron_id)),
+                           json=bodies.get(op["operationId"]) if method != "delete" else None)
+        assert answer.status_code == 428, (op["operationId"], answer.text)
+        assert answer.json()["type"] == "/api/v1/problems/if-match-required"
+    for _, _, op in operations(document):
+        for response in op["responses"].values():
+            for link in response.get("links", {}).values():
+                target = next(t for _, _, t in operations(document) if t["operationId"] == link["operationId"])
+                if any(p["name"] == "If-Match" for p in target["parameters"]):
+                    assert link["parameters"]["header.If-Match"] == "$response.header.ETag", link

@@ -8,6 +8,8 @@ an activity report and a password reset are not edits of what the library read, 
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
@@ -21,7 +23,7 @@ from idp.api.patrons import answer, known_patron, patron_to_change
 from idp.api.preconditions import etag, require_match
 from idp.api.problems import Problem, field, invalid
 from idp.api.spec import body, link, operation, problems
-from idp.auth import recovery_link
+from idp.auth import lockout, recovery_link
 from idp.auth.patron_sessions import end_patron_sessions
 from idp.delivery.errors import DeliveryError
 from idp.errors import NotAllowed, ValidationError
@@ -319,13 +321,16 @@ def credential_status(patron_id: int) -> Response:
 
     Whether they have a password and a PIN, whether the password must be changed at next login, whether
     a first or temporary secret was ever replaced by one of their own (the desk's "are the first-time
-    credentials still in use?"), and the date of the last login or reported activity.
+    credentials still in use?"), the date of the last login or reported activity, the last login, and
+    until when logins are locked after 10 wrong guesses in a day.
     """
     with services().registry(caller.current().actor) as reg:
         status = patrons.credential_status(reg, known_patron(reg, patron_id))
     return _json(CredentialStatusAnswer(
         has_password=status.has_password, has_pin=status.has_pin, must_change=status.must_change,
-        first_credentials_changed=status.first_credentials_changed, last_used=status.last_used))
+        first_credentials_changed=status.first_credentials_changed, last_used=status.last_used,
+        last_login=status.last_login,
+        locked_until=lockout.locked_until(services().state, patron_id, int(time.time()))))
 
 
 link("registerPatron", 201, "patron", "getPatron", {"patron_id": "$response.body#/patron/id"},

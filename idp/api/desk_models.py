@@ -105,6 +105,9 @@ class CredentialStatusAnswer(Answer):
     first_credentials_changed: bool = Field(description=(
         "A first or temporary password or PIN was ever replaced by one of the patron's own."))
     last_used: date = Field(description="The last login or activity a library reported (one date for both).")
+    last_login: datetime | None = Field(description="The last login by any method; null when none is on record.")
+    locked_until: datetime | None = Field(description=(
+        "Logins are refused until then after 10 wrong guesses in a day; null when they are not."))
 
 
 class ActivityAnswer(Answer):

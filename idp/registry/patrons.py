@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal, overload
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import joinedload
 
 from idp.errors import Conflict, NotAllowed, NotFound, ValidationError
@@ -17,7 +17,7 @@ from idp.registry.context import Registry
 from idp.registry.credentials import Verification, check_password_shape, check_pin_shape
 from idp.registry.dates import oslo_date
 from idp.registry.libraries import current_rules, get_library
-from idp.registry.models import Card, Credential, Library, Membership, PasswordResetToken, Patron
+from idp.registry.models import AuditEvent, Card, Credential, Library, Membership, PasswordResetToken, Patron
 from idp.registry.national_id import IdKind, NationalId, parse_national_id
 from idp.registry.owned import refuse_owned
 from idp.registry.records import PatronRecord, full_record
@@ -394,6 +394,7 @@ class CredentialStatus:
     must_change: bool  # the password on file is a first or temporary one, to be replaced at next login
     first_credentials_changed: bool  # a first or temporary secret was ever replaced by the patron's own
     last_used: date  # the last login or reported activity (the register keeps one date for both)
+    last_login: datetime | None  # the last login by any method (from the audit trail); None: none kept
 
 
 def credential_status(reg: Registry, patron: Patron) -> CredentialStatus:
@@ -403,7 +404,14 @@ def credential_status(reg: Registry, patron: Patron) -> CredentialStatus:
         has_password=password is not None, has_pin="pin" in found,
         must_change=bool(password and password.must_change),
         first_credentials_changed=any(c.first_changed_at is not None for c in found.values()),
-        last_used=oslo_date(patron.last_activity_at))
+        last_used=oslo_date(patron.last_activity_at),
+        last_login=reg.session.scalar(select(func.max(AuditEvent.at)).where(
+            AuditEvent.patron_id == patron.id, AuditEvent.action.in_(LOGIN_AUDIT_ACTIONS))))
+
+
+# Every completed login is audited under one of these (idp.auth.password, idp.web.idporten,
+# idp.auth.federation); the audit trail is where the last login is kept, with no column written per login.
+LOGIN_AUDIT_ACTIONS = ("login.password", "login.idporten", "login.federation")
 
 
 __all__ = ["ACTIVITY_KINDS", "Address", "CredentialStatus", "IdKind", "NewPatron", "SecretCheck", "birth_date_of",

@@ -20,6 +20,7 @@ other request passes without its hooks.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterable
 from functools import partial, wraps
 from typing import Any
@@ -29,6 +30,7 @@ from flask_limiter import Limiter, RequestLimit
 from flask_limiter.util import get_remote_address
 
 from idp.api import BLUEPRINTS, caller, verify
+from idp.auth import lockout
 from idp.auth.password import patron_key
 from idp.oidc.provider import basic_credentials
 from idp.registry.cards import find_card
@@ -105,7 +107,10 @@ def _notify_locked(limit: RequestLimit) -> None:
             card = find_card(reg, value)
             patron_id = card.patron_id if card is not None else None
         # Unknown cards are locked all the same, but there is nobody to tell.
-        if patron_id is None or svc.state.incr(f"lock-notice:{patron_id}", _NOTICE_TTL) != 1:
+        if patron_id is None:
+            return
+        lockout.record_lock(svc.state, patron_id, limit.reset_at, int(time.time()))  # for the desk (idp.api)
+        if svc.state.incr(f"lock-notice:{patron_id}", _NOTICE_TTL) != 1:
             return
         reg.notify(patron_id, "login_locked", failures=FAILURES_PER_DAY)
         reg.audit("login.locked", patron_id=patron_id)

@@ -15,6 +15,8 @@ import requests
 from openapi_spec_validator import validate
 from sqlalchemy import func, select
 
+from idp import relying_parties
+from idp.auth.password import Outcome, password_login
 from idp.registry import agreements, libraries, patrons
 from idp.registry.cardnumbers import national_number
 from idp.registry.models import (AuditEvent, Card, CardSeries, Credential, Membership, Notification,
@@ -373,7 +375,7 @@ def test_a_temporary_password_is_shown_once_must_be_changed_and_is_never_audited
     assert status.status_code == 200, status.text
     assert {k: v for k, v in status.json().items() if k != "last_used"} == {
         "warnings": None, "has_password": False, "has_pin": False, "must_change": False,
-        "first_credentials_changed": False}
+        "first_credentials_changed": False, "last_login": None, "locked_until": None}
     key = {"Idempotency-Key": "reset-1"}
     reset = desk.call("POST", f"/patrons/{patron_id}/password-reset", json={"delivery": "temporary"}, headers=key)
     assert reset.status_code == 200, reset.text
@@ -396,6 +398,27 @@ def test_a_temporary_password_is_shown_once_must_be_changed_and_is_never_audited
     changed = desk.call("GET", f"/patrons/{patron_id}/credentials").json()
     assert (changed["must_change"], changed["first_credentials_changed"]) == (False, True)
     assert "$argon2" not in str(changed)
+
+
+def test_the_desk_sees_the_last_login_and_until_when_wrong_guesses_lock_the_card(desk: Desk) -> None:
+    # Issue 15: the credential status includes the last login date and "locked until"; README: each card
+    # allows 10 wrong guesses a day, counted together on the login page and the verify API.
+    patron_id, number = oslo_patron(desk, password="correct horse battery", pin="4711")
+    before = desk.call("GET", f"/patrons/{patron_id}/credentials").json()
+    assert (before["last_login"], before["locked_until"]) == (None, None)
+    with desk.live.services.registry("web") as reg:
+        assert password_login(reg, number, "correct horse battery").outcome is Outcome.OK
+    with desk.live.services.registry("test") as reg:
+        door, secret = relying_parties.add_oidc(reg, "Door", ["https://door.example/cb"], claims=["valid_patron"],
+                                                pin_allowed=True, dpa_signed=reg.today() - timedelta(days=1))
+    answers = [requests.post(f"{desk.live.url}/api/v1/verify", auth=(door.client_id, secret or ""), timeout=30,
+                             json={"card_number": number, "pin": f"{1000 + guess}"}) for guess in range(11)]
+    assert [a.status_code for a in answers] == [200] * 10 + [429]
+    after = desk.call("GET", f"/patrons/{patron_id}/credentials").json()
+    assert after["last_login"] is not None
+    locked = datetime.fromisoformat(after["locked_until"])
+    assert timedelta(hours=23) < locked - datetime.now(UTC) <= timedelta(hours=24, seconds=2)  # whole seconds
+    assert "4711" not in str(after) and "correct horse" not in str(after)
 
 
 def test_credentials_need_the_right_scope_and_a_patron_of_this_library(desk: Desk, make_desk: MakeDesk) -> None:

@@ -82,6 +82,10 @@ def run(settings: Settings, *, host: str, port: int, workers: int, threads: int 
         # forwarded_allow_ips (127.0.0.1 by default) even with no proxy configured.
         **NO_FORWARDED_TRUST,
         "timeout": 30,
+        # Library systems make a desk's calls over one kept-alive connection, seconds apart. gunicorn's
+        # default closes an idle one after 2 s, and a call sent as it closes is reset (seen in the desk
+        # day test on a busy machine); 20 s outlasts a desk's pauses (idle connections cost no thread).
+        "keepalive": 20,
         # gunicorn 27's control socket sits at one fixed path per user: two servers would clash.
         "control_socket_disable": True,
     }

@@ -59,6 +59,13 @@ def _settings(examples: int) -> hypothesis.settings:
                                suppress_health_check=list(HealthCheck), stateful_step_count=4)
 
 
+# Registering makes what a later scenario finds answer differently (the same generated person is a 201,
+# then a 409), and Hypothesis replays earlier scenarios' choices: it takes that for a flaky strategy. So
+# stateful chains do not start there; registration is run on its own above and through its links in
+# tests/api/test_desk.py, and its links' targets are reached from the other chains.
+STATE_MAKING = {"registerPatron"}
+
+
 @dataclass
 class Register:
     """What the generated calls are given to find, and who makes them."""
@@ -170,6 +177,8 @@ def chains(document: dict[str, Any]) -> list[set[str]]:
     links: dict[str, set[str]] = {}
     for item in document["paths"].values():
         for operation in item.values():
+            if operation["operationId"] in STATE_MAKING:
+                continue
             targets = {link["operationId"] for response in operation["responses"].values()
                        for link in response.get("links", {}).values()}
             if targets:

@@ -34,8 +34,8 @@ from idp.oidc.token_endpoint import authenticate
 if TYPE_CHECKING:
     from idp.oidc.wiring import OidcParts
 
-ACCESS_TOKEN = "access_token"
-REFRESH_TOKEN = "refresh_token"
+ACCESS_TOKEN = "access_token"  # noqa: S105 - token type names (RFC 7009), not secrets
+REFRESH_TOKEN = "refresh_token"  # noqa: S105
 TOKEN_TYPES = (ACCESS_TOKEN, REFRESH_TOKEN)
 INACTIVE: dict[str, Any] = {"active": False}
 

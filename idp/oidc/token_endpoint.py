@@ -67,7 +67,8 @@ def authenticate(parts: OidcParts, fields: Mapping[str, str], authorization: str
         return parts.provider.authenticate_client(fields, authorization)
     except InvalidClientAuthentication as exc:
         if parts.library_clients.authenticates(fields, authorization, address):
-            raise UnauthorizedClient("a library system may use the client_credentials grant only") from None
+            raise UnauthorizedClient("a library system may use the client_credentials grant only, not "
+                                     "the endpoints of relying parties") from None
         raise from_pyop(exc) from None
 
 

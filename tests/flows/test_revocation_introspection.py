@@ -13,6 +13,8 @@ from authlib.integrations.requests_client import OAuth2Session
 
 from idp.oidc import token_admin
 from tests.flows.conftest import LiveIdp
+from tests.flows.test_client_credentials import add_system, fetch, secret_session
+from tests.flows.test_client_credentials import introspect as library_introspect
 from tests.flows.test_oidc_flow import Client, card, full_login, register, userinfo_status  # noqa: F401 (fixture)
 from tests.flows.test_token_lifecycle import new_browser, refresh, tokens_in
 
@@ -189,3 +191,16 @@ def test_a_refresh_returns_an_id_token_of_the_same_login_without_nonce(live: Liv
         assert claims.header["alg"] == alg
         assert (claims["sub"], claims["acr"], claims["auth_time"]) == (first["sub"], first["acr"], first["auth_time"])
         assert "nonce" not in claims and claims["iat"] > first["iat"]
+
+
+# -- library systems ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/introspect", "/revoke"])
+def test_library_systems_are_refused_even_for_their_own_tokens(live: LiveIdp, path: str) -> None:
+    """docs/oidc.md: the register API checks a library system's token itself; these are relying parties' endpoints."""
+    system = add_system(live, secret=True)
+    token = fetch(live, secret_session(system))["access_token"]
+    answer = requests.post(f"{live.url}{path}", data={"token": token}, auth=(system.client_id, system.secret),
+                           timeout=5)
+    assert answer.status_code == 400 and answer.json()["error"] == "unauthorized_client"
+    assert library_introspect(live, token) is not None  # and the token was left alone

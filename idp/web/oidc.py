@@ -7,6 +7,7 @@ headers and body."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -24,6 +25,7 @@ from idp.oidc.errors import (AccessDenied, ConsentRequired, InvalidRequest, Logi
                              TemporarilyUnavailable, Unanswerable, UnmetAuthenticationRequirements)
 from idp.oidc.flow import CodeGrant
 from idp.oidc.hints import read_id_token_hint
+from idp.oidc import token_admin
 from idp.oidc.token_endpoint import token_response
 from idp.oidc.userinfo import bearer_access, userinfo_claims
 from idp.oidc.wiring import OidcParts
@@ -235,20 +237,37 @@ def _issue_code(parsed: Any, params: dict[str, Any], patron_id: int, released: l
 
 # -- token ------------------------------------------------------------------------------------
 
-@bp.post("/token")
-def token() -> ResponseReturnValue:
+def _machine_endpoint(answer: Callable[[OidcParts, dict[str, str], str | None, str | None], Any]
+                      ) -> ResponseReturnValue:
+    """A form POST from a client (token, revocation, introspection): ``answer``'s JSON, never cached."""
     if request.mimetype != "application/x-www-form-urlencoded":
         return _json_error(InvalidRequest("the body must be application/x-www-form-urlencoded"))
     fields = dict(parse_qsl(request.get_data(as_text=True)))
     try:
-        body = token_response(_oidc(), services().state, fields, request.headers.get("Authorization"),
-                              request.remote_addr)
+        body = answer(_oidc(), fields, request.headers.get("Authorization"), request.remote_addr)
     except OidcError as exc:
         return _json_error(exc)
-    out = jsonify(body)
+    out = jsonify(body) if body is not None else Response(status=200)
     out.headers["Cache-Control"] = "no-store"
     out.headers["Pragma"] = "no-cache"
     return out
+
+
+@bp.post("/token")
+def token() -> ResponseReturnValue:
+    return _machine_endpoint(lambda parts, fields, authorization, address: token_response(
+        parts, services().state, fields, authorization, address))
+
+
+@bp.post("/revoke")
+def revoke() -> ResponseReturnValue:
+    """RFC 7009: 200 with an empty body, whether or not there was a token of the client's to revoke."""
+    return _machine_endpoint(token_admin.revoke)
+
+
+@bp.post("/introspect")
+def introspect() -> ResponseReturnValue:
+    return _machine_endpoint(token_admin.introspect)
 
 
 # -- userinfo ---------------------------------------------------------------------------------

@@ -52,6 +52,8 @@ def give_consent(reg: Registry, patron_id: int, client_id: str, claims: Sequence
                              .where(RelyingParty.client_id == client_id)).one_or_none()
     if rp is None:
         raise LookupError("no such service")
+    if reg.session.get(Patron, patron_id) is None:  # deleted while the consent page was open
+        raise LookupError("no such patron")
     now = reg.now()
     dialect = reg.session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert

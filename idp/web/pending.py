@@ -4,6 +4,7 @@ session is good enough, the way to the login page and back, and the consent page
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 from collections.abc import Sequence
 
 from flask import redirect, render_template, url_for
@@ -58,8 +59,9 @@ def has_consent(patron_id: int, client_id: str, released: Sequence[str]) -> bool
 
 
 def give_consent(patron_id: int, client_id: str, released: Sequence[str]) -> None:
-    """Store the consent the patron just gave (register data: it outlives sessions and Redis)."""
-    with services().registry("web") as reg:
+    """Store the consent the patron just gave (register data: it outlives sessions and Redis). A patron
+    deleted meanwhile stores nothing: the answer that follows finds them gone and refuses."""
+    with services().registry("web") as reg, suppress(LookupError):
         consents.give_consent(reg, patron_id, client_id, released)
 
 

@@ -82,10 +82,12 @@ def test_oidc_and_saml_services_are_listed_alike_and_withdrawn_one_by_one(servic
         assert consents.consents_of(reg, kari) == {film: ["valid_patron"]}
 
 
-def test_a_consent_to_an_unknown_service_is_refused_and_nothing_written(services: Services) -> None:
-    kari, _, _ = setup(services)
+def test_a_consent_to_an_unknown_service_or_patron_is_refused_and_nothing_written(services: Services) -> None:
+    kari, film, _ = setup(services)
     with services.registry("test") as reg, pytest.raises(LookupError):
         consents.give_consent(reg, kari, "no-such-client", ["valid_patron"])
+    with services.registry("test") as reg, pytest.raises(LookupError):
+        consents.give_consent(reg, kari + 1000, film, ["valid_patron"])
     with services.registry("test") as reg:
         assert reg.session.scalar(select(func.count()).select_from(Consent)) == 0
 

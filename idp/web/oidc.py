@@ -29,13 +29,14 @@ from idp.oidc import token_admin
 from idp.oidc.token_endpoint import token_response
 from idp.oidc.userinfo import bearer_access, userinfo_claims
 from idp.oidc.wiring import OidcParts
+from idp.registry import consents
 from idp.web import services
 from idp.web.authorize_checks import request_problem, unambiguous_target
 from idp.web.errors import OUTAGE_ERRORS, error_page, is_outage, log_outage, unexpected
 from idp.web import login_methods, waiting
 from idp.web.logged_in import current_login, log_out
 from idp.web.login_session import login_session_id
-from idp.web.pending import authenticate_then, consent_page, session_meets
+from idp.web.pending import authenticate_then, consent_page, give_consent, session_meets
 from idp.web.security import allow_form_target
 
 bp = Blueprint("oidc", __name__)
@@ -190,8 +191,8 @@ def _proceed(parsed: Any = None) -> ResponseReturnValue:
         rp = relying_parties.get(reg, parsed["client_id"])
         released = list(claims_decision(rp, parsed).released)
         rp_name = rp.name
-    grants = _oidc().grants
-    if "consent" in parsed.get("prompt", []) or not grants.has_consent(patron_id, parsed["client_id"], released):
+        agreed = consents.has_consent(reg, patron_id, rp.client_id, released)
+    if "consent" in parsed.get("prompt", []) or not agreed:
         if "none" in parsed.get("prompt", []):
             session.pop(PENDING, None)
             return _error_redirect(params, ConsentRequired("the patron must consent"))
@@ -212,7 +213,7 @@ def consent() -> ResponseReturnValue:
         session.pop(PENDING, None)
         return _error_redirect(params, AccessDenied("the patron declined"))
     released = list(pending.payload["released"])
-    _oidc().grants.give_consent(login.patron_id, params["client_id"], released)
+    give_consent(login.patron_id, params["client_id"], released)
     parsed = _oidc().provider.parse_authentication_request(urlencode(params))
     return _issue_code(parsed, params, login.patron_id, released)
 

@@ -231,7 +231,13 @@ def check_metadata_signature(metadata_xml: str, cert_pem: str, xmlsec_binary: st
     root_id = root.attrib.get("ID")
     signatures = root.findall(f"{{{_DS}}}Signature")
     references = [ref.attrib.get("URI") for sig in signatures for ref in sig.iter(f"{{{_DS}}}Reference")]
-    if namespace != _MD or tag not in _METADATA_ROOTS or not root_id or references != [f"#{root_id}"]:
+    # xmlsec1 verifies the first signature in document order: it must be the root's, and the ID it
+    # references must be the root's alone (an entity's own signature placed first, or a second
+    # element with the root's ID, would otherwise vouch for the document).
+    first = next(root.iter(f"{{{_DS}}}Signature"), None)
+    same_id = sum(1 for element in root.iter() if element.attrib.get("ID") == root_id)
+    if (namespace != _MD or tag not in _METADATA_ROOTS or not root_id or references != [f"#{root_id}"]
+            or first is not signatures[0] or same_id != 1):
         raise ValidationError("The metadata is not signed as a whole (one signature of its root element), but a "
                               "metadata certificate is configured: get the signed metadata from the federation.")
     with tempfile.NamedTemporaryFile("w", suffix=".pem") as cert_file:

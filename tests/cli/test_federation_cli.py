@@ -213,7 +213,14 @@ def test_metadata_that_does_not_verify_with_the_certificate_is_refused(
     # The signed EntityDescriptor wrapped in an unsigned document, beside one of the attacker's.
     wrapped = ('<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" ID="wrap">'
                + signed.split("?>", 1)[1] + "</md:EntitiesDescriptor>")
+    # An aggregate whose first signature is a (validly) signed entity's, its own signature forged.
+    entity = signed.split("?>", 1)[1]
+    forged = ('<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" '
+              'xmlns:ds="http://www.w3.org/2000/09/xmldsig#" ID="agg">' + entity
+              + '<ds:Signature><ds:SignedInfo><ds:Reference URI="#agg"/></ds:SignedInfo></ds:Signature>'
+              + "</md:EntitiesDescriptor>")
     cases = [(signed, wrong_cert, "does not verify with the configured metadata certificate"),
+             (forged, cert, "not signed as a whole"),
              (tampered, cert, "does not verify with the configured metadata certificate"),
              (signing_university.metadata(), cert, "not signed as a whole"),
              (wrapped, cert, "not signed as a whole")]

@@ -15,7 +15,7 @@ from types import MappingProxyType
 
 from saml2.saml import AUTHN_PASSWORD, AUTHN_PASSWORD_PROTECTED
 
-from idp.assurance import IDPORTEN_HIGH, IDPORTEN_SUBSTANTIAL, LEVELS, WEB_MINIMUM, rank
+from idp.assurance import IDPORTEN_HIGH, IDPORTEN_SUBSTANTIAL, LEVELS, rank, required_level
 
 CLASS_REFS: Mapping[str, str] = MappingProxyType({
     "pin": "urn:x-patron-idp:ac:pin",
@@ -52,7 +52,7 @@ def demand(class_refs: Sequence[str], comparison: str | None, minimum: str) -> D
     ``minimum`` (never below WEB_MINIMUM); None when nothing can satisfy both (NoAuthnContext):
     it names only contexts we do not know, or only levels below the SP's minimum (exact), or a
     ceiling below it (maximum), or nothing above the top (better). No refs: the minimum."""
-    base = max(rank(minimum) if minimum in LEVELS else 0, rank(WEB_MINIMUM))
+    base = rank(required_level(minimum, None))  # the SP's minimum, never below a web login's
     if not class_refs:
         return Demand(LEVELS[base])
     known = sorted({rank(level) for ref in class_refs if (level := level_of(ref)) is not None})

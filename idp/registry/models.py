@@ -495,6 +495,8 @@ class Federation(Base):
     # The upstream identity provider's SAML entityID and its metadata (as loaded by the operator).
     entity_id: Mapped[str] = mapped_column(String(1024))
     metadata_xml: Mapped[str] = mapped_column(Text)
+    # The certificate (PEM) the metadata's signature must verify with; None: unverified (warned about).
+    metadata_cert: Mapped[str | None] = mapped_column(Text)
     # The attribute whose value identifies a member for good (e.g. eduPersonPrincipalName).
     link_attribute: Mapped[str] = mapped_column(String(64))
     # An attribute carrying a Norwegian national identity number, used to link a first login.

@@ -89,8 +89,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # Machine endpoints authenticate the caller themselves; a relying party has no CSRF token.
     # SAML messages arrive as cross-site POSTs from service providers: their checks are SAML's own
     # (signature per metadata, single-use request IDs, ACS from metadata).
-    for endpoint in ("oidc.authorize", "oidc.token", "oidc.userinfo", "oidc.end_session",
-                     "saml.sso", "saml.slo"):
+    for endpoint in ("oidc.authorize", "oidc.token", "oidc.revoke", "oidc.introspect", "oidc.userinfo",
+                     "oidc.end_session", "saml.sso", "saml.slo"):
         csrf.exempt(app.view_functions[endpoint])
     services.keyring  # noqa: B018 - a missing or broken signing key stops the start, not a login
     services.saml  # noqa: B018 - so does a missing SAML signing key or xmlsec1

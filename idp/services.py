@@ -104,4 +104,4 @@ def build_services(settings: Settings) -> Services:
         cipher=FieldCipher(settings.data_key_bytes()),
         hasher=SecretHasher(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
                             parallelism=settings.argon2_parallelism, concurrency=settings.argon2_concurrency),
-        state=make_state(settings.redis_url))
+        state=make_state(settings.redis_url, settings.redis_prefix))

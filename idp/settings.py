@@ -73,6 +73,9 @@ class Settings(BaseModel):
         "short-lived state (sessions, codes, counters); one Redis server (with replicas if you like), not a "
         "Redis Cluster: the token endpoint's Lua scripts read keys they compute"),
         json_schema_extra={"shown_default": "unset: in-memory state, single process"})
+    redis_prefix: str = Field(default="idp:", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$", description=(
+        "begins every key this deployment writes to Redis (state and rate-limit counters), so that two "
+        "deployments (say test and staging) can share one Redis server: give each its own"))
     issuer: str = Field(default="http://127.0.0.1:5000", description=(
         "public base URL; must be https in production (loopback excepted)"))
     secret_key: SecretStr | None = Field(default=None, description=(
@@ -103,6 +106,15 @@ class Settings(BaseModel):
         "calls per library system to the register API (`/api/v1/`, all operations together, verify aside), "
         "sized for a big library's busy desks and its nightly jobs; `idp library-system update CLIENT_ID "
         "--rate-limit` sets another for one system"))
+    # Retention, applied by the daily `idp purge-inactive` (idp.registry.retention).
+    release_log_retention_days: int = Field(default=396, ge=31, le=3660, description=(
+        "days the release log (which claims each service received about a patron, shown on My account) is "
+        "kept: 13 months lets a patron look back over a full year of releases, with a month's margin for "
+        "questions about the oldest; erased with the patron in any case"))
+    audit_retention_days: int = Field(default=1826, ge=365, le=7305, description=(
+        "days audit events (who read or changed which record) are kept: 5 years, in line with the "
+        "bookkeeping and limitation periods commonly applied to audit trails; shorten it if your legal "
+        "advice says less is enough"))
     argon2_time_cost: int = Field(default=OWASP_ARGON2_MIN_TIME_COST, ge=1, description=(
         "argon2id iterations; production refuses less than the OWASP minimum (m=19 MiB, t=2)"))
     argon2_memory_kib: int = Field(default=OWASP_ARGON2_MIN_MEMORY_KIB, ge=8, description=(

@@ -222,6 +222,11 @@ class RedisState(_Batching):
         found = self._redis.zrangebyscore(self._prefix + key, time.time(), "+inf")
         return [m.decode() for m in found]  # type: ignore[union-attr]
 
+    def keys_starting(self, start: str) -> Iterator[str]:
+        """The keys beginning with ``start`` (SCAN, never KEYS: a big server is not blocked)."""
+        for found in self._redis.scan_iter(match=_glob_escape(self._prefix + start) + "*", count=1000):
+            yield found.decode().removeprefix(self._prefix)
+
     def ping(self) -> bool:
         try:
             return bool(self._redis.ping())
@@ -307,6 +312,11 @@ class MemoryState(_Batching):
             now = time.monotonic()
             return [m for m, until in item[0].items() if until > now] if item and isinstance(item[0], dict) else []
 
+    def keys_starting(self, start: str) -> Iterator[str]:
+        with self._lock:
+            found = [key for key in self._data if key.startswith(start)]
+        yield from (key for key in found if self._bytes(key) is not None)
+
     def ping(self) -> bool:
         return True
 
@@ -368,5 +378,10 @@ return 1
 """
 
 
-def make_state(redis_url: str | None) -> RedisState | MemoryState:
-    return RedisState(redis_url) if redis_url else MemoryState()
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def make_state(redis_url: str | None, prefix: str = "idp:") -> RedisState | MemoryState:
+    """``prefix`` begins every Redis key, so that deployments sharing one server never meet."""
+    return RedisState(redis_url, prefix) if redis_url else MemoryState()

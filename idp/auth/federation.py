@@ -20,6 +20,7 @@ import base64
 import datetime as dt
 import logging
 import os
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import load_pem_x509_certificate
 from defusedxml.ElementTree import fromstring
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
 from saml2.attribute_converter import ac_factory
@@ -37,6 +40,7 @@ from saml2.mdstore import InMemoryMetaData
 from saml2.metadata import entity_descriptor, metadata_tostring_fix
 from saml2.response import StatusError
 from saml2.saml import NAMEID_FORMAT_TRANSIENT, SCM_BEARER
+from saml2.sigver import CryptoBackendXmlSec1
 from saml2.validate import valid_instance
 
 from idp.errors import ConfigError, IdpError, InvalidNationalId, NotAllowed, ValidationError
@@ -197,6 +201,58 @@ def _check_fresh(metadata_xml: str) -> None:
                               "copy from the federation.")
 
 
+_MD = "urn:oasis:names:tc:SAML:2.0:metadata"
+_DS = "http://www.w3.org/2000/09/xmldsig#"
+_METADATA_ROOTS = ("EntityDescriptor", "EntitiesDescriptor")
+
+
+def metadata_certificate(pem: str) -> str:
+    """The PEM certificate an operator gives for a federation's metadata, checked to be one."""
+    try:
+        certificate = load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        raise ValidationError("The metadata certificate is not a PEM X.509 certificate (-----BEGIN CERTIFICATE-----)."
+                              ) from None
+    return certificate.public_bytes(Encoding.PEM).decode()
+
+
+def check_metadata_signature(metadata_xml: str, cert_pem: str, xmlsec_binary: str) -> None:
+    """ValidationError unless the whole document is signed with ``cert_pem``'s key.
+
+    The signature must be the root's own (a ds:Signature child of the EntityDescriptor or
+    EntitiesDescriptor, referencing the root's ID): a signed element wrapped in an unsigned
+    document would otherwise pass. The signature itself is checked by pysaml2's xmlsec1 backend
+    against the configured certificate alone."""
+    try:
+        root = fromstring(metadata_xml.encode())
+    except Exception:  # noqa: BLE001 - defusedxml refuses DTDs and entities; anything unreadable is refused
+        raise ValidationError("This is not readable SAML metadata.") from None
+    namespace, _, tag = root.tag[1:].partition("}")
+    root_id = root.attrib.get("ID")
+    signatures = root.findall(f"{{{_DS}}}Signature")
+    references = [ref.attrib.get("URI") for sig in signatures for ref in sig.iter(f"{{{_DS}}}Reference")]
+    # xmlsec1 verifies the first signature in document order: it must be the root's, and the ID it
+    # references must be the root's alone (an entity's own signature placed first, or a second
+    # element with the root's ID, would otherwise vouch for the document).
+    first = next(root.iter(f"{{{_DS}}}Signature"), None)
+    same_id = sum(1 for element in root.iter() if element.attrib.get("ID") == root_id)
+    if (namespace != _MD or tag not in _METADATA_ROOTS or not root_id or references != [f"#{root_id}"]
+            or first is not signatures[0] or same_id != 1):
+        raise ValidationError("The metadata is not signed as a whole (one signature of its root element), but a "
+                              "metadata certificate is configured: get the signed metadata from the federation.")
+    with tempfile.NamedTemporaryFile("w", suffix=".pem") as cert_file:
+        cert_file.write(cert_pem)
+        cert_file.flush()
+        try:
+            valid = CryptoBackendXmlSec1(xmlsec_binary).validate_signature(
+                metadata_xml, cert_file=cert_file.name, cert_type="pem", node_name=f"{_MD}:{tag}", node_id=root_id)
+        except Exception:  # noqa: BLE001 - pysaml2's SignatureError and XmlsecError: not verified
+            valid = False
+    if valid is not True:
+        raise ValidationError("The metadata's signature does not verify with the configured metadata certificate: "
+                              "it was changed, or signed with another key.")
+
+
 def choose_entity_id(metadata_xml: str, entity_id: str | None) -> str:
     _check_fresh(metadata_xml)
     found = identity_providers_in(metadata_xml)
@@ -353,11 +409,17 @@ class FederationSp:
             with self._lock:
                 self._cached[key] = cached
         if cached[2] is not None and cached[2] < dt.datetime.now(dt.UTC):
-            raise FederationError(FederationFailure.CONFIG, "the federation's metadata has expired (validUntil)")
+            raise FederationError(FederationFailure.CONFIG, "its metadata has expired (validUntil)")
         return cached[1]
 
     def _load(self, federation: Federation | None) -> Any:
-
+        if federation is not None and federation.metadata_cert:
+            # Checked again at every load, not only when the operator loaded it: the register's copy
+            # could have been changed since, and with a certificate configured unverified metadata is never used.
+            try:
+                check_metadata_signature(federation.metadata_xml, federation.metadata_cert, self.sp.xmlsec_binary)
+            except ValidationError as exc:
+                raise FederationError(FederationFailure.CONFIG, f"its metadata is refused: {exc}") from None
         config = SPConfig()
         config.load({
             "entityid": self.sp.entity_id,
@@ -389,8 +451,8 @@ class FederationSp:
 
         try:
             return Saml2Client(config=self._config(federation))
-        except FederationError:
-            log.error("federation %s: its metadata has expired; load a fresh copy", federation.name)
+        except FederationError as exc:
+            log.error("federation %s: %s; load a fresh copy (idp federation update --metadata)", federation.name, exc)
             raise
         except Exception as exc:  # noqa: BLE001 - broken or expired metadata must not become a 500
             log.error("federation %s: configuration failed: %s", federation.name, type(exc).__name__)

@@ -15,11 +15,13 @@ from urllib.parse import urlsplit
 
 import click
 
-from idp.auth.federation import FederationSp, ServiceProvider, choose_entity_id, create_sp_keys, sp_key_paths
+from idp.auth.federation import (FederationSp, ServiceProvider, check_metadata_signature, choose_entity_id,
+                                 create_sp_keys, metadata_certificate, sp_key_paths)
 from idp.cli.common import Context, fail, handle_errors, out, pass_ctx
 from idp.errors import IdpError
 from idp.registry import patrons, upstream
 from idp.registry.models import Federation
+from idp.xmlsec1 import xmlsec_program
 
 
 def _read_metadata(path: Path) -> str:
@@ -27,6 +29,21 @@ def _read_metadata(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise IdpError(f"cannot read {path}: {getattr(exc, 'strerror', None) or type(exc).__name__}") from None
+
+
+def _read_cert(path: Path | None) -> str | None:
+    return metadata_certificate(_read_metadata(path)) if path is not None else None
+
+
+def _check_signed(ctx: Context, xml: str, cert: str | None) -> None:
+    """With a certificate: the metadata must be signed with its key (else nothing is stored)."""
+    if cert is not None:
+        check_metadata_signature(xml, cert, str(xmlsec_program(ctx.services.settings.xmlsec_binary)))
+
+
+def _warn_unverified(fed: Federation) -> None:
+    if fed.metadata_cert is None:
+        click.echo(f"warning: {upstream.UNVERIFIED_WARNING.format(name=fed.name)}", err=True)
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, str] | None:
@@ -46,6 +63,7 @@ def _describe(fed: Federation) -> None:
         national_id_attribute=fed.national_id_attribute or "-",
         owns=", ".join(f"{k}={v}" for k, v in sorted(fed.attribute_map.items())) or "-",
         authn_contexts=", ".join(f"{k}={v}" for k, v in sorted(fed.authn_contexts.items())) or "-",
+        metadata_signature="verified with the configured certificate" if fed.metadata_cert else "not verified",
         enabled="yes" if fed.enabled else "no")
 
 
@@ -60,6 +78,8 @@ def federation() -> None:
 @click.option("--metadata", "metadata_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The federation's SAML metadata (its identity provider).")
 @click.option("--entity-id", help="The identity provider to use, when the metadata describes several.")
+@click.option("--metadata-cert", "cert_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The federation's metadata signing certificate (PEM): the metadata must verify with it.")
 @click.option("--link-attribute", required=True, type=click.Choice(upstream.LINK_ATTRIBUTES),
               help="The attribute that identifies a member for good.")
 @click.option("--national-id-attribute", type=click.Choice(upstream.NATIONAL_ID_ATTRIBUTES),
@@ -72,15 +92,17 @@ def federation() -> None:
 @handle_errors
 def federation_add(ctx: Context, name: str, display_name: str, metadata_file: Path, entity_id: str | None,
                    link_attribute: str, national_id_attribute: str | None, attributes: tuple[str, ...],
-                   contexts: tuple[str, ...]) -> None:
-    """Add a federation from its metadata file."""
+                   contexts: tuple[str, ...], cert_file: Path | None) -> None:
+    """Add a federation from its metadata file (signed: give --metadata-cert)."""
     xml = _read_metadata(metadata_file)
+    cert = _read_cert(cert_file)
+    _check_signed(ctx, xml, cert)
     chosen = choose_entity_id(xml, entity_id)
     with ctx.registry() as reg:
         fed = upstream.add_federation(reg, upstream.FederationSpec(
             name=name, display_name=display_name, entity_id=chosen, metadata_xml=xml, link_attribute=link_attribute,
             national_id_attribute=national_id_attribute, attribute_map=_pairs(attributes, "--attribute"),
-            authn_contexts=_pairs(contexts, "--authn-context")))
+            authn_contexts=_pairs(contexts, "--authn-context"), metadata_cert=cert))
         _describe(fed)
 
 
@@ -92,6 +114,7 @@ def federation_list(ctx: Context) -> None:
     with ctx.registry() as reg:
         for fed in upstream.list_federations(reg):
             click.echo(f"{fed.name}\t{fed.display_name}\t{'enabled' if fed.enabled else 'disabled'}\t{fed.entity_id}")
+            _warn_unverified(fed)
 
 
 @federation.command("show")
@@ -109,6 +132,8 @@ def federation_show(ctx: Context, name: str) -> None:
 @click.option("--metadata", "metadata_file", type=click.Path(dir_okay=False, path_type=Path),
               help="New metadata (e.g. after the federation rolled its key).")
 @click.option("--entity-id", help="With --metadata: the identity provider to use.")
+@click.option("--metadata-cert", "cert_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A new metadata signing certificate (PEM): the metadata (new or stored) must verify with it.")
 @click.option("--attribute", "attributes", multiple=True, metavar="FIELD=ATTRIBUTE",
               help="Replaces the owned fields (all of them): repeat for each.")
 @click.option("--no-attributes", is_flag=True, help="The federation owns no field any more.")
@@ -118,14 +143,18 @@ def federation_show(ctx: Context, name: str) -> None:
 @handle_errors
 def federation_update(ctx: Context, name: str, metadata_file: Path | None, entity_id: str | None,
                       attributes: tuple[str, ...], no_attributes: bool, contexts: tuple[str, ...],
-                      enabled: bool | None) -> None:
-    """Change a federation (only what is given)."""
+                      enabled: bool | None, cert_file: Path | None) -> None:
+    """Change a federation (only what is given). With a certificate (new or stored), the metadata
+    (new or stored) must verify with it."""
     xml = _read_metadata(metadata_file) if metadata_file else None
+    cert = _read_cert(cert_file)
     chosen = choose_entity_id(xml, entity_id) if xml else None
     with ctx.registry() as reg:
+        current = upstream.get_federation(reg, name)
+        _check_signed(ctx, xml or current.metadata_xml, cert or current.metadata_cert)
         fed = upstream.update_federation(reg, name, metadata_xml=xml, entity_id=chosen, enabled=enabled,
                                          attribute_map={} if no_attributes else _pairs(attributes, "--attribute"),
-                                         authn_contexts=_pairs(contexts, "--authn-context"))
+                                         authn_contexts=_pairs(contexts, "--authn-context"), metadata_cert=cert)
         _describe(fed)
 
 

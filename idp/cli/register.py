@@ -17,10 +17,11 @@ from idp.auth.patron_sessions import end_patron_sessions
 from idp.cli.common import Context, fail, handle_errors, out, pass_ctx, read_secret
 from idp.errors import IdpError
 from idp.registry import cards as cards_svc
-from idp.registry import guardians, libraries, loan_bans, memberships, owned, patrons, purge
+from idp.registry import consents, guardians, libraries, loan_bans, memberships, owned, patrons, purge
 from idp.registry.agreements import DpaState, dpa_state
 from idp.registry.cardnumbers import national_number
 from idp.registry.records import LimitedRecord, PatronRecord
+from idp.registry.retention import Retention
 
 
 # -- db ---------------------------------------------------------------------------------------
@@ -34,9 +35,17 @@ def db() -> None:
 @pass_ctx
 @handle_errors
 def db_upgrade(ctx: Context) -> None:
-    """Create or migrate the database to the current schema."""
+    """Create or migrate the database to the current schema; carry over what the state store still
+    holds of the register's data (consents, before schema 0015)."""
     migrate.upgrade(ctx.services.engine)
+    with ctx.registry() as reg:
+        carried = consents.carry_over_state_consents(reg, ctx.services.state)
+    # Only once the rows are committed: a failed carry-over leaves the old keys for the next run.
+    for key in carried.keys:
+        ctx.services.state.delete(key)
     out(schema=migrate.current_revision(ctx.services.engine))
+    if carried.keys:
+        out(consents_carried_over=carried.consents)
 
 
 @db.command("current")
@@ -462,16 +471,20 @@ def card_merge(ctx: Context, local_card: str, national_card: str) -> None:
 def purge_inactive(ctx: Context, dry_run: bool) -> None:
     """Run daily: warn patrons idle for almost 3 years, delete those warned 30+ days ago, end outgrown
     guardianships, remind libraries without a data processing agreement, erase change-feed events older
-    than 90 days."""
+    than 90 days, and release-log entries and audit events older than their retention
+    (IDP_RELEASE_LOG_RETENTION_DAYS, IDP_AUDIT_RETENTION_DAYS)."""
     with ctx.registry() as reg:
-        report = purge.purge_inactive(reg, dry_run=dry_run)
+        settings = ctx.services.settings
+        report = purge.purge_inactive(reg, dry_run=dry_run, retention=Retention(
+            release_log_days=settings.release_log_retention_days, audit_days=settings.audit_retention_days))
         if dry_run:
             reg.session.rollback()
     verb = "would " if dry_run else ""
     out(**{f"{verb}warn": len(report.warned), f"{verb}delete": len(report.deleted),
            f"{verb}end_guardianships": len(report.guardianships_ended),
            f"{verb}remind_libraries": len(report.dpa_reminded),
-           f"{verb}erase_changes": report.changes_erased})
+           f"{verb}erase_changes": report.changes_erased, f"{verb}erase_releases": report.releases_erased,
+           f"{verb}erase_audit_events": report.audit_events_erased})
     for pid in report.deleted:
         click.echo(f"{verb}delete patron id {pid}")
 

@@ -1,7 +1,8 @@
 """The OIDC authorization flow, between pyop and the pages: no Flask here.
 
 Keeps what pyop forgets (acr/amr/auth_time and the released claims per code), makes codes
-single-use under concurrency (a replayed code revokes what it issued), and records consent.
+single-use under concurrency (a replayed code revokes what it issued). Consents are register
+data (idp.registry.consents).
 
 A grant's *family* is everything one code led to: its tokens now (after any number of
 rotations) under ``oidc:issued:<code>``. Each family is indexed by the login session it was
@@ -23,7 +24,6 @@ from typing import Any
 from idp.oidc.provider import REFRESH_TOKEN_LIFETIME, RegisterAuthorizationState
 from idp.state import StateStore
 
-CONSENT_TTL = 365 * 24 * 3600
 GRANT_TTL = 31 * 24 * 3600
 # A family lives at most REFRESH_TOKEN_LIFETIME after its code exchange (idp.oidc.provider), and
 # its last access token an hour more: its records and index entries outlive both.
@@ -56,7 +56,7 @@ class Family:
 
 class Grants:
     def __init__(self, state: StateStore, tokens: RegisterAuthorizationState | None = None) -> None:
-        # ``tokens`` deletes a family's tokens; without it (a consent store only) nothing is revoked.
+        # ``tokens`` deletes a family's tokens; without it nothing is revoked.
         self._state = state
         self._tokens = tokens
 
@@ -139,24 +139,6 @@ class Grants:
             family = self.family(code)
             if family is not None and chosen(family):
                 self.revoke_family(code)
-
-    # -- consent: per patron, one document, so the patron can list and revoke it ----------------
-    def consents(self, patron_id: int) -> dict[str, list[str]]:
-        raw = self._state.get(f"consent:{patron_id}")
-        return json.loads(raw) if raw else {}
-
-    def has_consent(self, patron_id: int, client_id: str, claims: list[str]) -> bool:
-        return set(claims) <= set(self.consents(patron_id).get(client_id, []))
-
-    def give_consent(self, patron_id: int, client_id: str, claims: list[str]) -> None:
-        current = self.consents(patron_id)
-        current[client_id] = sorted(set(current.get(client_id, [])) | set(claims))
-        self._state.put(f"consent:{patron_id}", json.dumps(current).encode(), CONSENT_TTL)
-
-    def revoke_consent(self, patron_id: int, client_id: str) -> None:
-        current = self.consents(patron_id)
-        if current.pop(client_id, None) is not None:
-            self._state.put(f"consent:{patron_id}", json.dumps(current).encode(), CONSENT_TTL)
 
 
 def _grant_key(code: str) -> str:

@@ -72,6 +72,12 @@ _CODE = "idp_code"
 # ... and when that grant's family ends (epoch seconds): a refresh never carries it beyond
 # REFRESH_TOKEN_LIFETIME after the code exchange, so the family indexes (idp.oidc.flow) outlive it.
 _UNTIL = "idp_until"
+# ... and the login the grant came from (acr, amr, auth_time): a refresh's id_token repeats them
+# (OpenID Connect Core section 12.2), however many rotations later.
+_LOGIN = "idp_login"
+# The fields idp.oidc.token_admin reads to find a grant's family and end.
+CODE_FIELD, UNTIL_FIELD = _CODE, _UNTIL
+LOGIN_CLAIMS = ("acr", "amr", "auth_time")
 
 
 class UnknownRefreshToken(InvalidRefreshToken):
@@ -136,7 +142,7 @@ class RegisterAuthorizationState(AuthorizationState):
         self.refresh_tokens.consume(refresh_token)
         del self.access_tokens[entry["access_token"]]
         if _CODE in previous:
-            self._mark_code(access_token.value, previous[_CODE], previous.get(_UNTIL))
+            self._mark_code(access_token.value, previous[_CODE], previous.get(_UNTIL), previous.get(_LOGIN))
         return access_token, new_refresh_token
 
     def exchange_code_for_token(self, authorization_code: str) -> Any:
@@ -152,12 +158,26 @@ class RegisterAuthorizationState(AuthorizationState):
         entry = self.access_tokens.get(access_token)
         return entry.get(_CODE) if entry else None
 
-    def _mark_code(self, access_token: str, code: str, until: int | None) -> None:
+    def login_of(self, access_token: str) -> dict[str, Any] | None:
+        """The login (acr, amr, auth_time) behind a grant's token (see _LOGIN)."""
+        entry = self.access_tokens.get(access_token)
+        return entry.get(_LOGIN) if entry else None
+
+    def mark_login(self, access_token: str, login: Mapping[str, Any]) -> None:
+        """Remember the login behind a code exchange's first access token (carried over at each refresh)."""
+        entry = self.access_tokens[access_token]
+        entry[_LOGIN] = {claim: login[claim] for claim in LOGIN_CLAIMS if claim in login}
+        self.access_tokens[access_token] = entry
+
+    def _mark_code(self, access_token: str, code: str, until: int | None,
+                   login: Mapping[str, Any] | None = None) -> None:
         # Written in the same batch as the token itself: no round trip of its own.
         entry = self.access_tokens[access_token]
         entry[_CODE] = code
         if until is not None:
             entry[_UNTIL] = until
+        if login is not None:
+            entry[_LOGIN] = dict(login)
         self.access_tokens[access_token] = entry
 
     def revoke(self, access_token: str | None, refresh_token: str | None) -> None:
@@ -275,6 +295,10 @@ class IdpProvider(Provider):
             "subject_types_supported": ["pairwise", "public"],
             "id_token_signing_alg_values_supported": list(keyring.algorithms),
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "revocation_endpoint": f"{base}/revoke",  # RFC 7009, RFC 8414
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "introspection_endpoint": f"{base}/introspect",  # RFC 7662: confidential clients only
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
             "scopes_supported": list(SCOPES),
             "claims_parameter_supported": True,
@@ -333,7 +357,10 @@ class IdpProvider(Provider):
         token_request = {**fields, "client_id": client_id}
         grant_type = token_request.get("grant_type")
         if grant_type == "authorization_code":
-            return self._do_code_exchange(token_request, dict(extra_id_token_claims or {}))
+            extra = dict(extra_id_token_claims or {})
+            response = self._do_code_exchange(token_request, extra)
+            self.authz_state.mark_login(response["access_token"], extra)
+            return response
         if grant_type == "refresh_token":
             return self._do_token_refresh(token_request)
         if grant_type is None:
@@ -357,7 +384,10 @@ class IdpProvider(Provider):
                                       oauth_error="invalid_grant")
 
     def _do_token_refresh(self, request: Mapping[str, str]) -> AccessTokenResponse:
-        """pyop's refresh, handing the authenticated client to use_refresh_token (pyop's omits it)."""
+        """pyop's refresh, handing the authenticated client to use_refresh_token (pyop's omits it),
+        with a new id_token (OpenID Connect Core section 12.2; pyop gives none): the grant's sub,
+        acr, amr and auth_time, no nonce, no other claims (userinfo has them), signed with the
+        relying party's algorithm as at the login."""
         token_request = RefreshAccessTokenRequest().from_dict(request)
         try:
             token_request.verify()
@@ -369,6 +399,11 @@ class IdpProvider(Provider):
         self._add_access_token_to_response(response, access_token)
         if refresh_token:
             response["refresh_token"] = refresh_token
+        login = self.authz_state.login_of(access_token.value)
+        if login is not None:  # None: a grant from before logins were remembered with it
+            sub = self.authz_state.access_tokens[access_token.value]["sub"]
+            response["id_token"] = self._create_signed_id_token(
+                request["client_id"], sub, extra_id_token_claims=login, access_token_value=access_token.value)
         return response
 
     def code_state_keys(self, code: str) -> list[str]:

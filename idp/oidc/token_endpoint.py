@@ -48,12 +48,7 @@ def token_response(parts: OidcParts, state: StateStore, fields: Mapping[str, str
             return libraries.token_response(fields, authorization, address)
         _authenticate(parts, fields, authorization)  # invalid_client, unless a relying party authenticates
         raise UnauthorizedClient("the client_credentials grant is for library systems only")
-    try:
-        client_id = parts.provider.authenticate_client(fields, authorization)
-    except InvalidClientAuthentication as exc:
-        if libraries.authenticates(fields, authorization, address):
-            raise UnauthorizedClient("a library system may use the client_credentials grant only") from None
-        raise from_pyop(exc) from None
+    client_id = authenticate(parts, fields, authorization, address)
     try:
         # Every store write of this request goes out in one round trip, and only if it succeeds.
         with state.batch() as batch:
@@ -62,6 +57,19 @@ def token_response(parts: OidcParts, state: StateStore, fields: Mapping[str, str
         # Revoked outside the batch: each step at once, in the order Grants.revoke_family needs.
         parts.grants.revoke_family(replay.family)
         raise InvalidGrant(replay.description) from None
+
+
+def authenticate(parts: OidcParts, fields: Mapping[str, str], authorization: str | None,
+                 address: str | None) -> str:
+    """The relying party a request authenticates (also at revocation and introspection); a library
+    system that authenticates is refused with unauthorized_client, anyone else invalid_client."""
+    try:
+        return parts.provider.authenticate_client(fields, authorization)
+    except InvalidClientAuthentication as exc:
+        if parts.library_clients.authenticates(fields, authorization, address):
+            raise UnauthorizedClient("a library system may use the client_credentials grant only, not "
+                                     "the endpoints of relying parties") from None
+        raise from_pyop(exc) from None
 
 
 def _authenticate(parts: OidcParts, fields: Mapping[str, str], authorization: str | None) -> str:

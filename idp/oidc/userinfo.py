@@ -17,6 +17,7 @@ from pyop.exceptions import BearerTokenError, InvalidAccessToken
 from idp import relying_parties
 from idp.claims import claims_for_scopes, decide_for, parse_claims_parameter, release
 from idp.oidc.errors import InvalidToken, from_pyop
+from idp.registry import consents
 from idp.registry.models import Patron
 
 if TYPE_CHECKING:
@@ -59,6 +60,6 @@ def userinfo_claims(reg: Registry, parts: OidcParts, access: Access) -> dict[str
     asked = parse_claims_parameter(access.claims_parameter)
     decision = decide_for(rp, [*claims_for_scopes(access.scopes), *asked.names])
     # Never more than the patron agreed to, even if the policy has grown since.
-    agreed = set(parts.grants.consents(patron.id).get(access.client_id, []))
+    agreed = consents.agreed(reg, patron.id, access.client_id)
     wanted = [name for name in decision.released if name in agreed]
     return {"sub": access.sub, **release(reg, patron.id, rp, wanted, protocol="oidc").values}

@@ -455,6 +455,30 @@ class ClaimRelease(Base):
         return f"<ClaimRelease id={self.id} patron={self.patron_id} relying_party={self.relying_party_id}>"
 
 
+class Consent(Base):
+    """What a patron agreed that one service (an OIDC relying party or a SAML SP alike) may receive.
+
+    Register data, not session state: it survives restarts and Redis flushes, goes with the patron
+    (ON DELETE CASCADE) and with the service. One row per patron and service; a wider consent widens
+    the row (idp.registry.consents.give_consent), so the pages ask again only for what is new.
+    """
+
+    __tablename__ = "consent"
+    __table_args__ = (CheckConstraint("protocol IN ('oidc', 'saml')", name="protocol"),)
+
+    patron_id: Mapped[int] = mapped_column(ForeignKey("patron.id", ondelete="CASCADE"), primary_key=True)
+    relying_party_id: Mapped[int] = mapped_column(ForeignKey("relying_party.id", ondelete="CASCADE"),
+                                                  primary_key=True, index=True)
+    # The service's kind, as its relying_party row says (kept here so a listing needs no join to tell it).
+    protocol: Mapped[str] = mapped_column(String(8))
+    claims: Mapped[list[str]] = mapped_column(JSON, default=list)
+    given_at: Mapped[datetime] = mapped_column(Timestamp())  # the first consent to this service
+    updated_at: Mapped[datetime] = mapped_column(Timestamp())  # the last time it was widened
+
+    def __repr__(self) -> str:
+        return f"<Consent patron={self.patron_id} relying_party={self.relying_party_id}>"
+
+
 class Federation(Base):
     """A university or municipal identity federation whose members log in with their home account.
 
@@ -471,6 +495,8 @@ class Federation(Base):
     # The upstream identity provider's SAML entityID and its metadata (as loaded by the operator).
     entity_id: Mapped[str] = mapped_column(String(1024))
     metadata_xml: Mapped[str] = mapped_column(Text)
+    # The certificate (PEM) the metadata's signature must verify with; None: unverified (warned about).
+    metadata_cert: Mapped[str | None] = mapped_column(Text)
     # The attribute whose value identifies a member for good (e.g. eduPersonPrincipalName).
     link_attribute: Mapped[str] = mapped_column(String(64))
     # An attribute carrying a Norwegian national identity number, used to link a first login.

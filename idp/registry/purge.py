@@ -1,6 +1,6 @@
 """The daily run: the three-year inactivity rule (warn 30 days ahead, then delete), guardianships
-that end at 15, the reminders to libraries without a data processing agreement, and change-feed
-events past their 90 days."""
+that end at 15, the reminders to libraries without a data processing agreement, change-feed
+events past their 90 days, and release-log entries and audit events past their retention."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from idp.registry.dates import years_before
 from idp.registry.guardians import end_outgrown_guardianships
 from idp.registry.models import Patron
 from idp.registry.patrons import delete_patron
+from idp.registry.retention import Retention, erase_expired
 
 INACTIVE_YEARS = 3
 WARNING_DAYS = 30
@@ -28,10 +29,12 @@ class PurgeReport:
     guardianships_ended: list[int] = field(default_factory=list)
     dpa_reminded: list[str] = field(default_factory=list)  # ISILs of the libraries reminded
     changes_erased: int = 0
+    releases_erased: int = 0
+    audit_events_erased: int = 0
     dry_run: bool = False
 
 
-def purge_inactive(reg: Registry, *, dry_run: bool = False) -> PurgeReport:
+def purge_inactive(reg: Registry, *, dry_run: bool = False, retention: Retention | None = None) -> PurgeReport:
     """Warn entries that will reach three idle years within 30 days; delete those that reached it.
 
     An entry is never deleted without a warning at least 30 days old, so a patron always has
@@ -64,5 +67,7 @@ def purge_inactive(reg: Registry, *, dry_run: bool = False) -> PurgeReport:
     report.guardianships_ended = end_outgrown_guardianships(reg, dry_run=dry_run)
     report.dpa_reminded = send_dpa_reminders(reg, dry_run=dry_run)
     report.changes_erased = erase_old_changes(reg, dry_run=dry_run)
+    erased = erase_expired(reg, retention or Retention(), dry_run=dry_run)
+    report.releases_erased, report.audit_events_erased = erased.releases, erased.audit_events
     reg.session.flush()
     return report

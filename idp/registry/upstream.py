@@ -87,6 +87,7 @@ class FederationSpec:
     national_id_attribute: str | None = None
     attribute_map: Mapping[str, str] | None = None
     authn_contexts: Mapping[str, str] | None = None
+    metadata_cert: str | None = None  # PEM; checked against the metadata by the caller (idp.auth.federation)
 
 
 def add_federation(reg: Registry, spec: FederationSpec) -> Federation:
@@ -105,14 +106,16 @@ def add_federation(reg: Registry, spec: FederationSpec) -> Federation:
         raise Conflict(f"A federation named {name} is already configured.")
     now = reg.now()
     federation = Federation(name=name, display_name=display_name, entity_id=spec.entity_id,
-                            metadata_xml=spec.metadata_xml, link_attribute=spec.link_attribute,
+                            metadata_xml=spec.metadata_xml, metadata_cert=spec.metadata_cert,
+                            link_attribute=spec.link_attribute,
                             national_id_attribute=spec.national_id_attribute,
                             attribute_map=clean_attribute_map(spec.attribute_map),
                             authn_contexts=clean_authn_contexts(spec.authn_contexts), enabled=True,
                             created_at=now, updated_at=now)
     reg.session.add(federation)
     reg.session.flush()
-    reg.audit("federation.add", federation=name, owned=sorted(federation.attribute_map))
+    reg.audit("federation.add", federation=name, owned=sorted(federation.attribute_map),
+              metadata_signed=federation.metadata_cert is not None)
     return federation
 
 
@@ -132,9 +135,13 @@ def list_federations(reg: Registry, *, enabled_only: bool = False) -> list[Feder
 
 def update_federation(reg: Registry, name: str, *, metadata_xml: str | None = None, entity_id: str | None = None,
                       enabled: bool | None = None, attribute_map: Mapping[str, str] | None = None,
-                      authn_contexts: Mapping[str, str] | None = None) -> Federation:
+                      authn_contexts: Mapping[str, str] | None = None,
+                      metadata_cert: str | None = None) -> Federation:
     federation = get_federation(reg, name)
     changed: list[str] = []
+    if metadata_cert is not None:
+        federation.metadata_cert = metadata_cert
+        changed.append("metadata_cert")
     if metadata_xml is not None:
         if not entity_id or len(entity_id) > 1024:
             raise ValidationError("The federation's metadata names no usable entityID.")
@@ -186,6 +193,16 @@ class FederationChoice:
 
 _CHOICES = (select(Federation.name, Federation.display_name, Federation.authn_contexts)
             .where(Federation.enabled.is_(True)).order_by(Federation.display_name, Federation.name))
+
+
+UNVERIFIED_WARNING = ("federation {name}: its metadata's signature is not verified (no certificate configured); "
+                      "set one with: idp federation update {name} --metadata-cert FILE")
+
+
+def unverified_federations(read: Callable[[Executable], Sequence[Row[*tuple[Any, ...]]]]) -> list[str]:
+    """The federations whose metadata is trusted unverified: no certificate to check its signature."""
+    return [name for (name,) in read(select(Federation.name).where(Federation.metadata_cert.is_(None))
+                                     .order_by(Federation.name))]
 
 
 def federation_choices(read: Callable[[Executable], Sequence[Row[*tuple[Any, ...]]]]) -> list[FederationChoice]:

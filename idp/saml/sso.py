@@ -22,12 +22,11 @@ from typing import Any
 
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
 
-from idp.assurance import required_level
 from idp.claims import Value
 from idp.registry.models import RelyingParty
 from idp.saml import errors
 from idp.saml.attributes import PRINCIPAL_NAME, ReleasePolicy
-from idp.saml.contexts import class_ref, levels_asked
+from idp.saml.contexts import answer_ref, demand, stated_level
 from idp.saml.errors import Reason, Rejected, StatusError
 from idp.saml.inbound import InboundMessage
 from idp.saml.metadata import MetadataError, SpDescription, describe_service_provider
@@ -60,6 +59,7 @@ class SsoRequest:
     passive: bool = False
     # Settled by SsoService.settle against the SP's policy:
     needed: str = "password"
+    stated: tuple[str, ...] = ()  # the levels the assertion may name (contexts.Demand); empty: any
     name_id_format: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -67,7 +67,8 @@ class SsoRequest:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SsoRequest:
-        return cls(**{**data, "context_refs": tuple(data.get("context_refs", ()))})
+        return cls(**{**data, "context_refs": tuple(data.get("context_refs", ())),
+                      "stated": tuple(data.get("stated", ()))})
 
 
 @dataclass(frozen=True)
@@ -198,19 +199,19 @@ class SsoService:
         if fmt is None:
             raise StatusError(request, errors.REQUESTER, errors.INVALID_NAME_ID_POLICY,
                               "this NameID format is not available to this service")
-        asked = levels_asked(request.context_refs, request.comparison) if request.context_refs else []
-        if asked is None:
+        demanded = demand(request.context_refs, request.comparison, sp.min_acr)
+        if demanded is None:
             raise StatusError(request, errors.RESPONDER, errors.NO_AUTHN_CONTEXT,
-                              "none of the requested authentication contexts is supported")
-        needed = required_level(sp.min_acr, asked)
-        if not reachable(needed):
+                              "none of the requested authentication contexts can be given to this service")
+        if not reachable(demanded.floor):
             raise StatusError(request, errors.RESPONDER, errors.NO_AUTHN_CONTEXT,
-                              f"this provider cannot yet authenticate at {needed}")
-        return replace(request, needed=needed, name_id_format=fmt)
+                              f"this provider cannot yet authenticate at {demanded.floor}")
+        return replace(request, needed=demanded.floor, stated=demanded.stated, name_id_format=fmt)
 
     def respond(self, request: SsoRequest, sp: RelyingParty, *, patron_id: int, acr: str, auth_time: int,
                 values: Mapping[str, Value], principal_name: str | None = None) -> PostForm:
-        """The signed Response with one signed assertion: NameID, authentication, ``values``."""
+        """The signed Response with one signed assertion: NameID, authentication (the level the
+        session at ``acr`` reached, as far as the request lets it be named), ``values``."""
         server = self._servers.for_sp([sp.saml_metadata or ""])
         identity: dict[str, Value] = dict(values)
         if principal_name is not None:
@@ -221,7 +222,8 @@ class SsoService:
             identity, in_response_to=request.request_id, destination=request.acs_url,
             sp_entity_id=request.entity_id, name_id=subject, sign_response=True, sign_assertion=True,
             sign_alg=SIGNING_ALGORITHM, digest_alg=DIGEST_ALGORITHM,
-            authn={"class_ref": class_ref(acr), "authn_instant": auth_time},
+            authn={"class_ref": answer_ref(stated_level(acr, request.stated), request.context_refs),
+                   "authn_instant": auth_time},
             release_policy=ReleasePolicy(request.entity_id, identity, ASSERTION_LIFETIME_MINUTES))
         return post_form(request.acs_url, "SAMLResponse", str(response), request.relay_state)
 

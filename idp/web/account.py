@@ -13,6 +13,7 @@ from idp.auth import otp, totp
 from idp.delivery import Channel
 from idp.errors import NotFound
 from idp.claims import releases_for
+from idp.registry import consents
 from idp.registry.models import Credential, Patron
 from idp.web import services
 from idp.web.facts import in_words
@@ -61,10 +62,9 @@ def shared() -> ResponseReturnValue:
     patron_id = _patron_id()
     if patron_id is None:
         return redirect(url_for("login.login_form", next=request.full_path), 303)
-    consents = services().oidc.grants.consents(patron_id)
     rows = []
     with services().registry("web") as reg:
-        for client_id, names in sorted(consents.items()):
+        for client_id, names in sorted(consents.consents_of(reg, patron_id).items()):
             try:
                 name = relying_parties.get(reg, client_id).name
             except NotFound:
@@ -79,9 +79,9 @@ def revoke(client_id: str) -> ResponseReturnValue:
     patron_id = _patron_id()
     if patron_id is None:
         return redirect(url_for("login.login_form"), 303)
-    grants = services().oidc.grants
-    grants.revoke_consent(patron_id, client_id)
-    grants.revoke_client(patron_id, client_id)  # what the service holds stops working now, not at expiry
     with services().registry("web") as reg:
+        consents.withdraw_consent(reg, patron_id, client_id)
         reg.audit("consent.revoke", patron_id=patron_id, client_id=client_id[:64])
+    # What the service holds stops working now, not at expiry.
+    services().oidc.grants.revoke_client(patron_id, client_id)
     return redirect(url_for("account.shared"), 303)

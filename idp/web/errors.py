@@ -23,14 +23,14 @@ from idp.api import problems
 from idp.errors import IdpError
 
 log = logging.getLogger("idp.web")
-JSON_PREFIXES = ("/api/", "/healthz", "/.well-known/", "/jwks", "/token", "/userinfo")
+JSON_PREFIXES = ("/api/", "/healthz", "/.well-known/", "/jwks", "/token", "/userinfo", "/revoke", "/introspect")
 # A browser brings SAML messages: under /saml/ errors are pages, whatever a JSON prefix might match.
 PAGE_PREFIXES = ("/saml/",)
 # The register API's errors are problem documents (idp.api.problems), except the older verify call's.
 PROBLEM_PREFIX = "/api/v1/"
 CLASSIC_JSON_PATHS = ("/api/v1/verify",)
 # OAuth endpoints answer errors as RFC 6749 does: error and error_description.
-OAUTH_PREFIXES = ("/token", "/userinfo")
+OAUTH_PREFIXES = ("/token", "/userinfo", "/revoke", "/introspect")
 # Seconds a client should wait during an outage of Redis or the database before trying again.
 RETRY_AFTER = 30
 # What an outage of Redis or the database raises; DBAPIError only when is_outage says so.

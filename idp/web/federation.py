@@ -31,6 +31,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.exc import SQLAlchemyError
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
@@ -69,6 +70,18 @@ def install(app: Flask, settings: Settings) -> None:
     withhold_pysaml2_values()
     app.register_blueprint(bp)
     login_methods.register(app, METHOD)
+    _warn_unverified(app.extensions["idp"].read)
+
+
+def _warn_unverified(read: Callable[..., Any]) -> None:
+    """At start: a warning for each federation whose metadata is used without a signature check."""
+    try:
+        names = upstream.unverified_federations(read)
+    except SQLAlchemyError as exc:  # no database yet, or an old schema: the start's own checks say so
+        log.warning("federations not checked for metadata certificates: %s", type(exc).__name__)
+        return
+    for name in names:
+        log.warning("%s", upstream.UNVERIFIED_WARNING.format(name=name))
 
 
 def _levels() -> tuple[str, ...]:

@@ -121,8 +121,8 @@ def storage_uri(settings: Settings) -> str:
 
 
 def install(app: Flask, settings: Settings) -> Limiter:
-    # The key prefix comes from RATELIMIT_KEY_PREFIX in the app config (tests give each app its own).
-    app.config.setdefault("RATELIMIT_KEY_PREFIX", "idp-limits")
+    # The key prefix: IDP_REDIS_PREFIX's, unless the app config names one (tests give each app its own).
+    app.config.setdefault("RATELIMIT_KEY_PREFIX", f"{settings.redis_prefix}limits")
     # No X-RateLimit-* headers on every response (each costs Redis round trips); a 429 carries
     # Retry-After from idp.web.errors.
     limiter = Limiter(get_remote_address, app=app, storage_uri=storage_uri(settings), strategy="moving-window",

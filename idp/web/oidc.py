@@ -7,6 +7,7 @@ headers and body."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -24,16 +25,18 @@ from idp.oidc.errors import (AccessDenied, ConsentRequired, InvalidRequest, Logi
                              TemporarilyUnavailable, Unanswerable, UnmetAuthenticationRequirements)
 from idp.oidc.flow import CodeGrant
 from idp.oidc.hints import read_id_token_hint
+from idp.oidc import token_admin
 from idp.oidc.token_endpoint import token_response
 from idp.oidc.userinfo import bearer_access, userinfo_claims
 from idp.oidc.wiring import OidcParts
+from idp.registry import consents
 from idp.web import services
 from idp.web.authorize_checks import request_problem, unambiguous_target
 from idp.web.errors import OUTAGE_ERRORS, error_page, is_outage, log_outage, unexpected
 from idp.web import login_methods, waiting
 from idp.web.logged_in import current_login, log_out
 from idp.web.login_session import login_session_id
-from idp.web.pending import authenticate_then, consent_page, session_meets
+from idp.web.pending import authenticate_then, consent_page, give_consent, session_meets
 from idp.web.security import allow_form_target
 
 bp = Blueprint("oidc", __name__)
@@ -188,8 +191,8 @@ def _proceed(parsed: Any = None) -> ResponseReturnValue:
         rp = relying_parties.get(reg, parsed["client_id"])
         released = list(claims_decision(rp, parsed).released)
         rp_name = rp.name
-    grants = _oidc().grants
-    if "consent" in parsed.get("prompt", []) or not grants.has_consent(patron_id, parsed["client_id"], released):
+        agreed = consents.has_consent(reg, patron_id, rp.client_id, released)
+    if "consent" in parsed.get("prompt", []) or not agreed:
         if "none" in parsed.get("prompt", []):
             session.pop(PENDING, None)
             return _error_redirect(params, ConsentRequired("the patron must consent"))
@@ -210,7 +213,7 @@ def consent() -> ResponseReturnValue:
         session.pop(PENDING, None)
         return _error_redirect(params, AccessDenied("the patron declined"))
     released = list(pending.payload["released"])
-    _oidc().grants.give_consent(login.patron_id, params["client_id"], released)
+    give_consent(login.patron_id, params["client_id"], released)
     parsed = _oidc().provider.parse_authentication_request(urlencode(params))
     return _issue_code(parsed, params, login.patron_id, released)
 
@@ -235,20 +238,37 @@ def _issue_code(parsed: Any, params: dict[str, Any], patron_id: int, released: l
 
 # -- token ------------------------------------------------------------------------------------
 
-@bp.post("/token")
-def token() -> ResponseReturnValue:
+def _machine_endpoint(answer: Callable[[OidcParts, dict[str, str], str | None, str | None], Any]
+                      ) -> ResponseReturnValue:
+    """A form POST from a client (token, revocation, introspection): ``answer``'s JSON, never cached."""
     if request.mimetype != "application/x-www-form-urlencoded":
         return _json_error(InvalidRequest("the body must be application/x-www-form-urlencoded"))
     fields = dict(parse_qsl(request.get_data(as_text=True)))
     try:
-        body = token_response(_oidc(), services().state, fields, request.headers.get("Authorization"),
-                              request.remote_addr)
+        body = answer(_oidc(), fields, request.headers.get("Authorization"), request.remote_addr)
     except OidcError as exc:
         return _json_error(exc)
-    out = jsonify(body)
+    out = jsonify(body) if body is not None else Response(status=200)
     out.headers["Cache-Control"] = "no-store"
     out.headers["Pragma"] = "no-cache"
     return out
+
+
+@bp.post("/token")
+def token() -> ResponseReturnValue:
+    return _machine_endpoint(lambda parts, fields, authorization, address: token_response(
+        parts, services().state, fields, authorization, address))
+
+
+@bp.post("/revoke")
+def revoke() -> ResponseReturnValue:
+    """RFC 7009: 200 with an empty body, whether or not there was a token of the client's to revoke."""
+    return _machine_endpoint(token_admin.revoke)
+
+
+@bp.post("/introspect")
+def introspect() -> ResponseReturnValue:
+    return _machine_endpoint(token_admin.introspect)
 
 
 # -- userinfo ---------------------------------------------------------------------------------

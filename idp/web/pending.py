@@ -4,6 +4,7 @@ session is good enough, the way to the login page and back, and the consent page
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 from collections.abc import Sequence
 
 from flask import redirect, render_template, url_for
@@ -12,7 +13,7 @@ from werkzeug.wrappers import Response
 
 from idp.assurance import rank
 from idp.auth.logins import LoggedIn, PendingRequest
-from idp.oidc.flow import Grants
+from idp.registry import consents
 from idp.web import services, stepup
 from idp.web.facts import in_words
 from idp.web.logged_in import current_login
@@ -51,9 +52,17 @@ def login_then(resume_endpoint: str) -> Response:
     return redirect(url_for("login.login_form", next=url_for(resume_endpoint)), 303)
 
 
-def consent_store() -> Grants:
-    """The one consent store (per patron, by client id) both protocols and My account use."""
-    return Grants(services().state)
+def has_consent(patron_id: int, client_id: str, released: Sequence[str]) -> bool:
+    """Whether the patron agreed to every released claim for this service (OIDC or SAML alike)."""
+    with services().registry("web") as reg:
+        return consents.has_consent(reg, patron_id, client_id, released)
+
+
+def give_consent(patron_id: int, client_id: str, released: Sequence[str]) -> None:
+    """Store the consent the patron just gave (register data: it outlives sessions and Redis). A patron
+    deleted meanwhile stores nothing: the answer that follows finds them gone and refuses."""
+    with services().registry("web") as reg, suppress(LookupError):
+        consents.give_consent(reg, patron_id, client_id, released)
 
 
 def consent_page(rp_name: str, released: Sequence[str], action_endpoint: str) -> ResponseReturnValue:

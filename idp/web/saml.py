@@ -38,7 +38,7 @@ from idp.web import waiting
 from idp.web.errors import error_page
 from idp.web.logged_in import current_login
 from idp.web.login_session import end_login_session
-from idp.web.pending import authenticate_then, consent_page, consent_store, session_meets
+from idp.web.pending import authenticate_then, consent_page, give_consent, has_consent, session_meets
 from idp.web.security import allow_form_target
 
 log = logging.getLogger("idp.saml")
@@ -203,7 +203,7 @@ def _proceed() -> ResponseReturnValue:
     patron_id = int(session["patron_id"])
     sp = _sp(sso_request.client_id)
     released = list(decide_for(sp, claims_asked(sp)).released)
-    if not consent_store().has_consent(patron_id, sp.client_id, released):
+    if not has_consent(patron_id, sp.client_id, released):
         if sso_request.passive:
             session.pop(PENDING, None)
             return _refuse(sso_request, status.RESPONDER, status.NO_PASSIVE, "the patron must consent")
@@ -223,7 +223,7 @@ def consent() -> ResponseReturnValue:
         session.pop(PENDING, None)
         return _refuse(sso_request, status.RESPONDER, status.REQUEST_DENIED, "the patron declined")
     released = list(pending.payload["released"])
-    consent_store().give_consent(login.patron_id, sso_request.client_id, released)
+    give_consent(login.patron_id, sso_request.client_id, released)
     return _answer(sso_request, login.patron_id, released)
 
 

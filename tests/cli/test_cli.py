@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from idp.cli import main
 from idp.registry import patrons
-from idp.registry.models import Base, Card, CardSeries, Credential, Library, Notification, Patron
+from idp.registry.models import AuditEvent, Base, Card, CardSeries, Credential, Library, Notification, Patron
 from idp.services import Services
 from idp.settings import Settings
 from tests.nin import duf, person
@@ -546,6 +546,22 @@ def test_purge_inactive_dry_run_changes_nothing_and_the_real_run_warns_and_delet
         assert reg.session.get(Patron, ids[recent]).inactivity_warned_at is None
         notices = reg.session.execute(select(Notification.patron_id, Notification.kind)).all()
         assert (ids[idle], "inactivity_warning") in [tuple(n) for n in notices]
+
+
+def test_purge_inactive_erases_releases_and_audit_events_past_the_retention_the_settings_give(
+        idp: Idp, services: Services) -> None:
+    now = datetime.now(UTC)
+    with services.registry("test") as reg:
+        for days in (400, 20):
+            reg.session.add(AuditEvent(at=now - timedelta(days=days), actor="test", action="test.old", detail={}))
+    retention = {"IDP_AUDIT_RETENTION_DAYS": "365", "IDP_RELEASE_LOG_RETENTION_DAYS": "31"}
+    assert succeeded(idp("purge-inactive", "--dry-run"))["would erase_audit_events"] == "0"  # 5 years by default
+    dry = succeeded(idp("purge-inactive", "--dry-run", env=retention))
+    assert (dry["would erase_audit_events"], dry["would erase_releases"]) == ("1", "0")
+    assert count(services, AuditEvent) == 2
+    assert succeeded(idp("purge-inactive", env=retention))["erase_audit_events"] == "1"
+    with services.registry("test") as reg:
+        assert reg.session.scalar(select(func.min(AuditEvent.at))) >= now - timedelta(days=21)
 
 
 # --- demo, keys --------------------------------------------------------------------------------

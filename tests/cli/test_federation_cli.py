@@ -172,3 +172,86 @@ def test_the_service_provider_runs_the_xmlsec1_the_setting_names(idp: Idp, tmp_p
     metadata = idp("federation", "sp-metadata", env={"IDP_XMLSEC_BINARY": str(wrapper)})
     assert metadata.exit_code == 0 and "federation/sp" in metadata.stdout
     assert "--list-transforms" in calls.read_text()  # the algorithms it lists come from the configured program
+
+
+# -- metadata signatures ------------------------------------------------------------------------
+
+@pytest.fixture
+def signing_university(tmp_path: Path) -> FakeUniversity:
+    keys = tmp_path / "signing-keys"
+    create_sp_keys(keys, "unimore.test")
+    return FakeUniversity(url="http://127.0.0.1:1", keys_dir=keys)
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_signed_metadata_is_added_with_its_certificate_and_not_warned_about(
+        idp: Idp, tmp_path: Path, signing_university: FakeUniversity, services: Services) -> None:
+    signed = write(tmp_path, "signed.xml", signing_university.metadata(sign=True))
+    added = succeeded(add_unimore(idp, signed, "--metadata-cert", str(signing_university.cert_file)))
+    assert added["metadata_signature"] == "verified with the configured certificate"
+    listed = idp("federation", "list")
+    assert listed.exit_code == 0 and listed.stderr == ""
+    with services.registry("test") as reg:
+        stored = upstream.get_federation(reg, "unimore").metadata_cert
+        assert stored is not None and stored.startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_metadata_that_does_not_verify_with_the_certificate_is_refused(
+        idp: Idp, tmp_path: Path, signing_university: FakeUniversity, services: Services) -> None:
+    signed = signing_university.metadata(sign=True)
+    cert = str(signing_university.cert_file)
+    other = tmp_path / "other-keys"
+    create_sp_keys(other, "other.test")
+    wrong_cert = str(sp_key_paths(other)[1])
+    tampered = signed.replace("http://127.0.0.1:1/sso/redirect", "https://evil.example/sso/redirect")
+    assert tampered != signed
+    # The signed EntityDescriptor wrapped in an unsigned document, beside one of the attacker's.
+    wrapped = ('<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" ID="wrap">'
+               + signed.split("?>", 1)[1] + "</md:EntitiesDescriptor>")
+    # An aggregate whose first signature is a (validly) signed entity's, its own signature forged.
+    entity = signed.split("?>", 1)[1]
+    forged = ('<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" '
+              'xmlns:ds="http://www.w3.org/2000/09/xmldsig#" ID="agg">' + entity
+              + '<ds:Signature><ds:SignedInfo><ds:Reference URI="#agg"/></ds:SignedInfo></ds:Signature>'
+              + "</md:EntitiesDescriptor>")
+    cases = [(signed, wrong_cert, "does not verify with the configured metadata certificate"),
+             (forged, cert, "not signed as a whole"),
+             (tampered, cert, "does not verify with the configured metadata certificate"),
+             (signing_university.metadata(), cert, "not signed as a whole"),
+             (wrapped, cert, "not signed as a whole")]
+    for n, (xml, cert_path, message) in enumerate(cases):
+        assert message in failed(add_unimore(idp, write(tmp_path, f"case{n}.xml", xml), "--metadata-cert", cert_path))
+    not_a_cert = write(tmp_path, "not-a-cert.pem", "hello")
+    assert "not a PEM X.509 certificate" in failed(
+        add_unimore(idp, write(tmp_path, "ok.xml", signed), "--metadata-cert", str(not_a_cert)))
+    assert count(services, Federation) == 0
+
+
+def test_a_federation_without_a_certificate_works_with_a_warning_at_every_list(
+        idp: Idp, tmp_path: Path, metadata_file: Path, signing_university: FakeUniversity, services: Services) -> None:
+    assert succeeded(add_unimore(idp, metadata_file))["metadata_signature"] == "not verified"
+    for _ in range(2):
+        listed = idp("federation", "list")
+        assert listed.exit_code == 0 and listed.stdout.startswith("unimore\t")
+        assert "federation unimore: its metadata's signature is not verified" in listed.stderr
+        assert "idp federation update unimore --metadata-cert FILE" in listed.stderr
+    # A certificate the stored (unsigned) metadata does not verify with is refused, and nothing changes.
+    cert = str(signing_university.cert_file)
+    assert "not signed as a whole" in failed(idp("federation", "update", "unimore", "--metadata-cert", cert))
+    with services.registry("test") as reg:
+        assert upstream.get_federation(reg, "unimore").metadata_cert is None
+    # With the signed metadata it is taken; after that, new metadata must verify too.
+    signed = signing_university.metadata(sign=True)
+    updated = succeeded(idp("federation", "update", "unimore", "--metadata", str(write(tmp_path, "s.xml", signed)),
+                            "--metadata-cert", cert))
+    assert updated["metadata_signature"] == "verified with the configured certificate"
+    assert idp("federation", "list").stderr == ""
+    tampered = write(tmp_path, "t.xml", signed.replace("127.0.0.1:1/sso", "evil.example/sso"))
+    assert "does not verify" in failed(idp("federation", "update", "unimore", "--metadata", str(tampered)))
+    with services.registry("test") as reg:
+        assert "evil.example" not in upstream.get_federation(reg, "unimore").metadata_xml

@@ -82,8 +82,17 @@ class FakeUniversity:
         })
         return config
 
-    def metadata(self) -> str:
-        return create_metadata_string(None, config=self.config(), valid=24).decode()
+    def metadata(self, *, sign: bool = False) -> str:
+        """Its metadata; ``sign``: signed as a whole with its own key (pysaml2 and xmlsec1, SHA-256),
+        as federations publish it."""
+        xml = create_metadata_string(None, config=self.config(), valid=24, sign=sign, sign_alg=SIG_RSA_SHA256,
+                                     digest_alg=DIGEST_SHA256)
+        return xml.decode() if isinstance(xml, bytes) else xml  # pysaml2 gives the signed document as str
+
+    @property
+    def cert_file(self) -> Path:
+        """The certificate its metadata is signed with (what the federation hands the operator)."""
+        return self.keys_dir / "federation-sp-cert.pem"
 
     def trust_sp(self, sp_metadata: str) -> None:
         """Load our SP's metadata (from /federation/metadata.xml), as the university's operator would."""

@@ -22,6 +22,7 @@ from werkzeug.serving import make_server
 from demo.ebook.app import PlatformConfig
 from demo.ebook.app import create_app as create_platform
 from idp.demo import ensure_platform
+from idp.registry import consents
 from tests.flows.conftest import CHROMIUM, CHROMIUM_ARGS, LiveIdp, free_port  # noqa: F401 - as before
 from tests.unit.factories import library, patron
 
@@ -169,7 +170,8 @@ def test_a_patron_who_agreed_before_goes_from_the_login_form_straight_back(page:
         library(reg)
         kari, card = patron(reg, password=PASSWORD)
         patron_id, number = kari.id, card.number
-    live.services.oidc.grants.give_consent(patron_id, platform.client_id, ["valid_patron"])
+    with live.services.registry("test") as reg:
+        consents.give_consent(reg, patron_id, platform.client_id, ["valid_patron"])
     start_at_platform(page, platform, live)
     log_in(page, number, PASSWORD)
     expect_logged_in_at_platform(page, platform)

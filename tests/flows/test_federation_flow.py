@@ -30,6 +30,7 @@ from argon2 import PasswordHasher
 from saml2.xmldsig import DIGEST_SHA1, DIGEST_SHA256, SIG_RSA_SHA1, SIG_RSA_SHA256
 from sqlalchemy import event, func, select
 
+from idp import create_app
 from idp.errors import NotAllowed
 from idp.registry import cards, owned, upstream
 from idp.registry import patrons as patrons_svc
@@ -628,6 +629,32 @@ def test_expired_metadata_stops_only_that_federations_logins(live: LiveIdp, univ
     assert page.status_code == 503 and "does not work just now" in page.text
     going = b.http.get(f"{live.url}/federation/kommune/login", allow_redirects=False, timeout=10)
     assert going.status_code == 303 and going.headers["Location"].startswith("http://127.0.0.1:9/sso/redirect?")
+
+
+def test_signed_metadata_with_its_certificate_logs_in_and_a_changed_copy_fails_closed(
+        live: LiveIdp, university: FakeUniversity, unimore: str, caplog: pytest.LogCaptureFixture) -> None:
+    signed = university.metadata(sign=True)
+    cert = university.cert_file.read_text()
+    with live.services.registry("test") as reg:
+        upstream.update_federation(reg, "unimore", metadata_xml=signed, entity_id=university.entity_id,
+                                   metadata_cert=cert)
+    b = browser()
+    going = b.http.get(f"{live.url}/federation/unimore/login", allow_redirects=False, timeout=10)
+    assert going.status_code == 303 and going.headers["Location"].startswith(f"{university.url}/sso/redirect?")
+    # The register's copy changed behind the operator's back: the signature no longer verifies.
+    with live.services.registry("test") as reg:
+        upstream.update_federation(reg, "unimore", entity_id=university.entity_id,
+                                   metadata_xml=signed.replace(f"{university.url}/sso", "https://evil.example/sso"))
+    page = b.http.get(f"{live.url}/federation/unimore/login", allow_redirects=False, timeout=10)
+    assert page.status_code == 503 and "does not work just now" in page.text and "evil.example" not in page.text
+    assert "federation unimore: its metadata is refused: The metadata's signature does not verify" in caplog.text
+
+
+def test_a_federation_without_a_metadata_certificate_is_warned_about_at_start(
+        live: LiveIdp, unimore: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="idp.web.federation")
+    create_app(services=live.services, config={"RATELIMIT_KEY_PREFIX": "idp-test-start-warning"})
+    assert "federation unimore: its metadata's signature is not verified" in caplog.text
 
 
 def test_a_blocked_card_cannot_log_in_through_the_university(live: LiveIdp, university: FakeUniversity,

@@ -218,6 +218,20 @@ def test_a_minimum_above_password_ends_in_no_authn_context(live: LiveIdp, card: 
     assert_no_assertion(form)
 
 
+def test_a_requested_level_no_login_here_reaches_ends_in_no_authn_context(live: LiveIdp, card: str) -> None:
+    # Without ID-porten set up, nothing here reaches its levels: a status, never a lower login.
+    sp = OneLoginSp(live.url, "film.example")
+    sp.settings["security"]["requestedAuthnContext"] = ["idporten-loa-substantial"]
+    sp.settings["security"]["requestedAuthnContextComparison"] = "minimum"
+    register(live, sp, FILM)
+    url, _ = sp.login_url()
+    page = Browser(live.url).go(url)
+    assert 'name="password"' not in page.text
+    form = post_form(page.text)
+    assert status_of(form) == "urn:oasis:names:tc:SAML:2.0:status:NoAuthnContext"
+    assert_no_assertion(form)
+
+
 def test_a_nameid_format_the_sp_may_not_have_is_refused(live: LiveIdp, card: str) -> None:
     sp = OneLoginSp(live.url, "film.example", name_id_format=EMAIL)
     register(live, sp, FILM)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from idp.saml.attributes import OWN_PREFIX, ClaimConverter, ReleasePolicy, claim_for, saml_name
-from idp.saml.contexts import class_ref, levels_asked
+from idp.saml.contexts import Demand, answer_ref, class_ref, demand, stated_level
 from idp.saml.nameid import PERSISTENT, TRANSIENT, UNSPECIFIED, allowed_formats, choose_format
 from tests.saml.sps import EMAIL
 
@@ -41,8 +43,47 @@ def test_nameid_formats_follow_the_sp_and_never_a_personal_one() -> None:
 def test_authn_contexts_map_to_levels() -> None:
     password = class_ref("password")
     assert password.endswith("PasswordProtectedTransport")
-    assert levels_asked([password], "exact") == ["password"]
-    assert levels_asked(["urn:oasis:names:tc:SAML:2.0:ac:classes:Password"], None) == ["password"]
-    assert levels_asked([password], "better") == ["mfa"]
-    assert levels_asked(["urn:example:unknown"], "exact") is None
-    assert levels_asked([password], "maximum") == []
+    assert demand([password], "exact", "password") == Demand("password", ("password",))
+    # SAML core 3.3.2.2.1: without Comparison, "exact".
+    assert demand(["urn:oasis:names:tc:SAML:2.0:ac:classes:Password"], None, "password") == \
+        Demand("password", ("password",))
+    assert demand([password], "better", "password") == Demand("mfa")
+    assert demand(["urn:example:unknown"], "exact", "password") is None
+    assert demand([], None, "mfa") == Demand("mfa")
+
+
+SUBSTANTIAL_REF = "urn:x-patron-idp:ac:idporten-loa-substantial"
+
+
+@pytest.mark.parametrize("ref", [SUBSTANTIAL_REF, "idporten-loa-substantial"])
+def test_a_request_may_name_idporten_levels(ref: str) -> None:
+    assert demand([ref], "minimum", "password") == Demand("idporten-loa-substantial")
+    assert demand([ref], "exact", "password") == Demand("idporten-loa-substantial", ("idporten-loa-substantial",))
+    assert demand([ref], "better", "password") == Demand("idporten-loa-high")
+    assert demand(["idporten-loa-high"], "better", "password") is None  # nothing is above the top
+    assert answer_ref("idporten-loa-substantial", [ref]) == ref  # answered in the SP's own vocabulary
+    assert answer_ref("idporten-loa-high", [ref]) == "urn:x-patron-idp:ac:idporten-loa-high"
+
+
+def test_the_sps_minimum_holds_whatever_the_request_says() -> None:
+    password = class_ref("password")
+    assert demand([password], "minimum", "idporten-loa-substantial") == Demand("idporten-loa-substantial")
+    # exact below the minimum, or a ceiling below it, cannot be met: NoAuthnContext, never a lower login
+    assert demand([password], "exact", "idporten-loa-substantial") is None
+    assert demand([password], "maximum", "mfa") is None
+    assert demand([password, "idporten-loa-high"], "exact", "mfa") == Demand("idporten-loa-high",
+                                                                           ("idporten-loa-high",))
+    # web logins never rest on a PIN alone, whatever is asked
+    assert demand([class_ref("pin")], "minimum", "pin") == Demand("password")
+
+
+def test_the_assertion_names_the_level_reached_within_what_was_asked() -> None:
+    assert stated_level("idporten-loa-high", ()) == "idporten-loa-high"
+    exact = demand(["idporten-loa-substantial", class_ref("password")], "exact", "password")
+    assert exact is not None and exact.floor == "password"
+    assert stated_level("mfa", exact.stated) == "password"
+    assert stated_level("idporten-loa-high", exact.stated) == "idporten-loa-substantial"
+    ceiling = demand([class_ref("mfa")], "maximum", "password")
+    assert ceiling == Demand("password", ("pin", "password", "mfa"))
+    assert stated_level("idporten-loa-high", ceiling.stated) == "mfa"
+    assert stated_level("password", ceiling.stated) == "password"

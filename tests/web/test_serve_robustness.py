@@ -80,11 +80,15 @@ def assert_unavailable(response: requests.Response) -> None:
 
 
 def assert_machine_endpoints_unavailable(base: str, auth: tuple[str, str]) -> None:
-    """The token endpoint and the verify API answer their protocol's 503, with a message."""
+    """The token, revocation and introspection endpoints and the verify API answer their protocol's 503."""
     token = call("POST", f"{base}/token", data={"grant_type": "authorization_code", "code": "x",
                                                  "redirect_uri": CALLBACK}, auth=auth)
     assert_unavailable(token)
     assert token.json()["error"] == "temporarily_unavailable"
+    for path in ("/revoke", "/introspect"):  # RFC 7009 and 7662: the token endpoint's errors
+        answer = call("POST", f"{base}{path}", data={"token": "x"}, auth=auth)
+        assert_unavailable(answer)
+        assert answer.json()["error"] == "temporarily_unavailable"
     verify = call("POST", f"{base}/api/v1/verify", json={"card_number": "N000000001", "password": "x"}, auth=auth)
     assert_unavailable(verify)
     assert verify.json()["error"] == "temporarily_unavailable" and verify.json()["message"]
@@ -132,8 +136,9 @@ def test_an_outage_of_redis_answers_503_in_each_protocols_format_and_service_res
             health = call("GET", f"{base}/healthz")
             assert_unavailable(health)
             assert health.json()["checks"]["state"] == "unreachable"
-            # One line for each failed request (login and authorize twice, SAML, token, verify), no traceback.
-            assert len(outage_lines(log, "Redis")) - before == 7, log.read_text()
+            # One line for each failed request (login and authorize twice, SAML, token, revoke, introspect,
+            # verify), no traceback.
+            assert len(outage_lines(log, "Redis")) - before == 9, log.read_text()
             assert "Traceback" not in log.read_text()
 
             with private_redis(redis_port):
@@ -220,7 +225,7 @@ def test_an_outage_of_postgresql_answers_503_and_service_resumes(tmp_path: Path)
                 health = call("GET", f"{base}/healthz")
                 assert_unavailable(health)
                 assert health.json()["checks"]["database"] == "unreachable"
-                assert len(outage_lines(log, "database")) == 4, log.read_text()
+                assert len(outage_lines(log, "database")) == 6, log.read_text()  # + revoke, introspect
                 assert "Traceback" not in log.read_text()
 
                 proxy.start()

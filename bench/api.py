@@ -231,12 +231,7 @@ class ApiBenchmark(oidc.Benchmark):
 
     def _minimal_paced(self, rate: float) -> Latency:
         app = self._reference("the minimal app", "minimal_app.py")
-        port = app.port
-
-        def hello() -> str | None:
-            reply = http(port, "GET", "/hello")
-            return None if reply.status == 200 else f"hello: {reply.describe()}"
-
+        hello = oidc.hello_of(app.port)
         warm_up(50, hello)
         latency = paced(self.args.clients, self.args.seconds, rate, hello)
         print(f"minimal Flask app at the lookups' half rate: {latency.line()}")

@@ -100,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     return run(lambda cleanup: Benchmark(args, cleanup))
 
 
+def hello_of(port: int) -> Callable[[], str | None]:
+    """One request to the minimal app's /hello on ``port``: None when it answered 200, else what went wrong."""
+    def hello() -> str | None:
+        reply = http(port, "GET", "/hello")
+        return None if reply.status == 200 else f"hello: {reply.describe()}"
+    return hello
+
+
 def run(benchmark: Callable[[ExitStack], Benchmark]) -> int:
     """Run a benchmark built on ``cleanup`` (servers and databases it removes afterwards); the exit status."""
     stop_on_signals()
@@ -897,12 +905,7 @@ class Benchmark:
     # -- the baseline -------------------------------------------------------------------------
     def _minimal(self) -> None:
         app = self._reference("the minimal app", "minimal_app.py")
-        port = app.port
-
-        def hello() -> str | None:
-            reply = http(port, "GET", "/hello")
-            return None if reply.status == 200 else f"hello: {reply.describe()}"
-
+        hello = hello_of(app.port)
         warm_up(50, hello)
         since = app.log.offset()
         tally = measure(self.args.clients, self.args.seconds, 10_000_000, hello, self._watch(app))
@@ -913,7 +916,7 @@ class Benchmark:
         self._details(tally, app, since)
         wrk = shutil.which("wrk")
         if wrk:
-            self.results.minimal_wrk = _wrk(wrk, port, self.args.seconds)
+            self.results.minimal_wrk = _wrk(wrk, app.port, self.args.seconds)
             if self.results.minimal_wrk is not None:
                 print(f"  cross-check with wrk (1 thread, 2 connections, {self.args.seconds:g} s): "
                       f"{self.results.minimal_wrk:,.0f}/s")

@@ -169,14 +169,20 @@ def test_a_saml_service_needing_level_high_is_sent_to_log_in_with_idporten(live:
     assert "This service requires a login with ID-porten." in page.text and "SAMLResponse" not in page.text
 
 
+def logged_in_with_password(live: LiveIdp, patron_id: int) -> Browser:
+    """A browser logged in on the login page with the patron's card and password (level password)."""
+    b = browser()
+    with live.services.registry("test") as reg:
+        number = next(c.number for c in reg.session.get(Patron, patron_id).cards)
+    page = b.http.get(f"{live.url}/login", timeout=5)
+    b.post(f"{live.url}/login", {"username": number, "password": PASSWORD, "csrf_token": csrf(page.text), "next": ""})
+    return b
+
+
 def test_a_password_session_steps_up_to_idporten_for_a_service_that_needs_it(live: LiveIdp, idporten: FakeIdPorten,
                                                                              kari: int) -> None:
     idporten.person = person(ADULT_BORN)
-    b = browser()
-    with live.services.registry("test") as reg:
-        number = next(c.number for c in reg.session.get(Patron, kari).cards)
-    page = b.http.get(f"{live.url}/login", timeout=5)
-    b.post(f"{live.url}/login", {"username": number, "password": PASSWORD, "csrf_token": csrf(page.text), "next": ""})
+    b = logged_in_with_password(live, kari)
     assert logged_in(b, live)
     client = register(live, min_acr=SUBSTANTIAL)
     b, page, rp, verifier = rp_login_with_idporten(live, client, b)

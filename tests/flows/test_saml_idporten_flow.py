@@ -10,12 +10,11 @@ from typing import Any
 import pytest
 import requests
 
-from idp.registry.models import Patron
 from tests.conftest import FakeClock
 from tests.fakes.idporten import HIGH, SUBSTANTIAL, FakeIdPorten
 from tests.flows.conftest import LiveIdp
 from tests.flows.test_idporten_flow import (PASSWORD, browser, idporten, idporten_link, kari,  # noqa: F401 - fixtures
-                                            live, oslo)
+                                            live, logged_in_with_password, oslo)
 from tests.flows.test_oidc_flow import Browser, csrf
 from tests.flows.test_saml_flow import FILM, register, status_of
 from tests.nin import person
@@ -72,11 +71,7 @@ def test_a_requested_idporten_level_sends_the_patron_to_idporten(live: LiveIdp, 
 def test_a_password_session_steps_up_to_idporten_for_an_sp_registered_at_high(live: LiveIdp, idporten: FakeIdPorten,
                                                                                kari: int) -> None:
     idporten.person = person(ADULT_BORN)
-    b = browser()
-    with live.services.registry("test") as reg:
-        number = next(c.number for c in reg.session.get(Patron, kari).cards)
-    page = b.http.get(f"{live.url}/login", timeout=5)
-    b.post(f"{live.url}/login", {"username": number, "password": PASSWORD, "csrf_token": csrf(page.text), "next": ""})
+    b = logged_in_with_password(live, kari)
     sp = film(live, min_acr=HIGH)
     url, request_id = sp.login_url()
     form = through_idporten(b, live, b.follow(url))

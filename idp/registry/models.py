@@ -429,9 +429,40 @@ class RelyingParty(Base):
     metadata_updated_at: Mapped[datetime | None] = mapped_column(Timestamp())
     name_id_formats: Mapped[list[str] | None] = mapped_column(JSON)
     allow_unsolicited: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # OIDC single logout (NULL: none registered): where logout tokens are POSTed (Back-Channel Logout
+    # 1.0) and the page loaded in an iframe at logout (Front-Channel Logout 1.0).
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2000))
+    frontchannel_logout_uri: Mapped[str | None] = mapped_column(String(2000))
 
     def __repr__(self) -> str:
         return f"<RelyingParty id={self.id} client_id={self.client_id} protocol={self.protocol}>"
+
+
+class BackchannelLogout(Base):
+    """A back-channel logout owed to an OIDC relying party: the queue idp.oidc.backchannel delivers.
+
+    Written in the transaction that ends the session; deleted when delivered or given up. No token
+    is stored (it is signed afresh at each attempt, with a fresh jti and exp), and no FK to the
+    relying party: a row whose client is gone is dropped at delivery.
+    """
+
+    __tablename__ = "backchannel_logout"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    # The subject as this client knows it (pairwise or public) and the session id its id_token carried.
+    sub: Mapped[str] = mapped_column(String(255))
+    sid: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(Timestamp())
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Due from this time; a deliverer claims a row by moving it forward (a lease), so another
+    # worker or process skips it while it is being sent.
+    next_attempt_at: Mapped[datetime] = mapped_column(Timestamp(), index=True)
+    # Why the last attempt failed, in words for operators (never the token).
+    last_error: Mapped[str | None] = mapped_column(String(200))
+
+    def __repr__(self) -> str:
+        return f"<BackchannelLogout id={self.id} client_id={self.client_id} attempts={self.attempts}>"
 
 
 class ClaimRelease(Base):

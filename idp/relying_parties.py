@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from datetime import date
+from enum import Enum
+from typing import Final
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -36,6 +38,16 @@ MAX_NAME = 200
 MAX_REDIRECT_URI = 2000
 
 _CLIENT_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+BACKCHANNEL_LOGOUT_URI = "back-channel logout URI"
+FRONTCHANNEL_LOGOUT_URI = "front-channel logout URI"
+
+
+class _Unset(Enum):
+    UNSET = "unset"
+
+
+# update_oidc_logout's "leave this one as it is" (None and "" clear a URI).
+UNSET: Final = _Unset.UNSET
 
 
 # -- validation -------------------------------------------------------------------------------
@@ -49,33 +61,49 @@ def clean_name(name: str) -> str:
 
 def clean_redirect_uri(uri: str) -> str:
     """One redirect URI, returned unchanged: the OIDC layer compares them character for character."""
-    if not isinstance(uri, str) or not uri:
-        raise ValidationError("A redirect URI cannot be empty.")
-    if len(uri) > MAX_REDIRECT_URI:
-        raise ValidationError(f"A redirect URI has at most {MAX_REDIRECT_URI} characters.")
-    if any(c.isspace() or not c.isprintable() for c in uri):
-        raise ValidationError(f"Redirect URI {uri!r} contains spaces or control characters.")
-    if "#" in uri:
-        raise ValidationError(f"Redirect URI {uri} has a fragment (#...); OAuth forbids it.")
+    uri = _clean_web_uri(uri, "redirect URI", fragment_rule="OAuth forbids it")
     if "*" in uri:
         raise ValidationError(f"Redirect URI {uri} has a wildcard; register every URI exactly.")
+    return uri
+
+
+def clean_logout_uri(uri: str, what: str) -> str:
+    """A logout URI (``what`` names it in errors: "back-channel logout URI", "front-channel logout
+    URI"), returned unchanged. The same rules as a redirect URI: absolute, https (http only on
+    loopback), no user name or password, no fragment; a query is allowed (Back-Channel Logout 1.0
+    section 2.2, Front-Channel Logout 1.0 section 2). Back-channel URIs are checked again at each
+    delivery (idp.oidc.backchannel), as the rules may tighten after registration."""
+    return _clean_web_uri(uri, what, fragment_rule="OpenID Connect logout forbids it")
+
+
+def _clean_web_uri(uri: str, what: str, *, fragment_rule: str) -> str:
+    """The checks every URI of a partner's that we send browsers or requests to must pass."""
+    label = what[:1].upper() + what[1:]
+    if not isinstance(uri, str) or not uri:
+        raise ValidationError(f"A {what} cannot be empty.")
+    if len(uri) > MAX_REDIRECT_URI:
+        raise ValidationError(f"A {what} has at most {MAX_REDIRECT_URI} characters.")
+    if any(c.isspace() or not c.isprintable() for c in uri):
+        raise ValidationError(f"{label} {uri!r} contains spaces or control characters.")
+    if "#" in uri:
+        raise ValidationError(f"{label} {uri} has a fragment (#...); {fragment_rule}.")
     try:
         parts = urlsplit(uri)
         host, _ = parts.hostname, parts.port
     except ValueError:
-        raise ValidationError(f"Redirect URI {uri} has an invalid host or port.") from None
+        raise ValidationError(f"{label} {uri} has an invalid host or port.") from None
     if not parts.scheme or not host:
-        raise ValidationError(f"Redirect URI {uri} is not absolute (expected https://host/path).")
+        raise ValidationError(f"{label} {uri} is not absolute (expected https://host/path).")
     if parts.username is not None or parts.password is not None:
         # https://trusted.example@evil.example/ reads like the first host and goes to the second.
-        raise ValidationError(f"Redirect URI {uri} contains a user name or password; remove it.")
+        raise ValidationError(f"{label} {uri} contains a user name or password; remove it.")
     if parts.scheme == "https":
         return uri
     if parts.scheme == "http" and is_loopback(host):
         return uri
     if parts.scheme == "http":
-        raise ValidationError(f"Redirect URI {uri} must use https (http only on 127.0.0.1, [::1] or localhost).")
-    raise ValidationError(f"Redirect URI {uri} must use https, not {parts.scheme}.")
+        raise ValidationError(f"{label} {uri} must use https (http only on 127.0.0.1, [::1] or localhost).")
+    raise ValidationError(f"{label} {uri} must use https, not {parts.scheme}.")
 
 
 def clean_redirect_uris(uris: Iterable[str]) -> list[str]:
@@ -118,16 +146,19 @@ def check_min_acr(min_acr: str, *, pin_allowed: bool) -> str:
 def add_oidc(reg: Registry, name: str, redirect_uris: Sequence[str], *, public: bool = False,
              min_acr: str = WEB_MINIMUM, claims: Sequence[str] | None = None, dpa_signed: date | None = None,
              pin_allowed: bool = False, public_sub: bool = False,
-             id_token_alg: str = DEFAULT_ALG) -> tuple[RelyingParty, str | None]:
+             id_token_alg: str = DEFAULT_ALG, backchannel_logout_uri: str | None = None,
+             frontchannel_logout_uri: str | None = None) -> tuple[RelyingParty, str | None]:
     """Register an OIDC client. Returns it with its secret, which exists nowhere else afterwards
-    (None for a public client, which cannot keep one)."""
+    (None for a public client, which cannot keep one). Logout URIs given as None or "" are none."""
     rp = RelyingParty(
         client_id=new_client_id(), name=clean_name(name), protocol=PROTOCOL_OIDC,
         redirect_uris=clean_redirect_uris(redirect_uris), public=bool(public),
         min_acr=check_min_acr(min_acr, pin_allowed=bool(pin_allowed)), pin_allowed=bool(pin_allowed),
         claims=clean_claims(claims), subject_type=PUBLIC_SUB if public_sub else PAIRWISE,
         dpa_signed=check_dpa_date(reg, dpa_signed), disabled=False, created_at=reg.now(),
-        id_token_alg=check_id_token_alg(id_token_alg))
+        id_token_alg=check_id_token_alg(id_token_alg),
+        backchannel_logout_uri=_optional_logout_uri(backchannel_logout_uri, BACKCHANNEL_LOGOUT_URI),
+        frontchannel_logout_uri=_optional_logout_uri(frontchannel_logout_uri, FRONTCHANNEL_LOGOUT_URI))
     secret = None
     if not rp.public:
         secret, rp.secret_hash = new_secret()
@@ -136,8 +167,40 @@ def add_oidc(reg: Registry, name: str, redirect_uris: Sequence[str], *, public: 
     reg.session.flush()
     reg.audit("rp.add", client_id=rp.client_id, protocol=rp.protocol, public=rp.public, min_acr=rp.min_acr,
               pin_allowed=rp.pin_allowed, claims=list(rp.claims), subject_type=rp.subject_type,
-              redirect_uris=list(rp.redirect_uris), dpa_signed=_iso(rp.dpa_signed), id_token_alg=rp.id_token_alg)
+              redirect_uris=list(rp.redirect_uris), dpa_signed=_iso(rp.dpa_signed), id_token_alg=rp.id_token_alg,
+              backchannel_logout_uri=rp.backchannel_logout_uri, frontchannel_logout_uri=rp.frontchannel_logout_uri)
     return rp, secret
+
+
+def update_oidc_logout(reg: Registry, client_id: str, *,
+                       backchannel_logout_uri: str | _Unset | None = UNSET,
+                       frontchannel_logout_uri: str | _Unset | None = UNSET) -> RelyingParty:
+    """Set or clear (None or "") an OIDC client's logout URIs; one left UNSET keeps its value.
+
+    Audited as ``rp.update`` with the values before and after, when anything changed. NotAllowed
+    for a SAML service provider (its single logout endpoints come from its metadata).
+    """
+    rp = get(reg, client_id)
+    if rp.protocol != PROTOCOL_OIDC:
+        raise NotAllowed(f"Relying party {rp.client_id} is a SAML service provider: its logout endpoints "
+                         "come from its metadata (idp rp load-saml-metadata).")
+    wanted = {}
+    if not isinstance(backchannel_logout_uri, _Unset):
+        wanted["backchannel_logout_uri"] = _optional_logout_uri(backchannel_logout_uri, BACKCHANNEL_LOGOUT_URI)
+    if not isinstance(frontchannel_logout_uri, _Unset):
+        wanted["frontchannel_logout_uri"] = _optional_logout_uri(frontchannel_logout_uri, FRONTCHANNEL_LOGOUT_URI)
+    changed = {name: {"from": getattr(rp, name), "to": value} for name, value in wanted.items()
+               if getattr(rp, name) != value}
+    if changed:
+        for name, change in changed.items():
+            setattr(rp, name, change["to"])
+        reg.session.flush()
+        reg.audit("rp.update", client_id=rp.client_id, changes=changed)
+    return rp
+
+
+def _optional_logout_uri(uri: str | None, what: str) -> str | None:
+    return None if uri is None or uri == "" else clean_logout_uri(uri, what)
 
 
 def add_saml(reg: Registry, *, entity_id: str, name: str, metadata_xml: str, name_id_formats: Sequence[str],

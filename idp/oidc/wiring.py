@@ -33,7 +33,9 @@ def client_metadata(rp: relying_parties.RelyingParty) -> dict[str, Any]:
     return {"client_id": rp.client_id, "name": rp.name, "redirect_uris": list(rp.redirect_uris),
             "response_types": ["code"], "public": rp.public, "subject_type": rp.subject_type,
             "token_endpoint_auth_method": "none" if rp.public else "client_secret_basic",
-            "min_acr": rp.min_acr, "claims": list(rp.claims), "id_token_signed_response_alg": rp.id_token_alg}
+            "min_acr": rp.min_acr, "claims": list(rp.claims), "id_token_signed_response_alg": rp.id_token_alg,
+            # OIDC single logout (None: not registered); the session variants are always on (sid is sent).
+            "backchannel_logout_uri": rp.backchannel_logout_uri, "frontchannel_logout_uri": rp.frontchannel_logout_uri}
 
 
 def build_oidc(services: Services) -> OidcParts:

@@ -122,11 +122,13 @@ class KeyRing:
     def next_kid(self, alg: str = DEFAULT_ALG) -> str:
         return str(self._pair(self._fresh(), alg).next["kid"])
 
-    def sign(self, claims: Mapping[str, Any], alg: str = DEFAULT_ALG) -> str:
-        """A compact JWS (a JWT) of ``claims``, signed with the current key for ``alg``."""
+    def sign(self, claims: Mapping[str, Any], alg: str = DEFAULT_ALG, *, typ: str = "JWT") -> str:
+        """A compact JWS (a JWT) of ``claims``, signed with the current key for ``alg``. ``typ`` is the
+        header's type: "JWT", or an explicit one such as "logout+jwt" so that one kind of token cannot
+        be passed off as another (RFC 8725 section 3.11)."""
         key = self._pair(self._fresh(), alg).current
         token = JWS(json.dumps(dict(claims), separators=(",", ":"), ensure_ascii=False).encode())
-        token.add_signature(key, alg=alg, protected={"alg": alg, "kid": key["kid"], "typ": "JWT"})
+        token.add_signature(key, alg=alg, protected={"alg": alg, "kid": key["kid"], "typ": typ})
         return str(token.serialize(compact=True))
 
     def public_jwks(self) -> dict[str, Any]:

@@ -23,6 +23,16 @@ def _secret_state(rp: RelyingParty) -> str:
     return f"(set, rotated {rotated})"
 
 
+_BACKCHANNEL_HELP = ("Where logout tokens are POSTed when a patron logs out (OIDC Back-Channel Logout); "
+                     "https (http only on loopback), no fragment.")
+_FRONTCHANNEL_HELP = ("The page loaded in a hidden frame when a patron logs out (OIDC Front-Channel Logout); "
+                      "https (http only on loopback), no fragment.")
+
+
+def _or_dash(value: str | None) -> str:
+    return value if value else "-"
+
+
 @click.group("rp")
 def rp() -> None:
     """Relying parties: the partners patrons log in to."""
@@ -41,17 +51,22 @@ def rp() -> None:
 @click.option("--dpa-signed", metavar="YYYY-MM-DD", help="When its data processing agreement was signed.")
 @click.option("--id-token-alg", default=DEFAULT_ALG, show_default=True, metavar="ALG",
               help=f"How its id_tokens are signed: {', '.join(ALGORITHMS)} (ES256 if the client supports it).")
+@click.option("--backchannel-logout-uri", metavar="URI", help=_BACKCHANNEL_HELP)
+@click.option("--frontchannel-logout-uri", metavar="URI", help=_FRONTCHANNEL_HELP)
 @pass_ctx
 @handle_errors
 def rp_add_oidc(ctx: Context, name: str, redirect_uris: tuple[str, ...], public: bool, min_acr: str,
                 pin_allowed: bool, claims: str | None, public_sub: bool, dpa_signed: str | None,
-                id_token_alg: str = DEFAULT_ALG) -> None:
+                id_token_alg: str = DEFAULT_ALG, backchannel_logout_uri: str | None = None,
+                frontchannel_logout_uri: str | None = None) -> None:
     """Register an OpenID Connect client; prints its client_id and, once, its client_secret."""
     signed = parse_date(dpa_signed, "--dpa-signed") if dpa_signed is not None else None
     with ctx.registry() as reg:
         added, secret = rps.add_oidc(reg, name, list(redirect_uris), public=public, min_acr=min_acr,
                                      claims=parse_claims(claims), dpa_signed=signed, pin_allowed=pin_allowed,
-                                     public_sub=public_sub, id_token_alg=id_token_alg)
+                                     public_sub=public_sub, id_token_alg=id_token_alg,
+                                     backchannel_logout_uri=backchannel_logout_uri,
+                                     frontchannel_logout_uri=frontchannel_logout_uri)
         state = rps.status(added, reg.today())
     out(client_id=added.client_id)
     if secret is not None:
@@ -88,7 +103,8 @@ def rp_show(ctx: Context, client_id: str) -> None:
             out(client_type="public" if party.public else "confidential", client_secret=_secret_state(party))
             for uri in party.redirect_uris:
                 out(redirect_uri=uri)
-            out(id_token_alg=party.id_token_alg)
+            out(id_token_alg=party.id_token_alg, backchannel_logout_uri=_or_dash(party.backchannel_logout_uri),
+                frontchannel_logout_uri=_or_dash(party.frontchannel_logout_uri))
         out(min_acr=party.min_acr, pin_allowed=yes(party.pin_allowed), claims=", ".join(party.claims) or "-",
             subject_type=party.subject_type,
             dpa_signed=party.dpa_signed.isoformat() if party.dpa_signed else "-",
@@ -143,3 +159,24 @@ def rp_set_dpa(ctx: Context, client_id: str, signed: str) -> None:
         party = rps.set_dpa(reg, client_id, day)
         out(client_id=party.client_id, dpa_signed=party.dpa_signed.isoformat() if party.dpa_signed else "-",
             status=rps.status(party, reg.today()))
+
+
+@rp.command("update")
+@click.argument("client_id")
+@click.option("--backchannel-logout-uri", metavar="URI", help=_BACKCHANNEL_HELP + ' "" removes it.')
+@click.option("--frontchannel-logout-uri", metavar="URI", help=_FRONTCHANNEL_HELP + ' "" removes it.')
+@pass_ctx
+@handle_errors
+def rp_update(ctx: Context, client_id: str, backchannel_logout_uri: str | None,
+              frontchannel_logout_uri: str | None) -> None:
+    """Change an OpenID Connect client's logout URIs (an empty value removes one); prints them."""
+    if backchannel_logout_uri is None and frontchannel_logout_uri is None:
+        raise click.UsageError("nothing to change: give --backchannel-logout-uri URI and/or "
+                               "--frontchannel-logout-uri URI (an empty value \"\" removes one)")
+    with ctx.registry() as reg:
+        party = rps.update_oidc_logout(
+            reg, client_id,
+            backchannel_logout_uri=rps.UNSET if backchannel_logout_uri is None else backchannel_logout_uri,
+            frontchannel_logout_uri=rps.UNSET if frontchannel_logout_uri is None else frontchannel_logout_uri)
+        out(client_id=party.client_id, backchannel_logout_uri=_or_dash(party.backchannel_logout_uri),
+            frontchannel_logout_uri=_or_dash(party.frontchannel_logout_uri))

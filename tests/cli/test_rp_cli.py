@@ -21,7 +21,7 @@ from tests.cli.test_cli import cli_env  # noqa: F401  - a fixture: the environme
 
 FILM_CB = "https://film.example/callback"
 RP_COMMANDS = ["add-oidc", "add-saml", "disable", "enable", "list", "load-saml-metadata", "rotate-secret", "set-dpa",
-               "show"]
+               "show", "update"]
 
 
 @pytest.fixture
@@ -165,7 +165,7 @@ def test_show_prints_every_field_but_never_the_secret(idp: Idp, services: Servic
     assert shown == {
         "client_id": client_id, "name": "Film platform", "protocol": "oidc", "client_type": "confidential",
         "client_secret": f"(set, rotated {utc_today()})", "redirect_uri": FILM_CB, "id_token_alg": "RS256",
-        "min_acr": "mfa",
+        "backchannel_logout_uri": "-", "frontchannel_logout_uri": "-", "min_acr": "mfa",
         "pin_allowed": "no", "claims": "valid_patron, age_over_18", "subject_type": "pairwise",
         "dpa_signed": "2025-06-30", "disabled": "no", "status": "active", "created_at": shown["created_at"]}
     assert values(result.stdout, "redirect_uri") == [FILM_CB, "http://localhost:3000/cb"]
@@ -281,3 +281,88 @@ def test_rp_help_lists_its_commands(idp: Idp) -> None:
     assert result.exit_code == 0
     listed = re.findall(r"^  (\S+)\s", result.stdout.split("Commands:", 1)[1], re.MULTILINE)
     assert sorted(listed) == RP_COMMANDS
+
+
+# --- logout URIs (OIDC Back-Channel and Front-Channel Logout 1.0) ------------------------------------
+
+BACK = "https://film.example/logout/backchannel"
+FRONT = "https://film.example/logout/front?from=idp"  # a query is allowed for a front-channel URI
+
+
+def logout_uris(services: Services, client_id: str) -> tuple[str | None, str | None]:
+    rp = stored_rp(services, client_id)
+    return rp.backchannel_logout_uri, rp.frontchannel_logout_uri
+
+
+def test_add_oidc_registers_logout_uris_and_show_prints_them(idp: Idp, services: Services) -> None:
+    client_id, _ = add_film(idp, "--backchannel-logout-uri", BACK, "--frontchannel-logout-uri", FRONT)
+    assert logout_uris(services, client_id) == (BACK, FRONT)
+    shown = succeeded(idp("rp", "show", client_id))
+    assert (shown["backchannel_logout_uri"], shown["frontchannel_logout_uri"]) == (BACK, FRONT)
+
+
+def test_update_sets_changes_and_clears_logout_uris(idp: Idp, services: Services) -> None:
+    client_id, _ = add_film(idp)
+    shown = succeeded(idp("rp", "update", client_id, "--backchannel-logout-uri", BACK))
+    assert shown == {"client_id": client_id, "backchannel_logout_uri": BACK, "frontchannel_logout_uri": "-"}
+    succeeded(idp("rp", "update", client_id, "--frontchannel-logout-uri", FRONT))
+    assert logout_uris(services, client_id) == (BACK, FRONT)  # the one not named is kept
+    succeeded(idp("rp", "update", client_id, "--backchannel-logout-uri", "http://localhost:8080/bc"))
+    assert logout_uris(services, client_id) == ("http://localhost:8080/bc", FRONT)
+    shown = succeeded(idp("rp", "update", client_id, "--backchannel-logout-uri", ""))
+    assert shown["backchannel_logout_uri"] == "-"
+    assert logout_uris(services, client_id) == (None, FRONT)
+    with services.registry("test") as reg:
+        updates = reg.session.scalars(select(AuditEvent).where(AuditEvent.action == "rp.update")
+                                      .order_by(AuditEvent.id)).all()
+    assert len(updates) == 4 and all(e.detail["client_id"] == client_id for e in updates)
+    assert updates[-1].detail["changes"] == {"backchannel_logout_uri": {"from": "http://localhost:8080/bc",
+                                                                        "to": None}}
+
+
+def test_update_with_nothing_to_change_says_what_it_can_change(idp: Idp, services: Services) -> None:
+    client_id, _ = add_film(idp, "--backchannel-logout-uri", BACK)
+    result = idp("rp", "update", client_id)
+    assert result.exit_code == 2
+    assert "--backchannel-logout-uri" in result.stderr and "--frontchannel-logout-uri" in result.stderr
+    assert logout_uris(services, client_id) == (BACK, None)
+
+
+@pytest.mark.parametrize(("uri", "says"), [
+    pytest.param("http://film.example/logout", "https", id="http-public-host"),
+    pytest.param("ftp://film.example/logout", "https", id="ftp"),
+    pytest.param("https://film.example/logout#now", "fragment", id="fragment"),
+    pytest.param("not a uri", "spaces", id="garbage"),
+    pytest.param("logout", "absolute", id="relative"),
+    pytest.param("https://film.example:99999/logout", "port", id="bad-port"),
+    pytest.param("https://user:pw@film.example/logout", "user name or password", id="credentials"),
+])
+@pytest.mark.parametrize("option", ["--backchannel-logout-uri", "--frontchannel-logout-uri"])
+def test_a_bad_logout_uri_is_refused_and_changes_nothing(
+        idp: Idp, services: Services, option: str, uri: str, says: str) -> None:
+    result = idp("rp", "add-oidc", "Film", "--redirect-uri", FILM_CB, option, uri)
+    message = failed(result)
+    assert says in message and "logout URI" in message
+    assert result.stdout == ""
+    assert stored(services) == (0, 0)
+    client_id, _ = add_film(idp, "--backchannel-logout-uri", BACK, "--frontchannel-logout-uri", FRONT)
+    before = stored(services)
+    result = idp("rp", "update", client_id, option, uri)
+    assert says in failed(result)
+    assert logout_uris(services, client_id) == (BACK, FRONT)
+    assert stored(services) == before  # no audit line either
+
+
+def test_update_refuses_a_saml_service_provider(idp: Idp, services: Services) -> None:
+    with services.registry("test") as reg:
+        sp = RelyingParty(client_id="saml-sp-1", name="Journal", protocol="saml", redirect_uris=[], public=False,
+                          min_acr="password", pin_allowed=False, claims=["valid_patron"], subject_type="pairwise",
+                          disabled=False, created_at=reg.now(), entity_id="https://journal.example/sp",
+                          saml_metadata="<EntityDescriptor/>", name_id_formats=[])
+        reg.session.add(sp)
+    assert "SAML" in failed(idp("rp", "update", "saml-sp-1", "--backchannel-logout-uri", BACK))
+    assert logout_uris(services, "saml-sp-1") == (None, None)
+
+
+def test_update_of_an_unknown_client_fails(idp: Idp) -> None:
+    assert "NoSuchClient" in failed(idp("rp", "update", "NoSuchClient", "--backchannel-logout-uri", BACK))

@@ -9,6 +9,7 @@ from gunicorn.app.base import BaseApplication
 
 from idp import create_app
 from idp.errors import ConfigError
+from idp.services import Services
 from idp.settings import Settings
 
 
@@ -24,7 +25,12 @@ class _Gunicorn(BaseApplication):
                 self.cfg.set(key, value)
 
     def load(self) -> Any:
-        return create_app(self._settings)
+        # Runs in each worker after the fork: the back-channel logout thread is the worker's own (a
+        # thread does not survive a fork). Not in create_app, which tests and the CLI call freely.
+        app = create_app(self._settings)
+        services: Services = app.extensions["idp"]
+        services.backchannel.start()
+        return app
 
 
 # Threads per worker: while one request waits for argon2 (on SecretHasher's own thread, without

@@ -28,6 +28,7 @@ from idp.state import MemoryState, RedisState, make_state
 
 if TYPE_CHECKING:
     from idp.delivery import Messenger
+    from idp.oidc.backchannel import BackchannelDelivery
     from idp.oidc.wiring import OidcParts
     from idp.saml import SamlParts
 
@@ -88,6 +89,17 @@ class Services:
         from idp.delivery import build_messenger  # noqa: PLC0415 - built on first use, like SAML
 
         return build_messenger(self.settings)
+
+    @cached_property
+    def backchannel(self) -> BackchannelDelivery:
+        """Back-channel logout delivery; its thread runs only where started (each ``idp serve`` worker),
+        and ``notify()`` after a commit that queued logouts wakes it."""
+        from idp.oidc.backchannel import BackchannelDelivery  # noqa: PLC0415 - built on first use, like SAML
+
+        delivery = BackchannelDelivery(settings=self.settings, registry=self.registry, keyring=self.keyring,
+                                       issuer=self.settings.issuer.rstrip("/"), clock=lambda: self.clock())
+        self.closers.append(delivery.stop)
+        return delivery
 
     def close(self) -> None:
         for close in self.closers:

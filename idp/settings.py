@@ -174,6 +174,10 @@ class Settings(BaseModel):
         "wrong authenticator or recovery codes per account (step-up page, removing two-step login)"))
     reset_link_ttl: int = Field(default=3600, ge=300, le=7 * 24 * 3600, description=(
         "seconds a reset link from `idp patron reset-password` stays valid"))
+    # -- OIDC single logout (idp/oidc/backchannel.py) --
+    backchannel_logout_timeout: float = Field(default=5, gt=0, le=60, description=(
+        "seconds a relying party's back-channel logout endpoint has to answer each POST of a logout token "
+        "(connecting, then answering); a slower one counts as a failed attempt and is tried again later"))
 
     @field_validator("smtp_host", "smtp_username", "smtp_password", "mail_from", "sms_url", "sms_token",
                      mode="before")

@@ -308,6 +308,11 @@ class IdpProvider(Provider):
             "acr_values_supported": list(LEVELS),
             "claims_supported": ["sub", "acr", "amr", "auth_time", *CLAIMS_SUPPORTED],
             "ui_locales_supported": ["nb", "en"],
+            # OIDC single logout: logout tokens and front-channel pages, both carrying iss and sid.
+            "backchannel_logout_supported": True,
+            "backchannel_logout_session_supported": True,
+            "frontchannel_logout_supported": True,
+            "frontchannel_logout_session_supported": True,
         }
         super().__init__(None, configuration, authz_state, clients, _ClaimsAreOurs(),
                          id_token_lifetime=ID_TOKEN_LIFETIME)

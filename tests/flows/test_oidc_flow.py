@@ -164,6 +164,10 @@ def test_discovery_and_jwks_describe_a_code_flow_provider(live: LiveIdp) -> None
     assert config["request_uri_parameter_supported"] is False
     assert config["authorization_response_iss_parameter_supported"] is True
     assert config["end_session_endpoint"] == f"{live.url}/logout/oidc"
+    # Back-Channel Logout 1.0 section 2.1, Front-Channel Logout 1.0 section 3: both, with sid.
+    for supported in ("backchannel_logout_supported", "backchannel_logout_session_supported",
+                      "frontchannel_logout_supported", "frontchannel_logout_session_supported"):
+        assert config[supported] is True, supported
     assert "password" in config["acr_values_supported"]
     keys = requests.get(config["jwks_uri"], timeout=5).json()["keys"]
     assert {k["alg"] for k in keys} == {"RS256", "ES256"} and len(keys) == 4

@@ -37,8 +37,11 @@ from idp.services import Services
 from tests.conftest import FakeClock
 
 with warnings.catch_warnings():
-    # authlib.jose announces its move to joserfc at import; here it verifies the logout tokens.
-    warnings.simplefilter("ignore", DeprecationWarning)
+    # authlib.jose announces its move to joserfc at import (here it verifies the logout tokens); its
+    # deprecate module installs an "always" filter when first imported, so it goes first (as in test_keys).
+    import authlib.deprecate  # type: ignore[import-untyped]
+
+    warnings.simplefilter("ignore", authlib.deprecate.AuthlibDeprecationWarning)
     from authlib.jose import JsonWebKey, JsonWebToken  # type: ignore[import-untyped]
 
 pytestmark = pytest.mark.backends  # the queue's claims are SQL that each dialect runs its own way
@@ -146,9 +149,15 @@ def verified(services: Services, token: str, client_id: str,
              now: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The token's header and claims, checked by authlib against our published JWKS (its times as of
     ``now``, or of its own iat)."""
-    keys = JsonWebKey.import_key_set(services.keyring.public_jwks())
-    claims = JsonWebToken(["RS256", "ES256"]).decode(token, keys, claims_options={
-        "iss": {"essential": True, "value": ISSUER}, "aud": {"essential": True, "value": client_id},
+    return verified_with(services.keyring.public_jwks(), token, client_id, issuer=ISSUER, now=now)
+
+
+def verified_with(jwks: dict[str, Any], token: str, client_id: str, *, issuer: str,
+                  now: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What a relying party does on receipt (Back-Channel Logout 1.0 section 2.6): the signature
+    against the OP's JWKS, iss, aud, iat and exp, with authlib."""
+    claims = JsonWebToken(["RS256", "ES256"]).decode(token, JsonWebKey.import_key_set(jwks), claims_options={
+        "iss": {"essential": True, "value": issuer}, "aud": {"essential": True, "value": client_id},
         "iat": {"essential": True}, "exp": {"essential": True}, "jti": {"essential": True}})
     claims.validate(now=now if now is not None else claims["iat"])
     return dict(claims.header), dict(claims)

@@ -91,8 +91,10 @@ class BackchannelDelivery:
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 return
-            self._stopping.clear()
-            self._thread = threading.Thread(target=self._run, name="backchannel-logout", daemon=True)
+            # An event per thread: a thread still finishing a send after stop() never sees a later start's.
+            self._stopping = threading.Event()
+            self._thread = threading.Thread(target=self._run, args=(self._stopping,), name="backchannel-logout",
+                                            daemon=True)
             self._thread.start()
 
     def notify(self) -> None:
@@ -108,14 +110,14 @@ class BackchannelDelivery:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout if timeout is not None else self.timeout + 5)
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
+    def _run(self, stopping: threading.Event) -> None:
+        while not stopping.is_set():
             self._wake.wait(POLL_SECONDS)
             self._wake.clear()
-            if self._stopping.is_set():
+            if stopping.is_set():
                 return
             try:
-                self._deliver_due(self._stopping)
+                self._deliver_due(stopping)
             except Exception as exc:  # noqa: BLE001 - the thread must outlive a database outage
                 # The type only: a database error's text can quote the row (a subject).
                 log.error("back-channel logout delivery pass failed (%s); trying again in %.0f s",
@@ -124,43 +126,54 @@ class BackchannelDelivery:
     # -- one pass -----------------------------------------------------------------------------
 
     def deliver_due(self) -> int:
-        """Send every row due now (at most BATCH), one after the other; the number delivered."""
+        """Send the rows due now (at most BATCH), one after the other; the number delivered.
+
+        After a client's endpoint fails, its other rows wait for a later pass: a dead endpoint costs
+        one timeout per pass, not one per queued logout, so it cannot hold up everyone else's."""
         return self._deliver_due(None)
 
     def _deliver_due(self, stopping: threading.Event | None) -> int:
         with self._registry("backchannel") as reg:
-            due = list(reg.session.scalars(
-                select(BackchannelLogout.id).where(BackchannelLogout.next_attempt_at <= self._clock())
-                .order_by(BackchannelLogout.next_attempt_at, BackchannelLogout.id).limit(BATCH)))
-        delivered = 0
-        for row_id in due:
+            due = reg.session.execute(
+                select(BackchannelLogout.id, BackchannelLogout.client_id)
+                .where(BackchannelLogout.next_attempt_at <= self._clock())
+                .order_by(BackchannelLogout.next_attempt_at, BackchannelLogout.id).limit(BATCH)).all()
+        delivered, failing = 0, set()
+        for row_id, client_id in due:
             if stopping is not None and stopping.is_set():
                 break
-            delivered += self._attempt(row_id)
+            if client_id in failing:
+                continue
+            outcome = self._attempt(row_id)
+            if outcome is True:
+                delivered += 1
+            elif outcome is False:
+                failing.add(client_id)
         return delivered
 
-    def _attempt(self, row_id: int) -> int:
+    def _attempt(self, row_id: int) -> bool | None:
+        """True delivered, False failed, None not sent (claimed by another deliverer, or dropped)."""
         claimed = self._claim(row_id)
         if claimed is None:
-            return 0
+            return None
         client_id, uri, alg, sub, sid, attempt = claimed
         reason = self._post(uri, logout_token(self._keyring, issuer=self._issuer, client_id=client_id, alg=alg,
                                               sub=sub, sid=sid, now=int(self._clock().timestamp())))
         with self._registry("backchannel") as reg:
             if reason is None:
                 reg.session.execute(delete(BackchannelLogout).where(BackchannelLogout.id == row_id))
-                return 1
+                return True
             if attempt >= MAX_ATTEMPTS:
                 reg.session.execute(delete(BackchannelLogout).where(BackchannelLogout.id == row_id))
                 log.error("back-channel logout to client %s given up after %d attempts: %s",
                           client_id, attempt, reason)
-                return 0
+                return False
             wait = BACKOFF[attempt - 1]
             reg.session.execute(update(BackchannelLogout).where(BackchannelLogout.id == row_id).values(
                 attempts=attempt, next_attempt_at=self._clock() + wait, last_error=reason[:_MAX_ERROR]))
         log.warning("back-channel logout to client %s failed (attempt %d of %d): %s; trying again in %s",
                     client_id, attempt, MAX_ATTEMPTS, reason, _words(wait))
-        return 0
+        return False
 
     def _claim(self, row_id: int) -> tuple[str, str, str, str, str, int] | None:
         """Take the row for one attempt if it is still due (no other deliverer took it): what to send,
@@ -179,14 +192,15 @@ class BackchannelDelivery:
             row = reg.session.get(BackchannelLogout, row_id)
             if row is None:
                 return None
-            rp = reg.session.scalar(select(RelyingParty).where(RelyingParty.client_id == row.client_id))
-            if rp is None or rp.protocol != relying_parties.PROTOCOL_OIDC or not rp.backchannel_logout_uri:
+            rp = reg.session.scalar(select(RelyingParty).where(RelyingParty.client_id == row.client_id,
+                                                               RelyingParty.protocol == relying_parties.PROTOCOL_OIDC))
+            uri = rp.backchannel_logout_uri if rp is not None else None
+            if rp is None or not uri:
                 log.info("back-channel logout to client %s dropped: %s", row.client_id,
-                         "no such OIDC client any more" if rp is None or rp.protocol != relying_parties.PROTOCOL_OIDC
-                         else "it has no back-channel logout URI any more")
+                         "no such OIDC client any more" if rp is None else "it has no back-channel logout URI any more")
                 reg.session.delete(row)
                 return None
-            return row.client_id, rp.backchannel_logout_uri, rp.id_token_alg, row.sub, row.sid, row.attempts + 1
+            return row.client_id, uri, rp.id_token_alg, row.sub, row.sid, row.attempts + 1
 
     def _post(self, uri: str, token: str) -> str | None:
         """POST the token; None when the partner took it (200 or 204), else why not, in words for the log."""

@@ -7,7 +7,10 @@ The web layer (idp.web.saml) uses it like this::
     sp = relying_parties.get_saml(reg, message.issuer)
     request = parts.sso.accept(message, sp, received_at=..., raw_query=..., relay_state=...)
     request = parts.sso.settle(request, sp, reachable=...)  # NameID format, assurance level
-    form = parts.sso.respond(request, sp, patron_id=..., acr=..., auth_time=..., values=released)
+    answer = parts.sso.respond(request, sp, patron_id=..., acr=..., auth_time=..., values=released)
+    # answer.form is posted to the SP; answer.subject (GivenSubject) is kept for single logout:
+    outgoing = parts.slo.request(sp, subject, relay_state=...)   # our LogoutRequest, or None
+    outcome = parts.slo.accept_response(decode(binding, saml_response, LOGOUT_RESPONSE), sp, ...)
 
 Refusals raise ``Rejected`` (show a page) or ``StatusError`` (post ``parts.sso.refuse(...)``).
 Service providers are registered from metadata with idp.saml.registry; ``parts.metadata()`` is
@@ -36,20 +39,22 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from idp.saml.credentials import SigningCredentials
 from idp.saml.credentials import create as create_credentials
 from idp.saml.errors import Reason, Rejected, StatusError
-from idp.saml.inbound import AUTHN_REQUEST, LOGOUT_REQUEST, InboundMessage, decode
+from idp.saml.given import GivenSubject
+from idp.saml.inbound import AUTHN_REQUEST, LOGOUT_REQUEST, LOGOUT_RESPONSE, InboundMessage, decode
 from idp.saml.replay import SeenRequests
 from idp.saml.server import Endpoints, ServerFactory
-from idp.saml.slo import LogoutRequestInfo, RedirectTo, SloService
-from idp.saml.sso import REQUEST_MAX_AGE, PostForm, SsoRequest, SsoService
+from idp.saml.slo import LogoutOutcome, LogoutRequestInfo, OutgoingLogout, RedirectTo, SloService
+from idp.saml.sso import REQUEST_MAX_AGE, PostForm, SsoAnswer, SsoRequest, SsoService
 from idp.subjects import PUBLIC_SECTOR, Subjects
 from idp.xmlsec1 import xmlsec_program
 
 if TYPE_CHECKING:
     from idp.services import Services
 
-__all__ = ["AUTHN_REQUEST", "BINDING_HTTP_POST", "BINDING_HTTP_REDIRECT", "LOGOUT_REQUEST", "Endpoints",
-           "InboundMessage", "LogoutRequestInfo", "PostForm",
-           "Reason", "RedirectTo", "Rejected", "SamlParts", "SigningCredentials", "SsoRequest", "StatusError",
+__all__ = ["AUTHN_REQUEST", "BINDING_HTTP_POST", "BINDING_HTTP_REDIRECT", "LOGOUT_REQUEST", "LOGOUT_RESPONSE",
+           "Endpoints", "GivenSubject", "InboundMessage", "LogoutOutcome", "LogoutRequestInfo", "OutgoingLogout",
+           "PostForm", "Reason", "RedirectTo", "Rejected", "SamlParts", "SigningCredentials", "SsoAnswer",
+           "SsoRequest", "StatusError",
            "build_saml", "create_signing_key", "decode", "signing_credentials"]
 
 

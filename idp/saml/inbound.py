@@ -24,7 +24,7 @@ from saml2 import BINDING_HTTP_REDIRECT
 
 from idp.saml.errors import Reason, Rejected
 
-MAX_ENCODED = 48 * 1024  # characters of the SAMLRequest parameter, base64 (and deflated for Redirect)
+MAX_ENCODED = 48 * 1024  # characters of the SAMLRequest (or SAMLResponse) parameter, base64 (and deflated for Redirect)
 MAX_XML = 64 * 1024  # bytes of XML once decoded; an honest AuthnRequest is 1-4 KiB
 MAX_ISSUER = 1024
 
@@ -33,13 +33,14 @@ ASSERTION_NS = "urn:oasis:names:tc:SAML:2.0:assertion"
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 AUTHN_REQUEST = "AuthnRequest"
 LOGOUT_REQUEST = "LogoutRequest"
+LOGOUT_RESPONSE = "LogoutResponse"  # an SP's answer to our LogoutRequest
 _ID = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,255}")
 _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*")
 
 
 @dataclass(frozen=True)
 class InboundMessage:
-    kind: str  # AUTHN_REQUEST or LOGOUT_REQUEST
+    kind: str  # AUTHN_REQUEST, LOGOUT_REQUEST or LOGOUT_RESPONSE
     binding: str  # saml2.BINDING_HTTP_REDIRECT or BINDING_HTTP_POST
     xml: str
     message_id: str
@@ -53,18 +54,20 @@ class InboundMessage:
 
 
 def decode(binding: str, encoded: str | None, kind: str) -> InboundMessage:
-    """The checked message in ``encoded`` (a SAMLRequest parameter), or Rejected(MALFORMED)."""
+    """The checked message in ``encoded`` (a SAMLRequest parameter, or SAMLResponse for a
+    LOGOUT_RESPONSE), or Rejected(MALFORMED)."""
+    parameter = "SAMLResponse" if kind == LOGOUT_RESPONSE else "SAMLRequest"
     if not isinstance(encoded, str) or not encoded:
-        raise Rejected(Reason.MALFORMED, "no SAMLRequest parameter")
+        raise Rejected(Reason.MALFORMED, f"no {parameter} parameter")
     if len(encoded) > MAX_ENCODED:
-        raise Rejected(Reason.MALFORMED, f"SAMLRequest longer than {MAX_ENCODED} characters")
+        raise Rejected(Reason.MALFORMED, f"{parameter} longer than {MAX_ENCODED} characters")
     if not _BASE64.fullmatch(encoded):
-        raise Rejected(Reason.MALFORMED, "SAMLRequest is not base64")
+        raise Rejected(Reason.MALFORMED, f"{parameter} is not base64")
     try:
         raw = base64.b64decode("".join(encoded.split()), validate=True)
     except (binascii.Error, ValueError):
-        raise Rejected(Reason.MALFORMED, "SAMLRequest is not base64") from None
-    data = _inflate(raw) if binding == BINDING_HTTP_REDIRECT else raw
+        raise Rejected(Reason.MALFORMED, f"{parameter} is not base64") from None
+    data = _inflate(raw, parameter) if binding == BINDING_HTTP_REDIRECT else raw
     if len(data) > MAX_XML:
         raise Rejected(Reason.MALFORMED, f"the XML is larger than {MAX_XML} bytes")
     try:
@@ -74,12 +77,12 @@ def decode(binding: str, encoded: str | None, kind: str) -> InboundMessage:
     return _checked(binding, text, kind)
 
 
-def _inflate(raw: bytes) -> bytes:
+def _inflate(raw: bytes, parameter: str) -> bytes:
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     try:
         data = inflater.decompress(raw, MAX_XML + 1)
     except zlib.error:
-        raise Rejected(Reason.MALFORMED, "SAMLRequest is not DEFLATE-compressed") from None
+        raise Rejected(Reason.MALFORMED, f"{parameter} is not DEFLATE-compressed") from None
     if len(data) > MAX_XML or inflater.unconsumed_tail:
         raise Rejected(Reason.MALFORMED, f"the XML inflates beyond {MAX_XML} bytes")
     return data

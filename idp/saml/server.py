@@ -21,6 +21,7 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
 from saml2.config import IdPConfig
 from saml2.metadata import entity_descriptor
 from saml2.server import Server
+from saml2.validate import valid_instance
 from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
 from idp.saml.attributes import ClaimConverter
@@ -52,6 +53,15 @@ class IdpServer(Server):
                                         sign_alg=SIGNING_ALGORITHM, digest_alg=DIGEST_ALGORITHM,
                                         in_response_to=in_response_to, destination=destination)
         return str(message)
+
+    def read_logout_response(self, xml: str) -> samlp.LogoutResponse:
+        """An SP's LogoutResponse as pysaml2's object, an enveloped signature verified with the
+        keys in the SP's metadata (SignatureError and friends otherwise; NotValid when it breaks
+        the schema). Not parse_logout_request_response: that raises on any status but Success,
+        losing which request failed, and ignores its own Destination check's result."""
+        message = self.sec.correctly_signed_logout_response(xml, must=False, origdoc=xml)
+        valid_instance(message)
+        return message
 
 
 @dataclass(frozen=True)

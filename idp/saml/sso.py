@@ -28,6 +28,7 @@ from idp.saml import errors
 from idp.saml.attributes import PRINCIPAL_NAME, ReleasePolicy
 from idp.saml.contexts import answer_ref, demand, stated_level
 from idp.saml.errors import Reason, Rejected, StatusError
+from idp.saml.given import GivenSubject
 from idp.saml.inbound import InboundMessage
 from idp.saml.metadata import MetadataError, SpDescription, describe_service_provider
 from idp.saml.nameid import choose_format, name_id
@@ -77,6 +78,14 @@ class PostForm:
 
     url: str
     fields: dict[str, str]
+
+
+@dataclass(frozen=True)
+class SsoAnswer:
+    """The Response to post, and what it gave the SP (to name the patron at single logout)."""
+
+    form: PostForm
+    subject: GivenSubject
 
 
 def sp_description(sp: RelyingParty, now: datetime) -> SpDescription:
@@ -209,9 +218,10 @@ class SsoService:
         return replace(request, needed=demanded.floor, stated=demanded.stated, name_id_format=fmt)
 
     def respond(self, request: SsoRequest, sp: RelyingParty, *, patron_id: int, acr: str, auth_time: int,
-                values: Mapping[str, Value], principal_name: str | None = None) -> PostForm:
+                values: Mapping[str, Value], principal_name: str | None = None) -> SsoAnswer:
         """The signed Response with one signed assertion: NameID, authentication (the level the
-        session at ``acr`` reached, as far as the request lets it be named), ``values``."""
+        session at ``acr`` reached, as far as the request lets it be named), ``values``; and the
+        NameID and SessionIndex it gave."""
         server = self._servers.for_sp([sp.saml_metadata or ""])
         identity: dict[str, Value] = dict(values)
         if principal_name is not None:
@@ -225,7 +235,10 @@ class SsoService:
             authn={"class_ref": answer_ref(stated_level(acr, request.stated), request.context_refs),
                    "authn_instant": auth_time},
             release_policy=ReleasePolicy(request.entity_id, identity, ASSERTION_LIFETIME_MINUTES))
-        return post_form(request.acs_url, "SAMLResponse", str(response), request.relay_state)
+        xml = str(response)
+        given = GivenSubject(name_id=subject.text, name_id_format=subject.format,
+                             session_index=_session_index(xml))
+        return SsoAnswer(form=post_form(request.acs_url, "SAMLResponse", xml, request.relay_state), subject=given)
 
     def refuse(self, request: SsoRequest, sp: RelyingParty, status: str, sub_status: str, message: str) -> PostForm:
         """A signed error Response (no assertion) to the request's ACS."""
@@ -234,6 +247,17 @@ class SsoService:
                                     status=status_of(status, sub_status, message))
         log.info("SAML error response to %s: %s", request.entity_id, sub_status.rsplit(":", 1)[-1])
         return post_form(request.acs_url, "SAMLResponse", xml, request.relay_state)
+
+
+def _session_index(xml: str) -> str:
+    """The SessionIndex pysaml2 drew for the AuthnStatement (assertion.authn_statement calls
+    sid(); create_authn_response takes no SessionIndex of ours and returns the signed text), read
+    back with pysaml2's own parser."""
+    response = samlp.response_from_string(xml)
+    statements = [s for a in response.assertion for s in a.authn_statement] if response is not None else []
+    if len(statements) != 1 or not statements[0].session_index:
+        raise RuntimeError("pysaml2 made a Response without exactly one AuthnStatement with a SessionIndex")
+    return str(statements[0].session_index)
 
 
 def default_consumer(described: SpDescription) -> str:

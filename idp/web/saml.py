@@ -241,7 +241,7 @@ def _answer(sso_request: SsoRequest, patron_id: int, released: list[str]) -> Res
     login = current_login()
     assert login is not None  # noqa: S101 - both callers answer only a logged-in session
     form = parts.sso.respond(sso_request, sp, patron_id=patron_id, acr=login.acr,
-                             auth_time=login.auth_time, values=values, principal_name=principal)
+                             auth_time=login.auth_time, values=values, principal_name=principal).form
     session.pop(PENDING, None)
     return _post_page(form, sp.name)
 

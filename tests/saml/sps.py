@@ -129,13 +129,14 @@ class OneLoginSp:
     # lxml's, see pyproject.toml), so only the tests that use this SP depend on that pair.
 
     def __init__(self, idp_url: str, host: str, *, sign_requests: bool = False, name_id_format: str = PERSISTENT,
-                 slo_binding: str = REDIRECT) -> None:
+                 slo_binding: str = REDIRECT, idp_metadata: str | None = None) -> None:
+        """``idp_metadata``: our metadata as text, for tests without a server (else fetched from ``idp_url``)."""
         from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser  # noqa: PLC0415 - see the class
 
         key, cert = sp_key_pair()
         self.host = host
         self.base = f"https://{host}"
-        idp = OneLogin_Saml2_IdPMetadataParser.parse(requests.get(f"{idp_url}/saml/metadata", timeout=10).text,
+        idp = OneLogin_Saml2_IdPMetadataParser.parse(idp_metadata or _fetch_metadata(idp_url),
                                                      required_sso_binding=REDIRECT, required_slo_binding=REDIRECT)
         self.settings: dict[str, Any] = {
             "strict": True, "debug": False,
@@ -201,7 +202,8 @@ class Pysaml2Sp:
     """A pysaml2 Saml2Client SP: e.g. a university library at https://uni.example."""
 
     def __init__(self, idp_url: str, host: str, workdir: Path, *, allow_unsolicited: bool = False,
-                 sign_requests: bool = False, requested: list[str] | None = None) -> None:
+                 sign_requests: bool = False, requested: list[str] | None = None,
+                 idp_metadata: str | None = None) -> None:
         key, cert = sp_key_pair()
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "sp.key").write_text(key)
@@ -224,7 +226,7 @@ class Pysaml2Sp:
         config.load({
             "entityid": f"{self.base}/metadata", "xmlsec_binary": XMLSEC,
             "key_file": str(workdir / "sp.key"), "cert_file": str(workdir / "sp.crt"),
-            "metadata": {"inline": [requests.get(f"{idp_url}/saml/metadata", timeout=10).text]},
+            "metadata": {"inline": [idp_metadata or _fetch_metadata(idp_url)]},
             "service": {"sp": sp},
             "signing_algorithm": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
             "digest_algorithm": "http://www.w3.org/2001/04/xmlenc#sha256",
@@ -263,6 +265,10 @@ class Pysaml2Sp:
     def slo(self, form: Form) -> Any:
         assert form.url == f"{self.base}/slo", form.url
         return self.client.parse_logout_request_response(form.fields["SAMLResponse"], BINDING_HTTP_POST)
+
+
+def _fetch_metadata(idp_url: str) -> str:
+    return requests.get(f"{idp_url}/saml/metadata", timeout=10).text
 
 
 def _form_fields(page: str) -> dict[str, str]:

@@ -72,6 +72,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     from idp.web import saml as saml_web  # noqa: PLC0415 - as above
 
     app.register_blueprint(saml_web.bp)
+    from idp.web import logout  # noqa: PLC0415 - as above
+
+    logout.install(app)  # single logout: every logout, whoever asks (idp.web.logout)
     from idp.web import federation as federation_web  # noqa: PLC0415 - as above
     from idp.web import idporten as idporten_web  # noqa: PLC0415 - as above
     from idp.web import idporten_register  # noqa: PLC0415 - as above

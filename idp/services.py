@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from idp.oidc.backchannel import BackchannelDelivery
     from idp.oidc.wiring import OidcParts
     from idp.saml import SamlParts
+    from idp.single_logout import SingleLogout
 
 
 @dataclass
@@ -82,6 +83,13 @@ class Services:
         from idp.oidc.wiring import build_oidc  # noqa: PLC0415 - pyop, built on first use, like SAML
 
         return build_oidc(self)
+
+    @cached_property
+    def single_logout(self) -> SingleLogout:
+        """What each login session reached, and ending it everywhere (idp.single_logout)."""
+        from idp.single_logout import SingleLogout  # noqa: PLC0415 - it needs pyop and pysaml2, like OIDC
+
+        return SingleLogout(self)
 
     @cached_property
     def messenger(self) -> Messenger:

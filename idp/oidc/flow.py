@@ -15,6 +15,7 @@ at its commit, which consumes the code (exchange) or the family's token record (
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -120,6 +121,16 @@ class Grants:
         if raw:
             self._tokens.revoke(*json.loads(raw))
 
+    def families_of_session(self, sid: str) -> list[Family]:
+        """One family per relying party given a code in login session ``sid``, in the order they
+        got one (read before ``revoke_session``, which forgets them)."""
+        families: dict[str, Family] = {}
+        for code in self._state.index_members(_session_index(sid)):
+            family = self.family(code)
+            if family is not None:
+                families.setdefault(family.client_id, family)
+        return list(families.values())
+
     def revoke_session(self, sid: str) -> None:
         """Every family issued in login session ``sid`` (at logout)."""
         for code in self._state.index_members(_session_index(sid)):
@@ -167,4 +178,18 @@ def _spent_key(refresh_token: str) -> str:
 
 
 def describe(grant: CodeGrant) -> dict[str, Any]:
-    return {"acr": grant.acr, "amr": grant.amr, "auth_time": grant.auth_time}
+    """The login's claims in the grant's id_tokens, at the code exchange and every refresh."""
+    login: dict[str, Any] = {"acr": grant.acr, "amr": grant.amr, "auth_time": grant.auth_time}
+    if grant.sid:
+        login["sid"] = client_session_id(grant.sid, grant.client_id)
+    return login
+
+
+def client_session_id(login_session: str, client_id: str) -> str:
+    """The ``sid`` a relying party knows this login session by (Front- and Back-Channel Logout 1.0).
+
+    One per relying party, as our subjects are pairwise: two relying parties comparing ``sid``s
+    must not learn that two pseudonyms are one patron. A digest, so the ``sid`` does not reveal
+    the login session's own id, which is the key to its tokens here."""
+    digest = hashlib.sha256(f"sid/v1\0{client_id}\0{login_session}".encode()).digest()
+    return base64.urlsafe_b64encode(digest[:24]).decode("ascii")

@@ -77,7 +77,9 @@ _UNTIL = "idp_until"
 _LOGIN = "idp_login"
 # The fields idp.oidc.token_admin reads to find a grant's family and end.
 CODE_FIELD, UNTIL_FIELD = _CODE, _UNTIL
-LOGIN_CLAIMS = ("acr", "amr", "auth_time")
+# A refreshed id_token carries the login's claims again, the login session's sid among them (Front-
+# and Back-Channel Logout 1.0 name it).
+LOGIN_CLAIMS = ("acr", "amr", "auth_time", "sid")
 
 
 class UnknownRefreshToken(InvalidRefreshToken):
@@ -159,7 +161,7 @@ class RegisterAuthorizationState(AuthorizationState):
         return entry.get(_CODE) if entry else None
 
     def login_of(self, access_token: str) -> dict[str, Any] | None:
-        """The login (acr, amr, auth_time) behind a grant's token (see _LOGIN)."""
+        """The login (acr, amr, auth_time, sid) behind a grant's token (see _LOGIN)."""
         entry = self.access_tokens.get(access_token)
         return entry.get(_LOGIN) if entry else None
 

@@ -141,15 +141,20 @@ class SloService:
                                  session_indexes=tuple((index.text or "").strip()
                                                        for index in request.session_index or ()))
 
-    def respond(self, info: LogoutRequestInfo, sp: RelyingParty, *, partial: bool = False) -> PostForm | RedirectTo:
+    def respond(self, info: LogoutRequestInfo, sp: RelyingParty, *, partial: bool = False,
+                unknown_principal: bool = False) -> PostForm | RedirectTo:
         """A Success LogoutResponse: signed XML over POST, a signed query over Redirect. With
         ``partial``, Success with the second-level PartialLogout: the patron is logged out here,
-        but some other session participant could not be (SAML core 3.7.3.2)."""
+        but some other session participant could not be (SAML core 3.7.3.2). With
+        ``unknown_principal``, Requester / UnknownPrincipal: the request named nobody logged in
+        to this SP in this browser, and nothing was ended."""
         server = self._servers.for_sp([sp.saml_metadata or ""])
         redirect = info.binding == BINDING_HTTP_REDIRECT
-        status = samlp.Status(status_code=samlp.StatusCode(
-            value=samlp.STATUS_SUCCESS, status_code=samlp.StatusCode(value=samlp.STATUS_PARTIAL_LOGOUT))) \
-            if partial else None
+        status = None
+        if partial or unknown_principal:
+            top, second = (samlp.STATUS_REQUESTER, samlp.STATUS_UNKNOWN_PRINCIPAL) if unknown_principal \
+                else (samlp.STATUS_SUCCESS, samlp.STATUS_PARTIAL_LOGOUT)
+            status = samlp.Status(status_code=samlp.StatusCode(value=top, status_code=samlp.StatusCode(value=second)))
         xml = server.status_message(samlp.LogoutResponse, in_response_to=info.request_id,
                                     destination=info.destination, status=status, sign=not redirect)
         if not redirect:
@@ -157,6 +162,15 @@ class SloService:
         sent = server.apply_binding(BINDING_HTTP_REDIRECT, xml, info.destination, info.relay_state or "",
                                     response=True, sign=True, sigalg=SIGNING_ALGORITHM)
         return RedirectTo(dict(sent["headers"])["Location"])
+
+    def logout_location(self, sp: RelyingParty) -> str | None:
+        """Where ``request`` would send the SP's LogoutRequest; None when it has no usable
+        SingleLogoutService (or its stored metadata is unusable or expired)."""
+        try:
+            chosen = _logout_service(sp_description(sp, self._clock()).logout_services)
+        except Rejected:
+            return None
+        return chosen.location if chosen is not None else None
 
     def request(self, sp: RelyingParty, subject: GivenSubject, *, relay_state: str | None) -> OutgoingLogout | None:
         """A signed LogoutRequest naming ``subject`` (as given to ``sp`` at sign-on) to the SP's

@@ -306,7 +306,9 @@ def frontchannel_logout() -> ResponseReturnValue:
     services().state.put(sid_key(sid), b"1", SESSION_TTL)
     login = services().state.take(_login_of(sid))
     if login is not None:
-        services().oidc.grants.revoke_session(login.decode())  # the tokens issued in that login end now
+        # The tokens issued in that login end now, and back-channel relying parties are told (no
+        # browser of ours is here to do front-channel work: ID-porten framed this page).
+        end_login_session(login.decode())
     session.clear()  # a cookie, should the browser have sent one
     response = Response("", status=200)
     ancestors = " ".join(idporten.allowed_frame_ancestors())

@@ -12,11 +12,10 @@ import time
 from collections.abc import Sequence
 
 from flask import session
-from werkzeug.wrappers import Response
 
 from idp.auth.logins import LoggedIn, Upstream
 from idp.web import login_methods
-from idp.web.login_session import SID, end_login_session
+from idp.web.login_session import SID
 from idp.web.waiting import SESSION_KEYS as PENDING_KEYS
 from idp.web.sessions import join_patron_sessions, regenerate
 
@@ -63,11 +62,3 @@ def step_down(login: LoggedIn, acr: str, method: str, fallback: str) -> LoggedIn
     session.update(lowered.to_fields())
     return lowered
 
-
-def log_out(after: str | None) -> Response | None:
-    """End the login: the redirect that ends it upstream too (read before the session is cleared), the
-    tokens issued in it, and the session. Returns that redirect, or None when nothing upstream needs it."""
-    upstream = login_methods.upstream_logout(current_login(), after)
-    end_login_session()  # the tokens issued in this login end with it
-    session.clear()
-    return upstream

@@ -8,14 +8,14 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
-from werkzeug.wrappers import Response
 
 from idp.auth.password import Outcome, change_password, password_login
 from idp.errors import ValidationError
 from idp.settings import Settings
 from idp.web import login_methods, services, waiting
 from idp.web.forms import ChangePasswordForm, LoginForm
-from idp.web.logged_in import complete_login, log_out
+from idp.web.logged_in import complete_login
+from idp.web.logout import log_out
 from idp.web.login_methods import LoginMethod, Offer
 from idp.web.sessions import password_changed
 
@@ -107,9 +107,9 @@ def change_password_form() -> ResponseReturnValue:
 
 
 @bp.post("/logout")
-def logout() -> Response:
-    # A login through an upstream (ID-porten) is ended there too.
-    return log_out(url_for("pages.landing")) or redirect(url_for("pages.landing"), 303)
+def logout() -> ResponseReturnValue:
+    # Everywhere the login reached, and upstream (ID-porten, a federation) too (idp.web.logout).
+    return log_out(finish={"target": url_for("logout.logged_out")})
 
 
 def must_change_gate() -> ResponseReturnValue | None:

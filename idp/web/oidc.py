@@ -34,7 +34,8 @@ from idp.web import services
 from idp.web.authorize_checks import request_problem, unambiguous_target
 from idp.web.errors import OUTAGE_ERRORS, error_page, is_outage, log_outage, unexpected
 from idp.web import login_methods, waiting
-from idp.web.logged_in import current_login, log_out
+from idp.web.logged_in import current_login
+from idp.web.logout import log_out
 from idp.web.login_session import login_session_id
 from idp.web.pending import authenticate_then, consent_page, give_consent, session_meets
 from idp.web.security import allow_form_target
@@ -315,7 +316,7 @@ def end_session() -> ResponseReturnValue:
         if target:
             allow_form_target(target)
         return render_template("logout_confirm.html")
-    return _log_out(target)
+    return _log_out(target, client_id)
 
 
 @bp.post("/logout/oidc/confirm")
@@ -324,14 +325,10 @@ def confirm_logout() -> ResponseReturnValue:
     pending = session.pop(LOGOUT_PENDING, None)
     if request.form.get("decision") != "logout":
         return redirect(url_for("pages.landing"), 303)
-    return _log_out(pending.get("target") if isinstance(pending, dict) else None)
+    return _log_out(pending.get("target") if isinstance(pending, dict) else None, None)
 
 
-def _log_out(target: str | None) -> ResponseReturnValue:
-    # A login through an upstream (ID-porten) is ended there too, which then sends the browser on to ``target``.
-    upstream = log_out(target)
-    if upstream is not None:
-        return upstream
-    if target:
-        return redirect(target, 303)
-    return render_template("logged_out.html")
+def _log_out(target: str | None, client_id: str | None) -> ResponseReturnValue:
+    # Everywhere the login reached except the relying party asking (idp.web.logout), and upstream
+    # (ID-porten, a federation), which then sends the browser on to ``target``.
+    return log_out(finish={"target": target}, initiator=client_id)

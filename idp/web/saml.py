@@ -2,8 +2,8 @@
 
 ``/saml/metadata`` our metadata; ``/saml/sso`` AuthnRequests over HTTP-Redirect (GET) and
 HTTP-POST; ``/saml/sso/unsolicited?providerId=...`` IdP-initiated login; ``/saml/slo`` LogoutRequests
-over both bindings. A waiting request is kept in the session like OIDC's (login.CARRIED_OVER_LOGIN)
-and goes through the same login, assurance check, DPA gate and consent.
+over both bindings, and the LogoutResponses that answer ours (single logout: idp.web.logout). A
+waiting request is kept in the session like OIDC's (login.CARRIED_OVER_LOGIN) and goes through the same login, assurance check, DPA gate and consent.
 
 An SP's HTTP-POST arrives cross-site, and a SameSite=Lax cookie does not come with it: the
 checked request is handed over through the state store to a GET on our own site, which does
@@ -28,18 +28,23 @@ from idp import relying_parties
 from idp.claims import decide_for, release
 from idp.errors import NotFound
 from idp.registry.models import Patron, RelyingParty
-from idp.saml import (AUTHN_REQUEST, BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, LOGOUT_REQUEST, LogoutRequestInfo,
+from idp.saml import (AUTHN_REQUEST, BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, LOGOUT_REQUEST, LOGOUT_RESPONSE,
+                      LogoutRequestInfo,
                       PostForm, Reason, RedirectTo, Rejected, SamlParts, SsoRequest, StatusError, decode)
 from idp.saml import errors as status
 from idp.auth.logins import PendingRequest
+from idp.saml.given import GivenSubject
 from idp.saml.sso import claims_asked
+from idp.single_logout import LogoutRun, SamlParticipant
 from idp.web import login_methods, services
 from idp.web import waiting
 from idp.web.errors import error_page
 from idp.web.logged_in import current_login
-from idp.web.login_session import end_login_session
+from idp.web import logout
+from idp.web.login_session import SID, login_session_id
+from idp.web.logout import log_out
 from idp.web.pending import authenticate_then, consent_page, give_consent, has_consent, session_meets
-from idp.web.security import allow_form_target
+from idp.web.security import allow_form_target, allow_framing_by_self
 
 log = logging.getLogger("idp.saml")
 bp = Blueprint("saml", __name__, url_prefix="/saml")
@@ -240,20 +245,24 @@ def _answer(sso_request: SsoRequest, patron_id: int, released: list[str]) -> Res
     principal = parts.principal_name(patron_id) if sp.subject_type == relying_parties.PUBLIC_SUB else None
     login = current_login()
     assert login is not None  # noqa: S101 - both callers answer only a logged-in session
-    form = parts.sso.respond(sso_request, sp, patron_id=patron_id, acr=login.acr,
-                             auth_time=login.auth_time, values=values, principal_name=principal).form
+    answer = parts.sso.respond(sso_request, sp, patron_id=patron_id, acr=login.acr,
+                               auth_time=login.auth_time, values=values, principal_name=principal)
+    # Recorded for single logout: the SP is told when this login ends, and a LogoutRequest from it
+    # must name this subject.
+    services().single_logout.participants.joined(login_session_id(), SamlParticipant(sp.client_id, answer.subject))
     session.pop(PENDING, None)
-    return _post_page(form, sp.name)
+    return _post_page(answer.form, sp.name)
 
 
 # -- single logout ----------------------------------------------------------------------------
 
 @bp.route("/slo", methods=["GET", "POST"])
 def slo() -> ResponseReturnValue:
+    """An SP's LogoutRequest (it asks to end the patron's login everywhere), or its
+    LogoutResponse to one we sent from a logout page's frame (``slo_send``)."""
     binding, fields, raw_query = _message_fields()
-    if "SAMLRequest" not in fields:
-        # We never send LogoutRequests, so no LogoutResponse is expected here.
-        return _rejected(Rejected(Reason.MALFORMED, "no LogoutRequest at the SLO endpoint"))
+    if "SAMLResponse" in fields:
+        return _logout_answered(binding, fields, raw_query)
     try:
         message = decode(binding, fields.get("SAMLRequest"), LOGOUT_REQUEST)
         with services().registry("saml") as reg:
@@ -276,10 +285,68 @@ def slo_continue(token: str) -> ResponseReturnValue:
 
 
 def _logout(info: LogoutRequestInfo) -> ResponseReturnValue:
-    end_login_session()  # and the OIDC tokens issued in it end
-    session.clear()  # the one session: OIDC clients need a new login too
-    sp = _sp(info.client_id)
-    answer = _saml().slo.respond(info, sp)
+    """End the login everywhere, but only for a request naming the subject this SP was given in
+    this browser's login: a correctly signed request for another patron ends nothing here."""
+    sid = session.get(SID)
+    given = services().single_logout.participants.subjects_given(sid, info.client_id) if isinstance(sid, str) else []
+    if not any(info.names(subject) for subject in given):
+        log.info("SAML LogoutRequest from %s names no subject of this browser's login: session kept",
+                 info.entity_id)
+        return _logout_response(info, _saml().slo.respond(info, _sp(info.client_id), unknown_principal=True))
+    return log_out(finish={"saml": info.as_dict()}, initiator=info.client_id)
+
+
+@logout.finisher("saml")
+def _logout_done(run: LogoutRun, confirmed: set[int]) -> ResponseReturnValue:
+    """The LogoutResponse to the SP that asked, once the others have had their chance:
+    PartialLogout when one of them did not confirm (SAML core 3.7.3.2)."""
+    info = LogoutRequestInfo.from_dict(run.finish["saml"])
+    partial = bool(logout.unconfirmed(run, confirmed))
+    return _logout_response(info, _saml().slo.respond(info, _sp(info.client_id), partial=partial))
+
+
+def _logout_response(info: LogoutRequestInfo, answer: PostForm | RedirectTo) -> ResponseReturnValue:
     if isinstance(answer, RedirectTo):
         return redirect(answer.url, 303)
-    return _post_page(answer, sp.name)
+    return _post_page(answer, _sp(info.client_id).name)
+
+
+@bp.get("/slo/send/<run>/<int:index>")
+def slo_send(run: str, index: int) -> ResponseReturnValue:
+    """In a frame of the logout page: a LogoutRequest to the run's ``index``-th service."""
+    runs = services().single_logout.runs
+    found = runs.get(run)
+    entry = found.frontchannel[index] if found is not None and 0 <= index < len(found.frontchannel) else None
+    if found is None or entry is None or entry.subject is None:
+        return error_page(_("This logout has expired or was already completed."), 404)
+    allow_framing_by_self()
+    sp = _sp(entry.client_id)
+    outgoing = _saml().slo.request(sp, GivenSubject.from_dict(entry.subject), relay_state=None)
+    if outgoing is None:  # its metadata no longer lists a SingleLogoutService
+        return render_template("logout_frame_done.html", index=index)
+    runs.request_sent(outgoing.request_id, found.id, index)
+    if isinstance(outgoing.message, RedirectTo):
+        return redirect(outgoing.message.url, 303)
+    return _post_page(outgoing.message, sp.name)
+
+
+def _logout_answered(binding: str, fields: Mapping[str, str], raw_query: bytes | None) -> ResponseReturnValue:
+    """An SP's LogoutResponse, in a logout page's frame: recorded for the run it answers."""
+    try:
+        message = decode(binding, fields.get("SAMLResponse"), LOGOUT_RESPONSE)
+        with services().registry("saml") as reg:
+            sp = relying_parties.get_saml(reg, message.issuer)
+            reg.session.expunge(sp)
+        outcome = _saml().slo.accept_response(message, sp, received_at=_saml().endpoints.slo, raw_query=raw_query)
+    except NotFound:
+        return _unknown_sp()
+    except Rejected as exc:
+        return _rejected(exc)
+    answered = services().single_logout.runs.answered(outcome.in_response_to, success=outcome.success)
+    if answered is None:
+        log.info("SAML LogoutResponse from %s answers no logout under way", sp.entity_id)
+        return error_page(_("This logout has expired or was already completed."), 400)
+    if not outcome.success:
+        log.warning("SAML LogoutResponse from %s: %s", sp.entity_id, outcome.status)
+    allow_framing_by_self()
+    return render_template("logout_frame_done.html", index=answered[1])

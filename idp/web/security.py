@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, session
 
-CSP = "default-src 'self'; frame-ancestors 'none'; form-action 'self'{targets}; base-uri 'none'"
+CSP = "default-src 'self'; frame-ancestors {ancestors}; form-action 'self'{targets}; base-uri 'none'{frames}"
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -15,15 +15,35 @@ HEADERS = {
 }
 
 
+def _origin(uri: str) -> str | None:
+    parts = urlsplit(uri)
+    if parts.scheme in {"http", "https"} and parts.netloc and not set(parts.netloc) & set(" ;,'\"\n"):
+        return f"{parts.scheme}://{parts.netloc}"
+    return None
+
+
+def allow_frame_source(uri: str) -> None:
+    """Let this page frame ``uri``'s origin (the logout page frames the services it logs out of);
+    a frame's redirects are checked against the same list."""
+    origin = _origin(uri)
+    if origin is not None:
+        g.setdefault("frame_sources", set()).add(origin)
+
+
+def allow_framing_by_self() -> None:
+    """Let our own pages frame this response (a logout page's frames), and nobody else's."""
+    g.framed_by_self = True
+
+
 def allow_form_target(uri: str) -> None:
     """Let this response's forms end at ``uri``'s origin (a relying party's registered redirect URI).
 
     Chromium applies form-action to the redirects that follow a form submission, so the login and
     consent forms that end at a relying party's callback need its origin listed.
     """
-    parts = urlsplit(uri)
-    if parts.scheme in {"http", "https"} and parts.netloc and not set(parts.netloc) & set(" ;,'\"\n"):
-        g.setdefault("form_targets", set()).add(f"{parts.scheme}://{parts.netloc}")
+    origin = _origin(uri)
+    if origin is not None:
+        g.setdefault("form_targets", set()).add(origin)
 
 
 def _content_security_policy() -> str:
@@ -34,7 +54,10 @@ def _content_security_policy() -> str:
     if saml_pending:  # the same for a SAML service provider's AssertionConsumerService
         allow_form_target(saml_pending["request"]["acs_url"])
     targets = sorted(g.get("form_targets", ()))
-    return CSP.format(targets="".join(f" {t}" for t in targets))
+    frames = sorted(g.get("frame_sources", ()))
+    return CSP.format(targets="".join(f" {t}" for t in targets),
+                      ancestors="'self'" if g.get("framed_by_self") else "'none'",
+                      frames=f"; frame-src 'self' {' '.join(frames)}" if frames else "")
 
 
 def register(app: Flask) -> None:
@@ -52,5 +75,5 @@ def register(app: Flask) -> None:
             headers.add("Content-Security-Policy", _content_security_policy())
         for low, name, value in lowered:
             if low not in present:
-                headers.add(name, value)
+                headers.add(name, "SAMEORIGIN" if low == "x-frame-options" and g.get("framed_by_self") else value)
         return response

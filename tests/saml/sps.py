@@ -129,13 +129,15 @@ class OneLoginSp:
     # lxml's, see pyproject.toml), so only the tests that use this SP depend on that pair.
 
     def __init__(self, idp_url: str, host: str, *, sign_requests: bool = False, name_id_format: str = PERSISTENT,
-                 slo_binding: str = REDIRECT, idp_metadata: str | None = None) -> None:
-        """``idp_metadata``: our metadata as text, for tests without a server (else fetched from ``idp_url``)."""
+                 slo_binding: str = REDIRECT, idp_metadata: str | None = None, base: str | None = None) -> None:
+        """``idp_metadata``: our metadata as text, for tests without a server (else fetched from ``idp_url``).
+        ``base``: where the SP is served, when a test serves it (http on loopback); by default an
+        https host nobody serves."""
         from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser  # noqa: PLC0415 - see the class
 
         key, cert = sp_key_pair()
-        self.host = host
-        self.base = f"https://{host}"
+        self.base = base or f"https://{host}"
+        self.host = urlsplit(self.base).netloc
         idp = OneLogin_Saml2_IdPMetadataParser.parse(idp_metadata or _fetch_metadata(idp_url),
                                                      required_sso_binding=REDIRECT, required_slo_binding=REDIRECT)
         self.settings: dict[str, Any] = {
@@ -166,7 +168,8 @@ class OneLoginSp:
     def _auth(self, path: str, *, get: dict[str, str] | None = None, post: dict[str, str] | None = None) -> Any:
         from onelogin.saml2.auth import OneLogin_Saml2_Auth  # noqa: PLC0415 - see the class
 
-        return OneLogin_Saml2_Auth({"https": "on", "http_host": self.host, "script_name": path,
+        return OneLogin_Saml2_Auth({"https": "on" if self.base.startswith("https:") else "off",
+                                    "http_host": self.host, "script_name": urlsplit(self.base).path + path,
                                     "get_data": get or {}, "post_data": post or {}}, self.settings)
 
     def login_url(self, **kwargs: Any) -> tuple[str, str]:
@@ -194,6 +197,27 @@ class OneLoginSp:
         auth = self._auth("/saml/sls", get=query)
         auth.process_slo(keep_local_session=True)
         return list(auth.get_errors())
+
+    def answer_logout(self, query: dict[str, str]) -> LogoutAnswer:
+        """The SP's SingleLogoutService receiving our LogoutRequest by Redirect (``query``): what
+        the request named, python3-saml's errors, and the URL of its signed LogoutResponse."""
+        from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request  # noqa: PLC0415 - see the class
+        from onelogin.saml2.utils import OneLogin_Saml2_Utils  # noqa: PLC0415 - see the class
+
+        xml = OneLogin_Saml2_Utils.decode_base64_and_inflate(query["SAMLRequest"])
+        auth = self._auth("/saml/sls", get=query)
+        back = auth.process_slo(keep_local_session=True)
+        return LogoutAnswer(name_id=OneLogin_Saml2_Logout_Request.get_nameid(xml),
+                            session_indexes=OneLogin_Saml2_Logout_Request.get_session_indexes(xml),
+                            errors=list(auth.get_errors()), response_url=back)
+
+
+@dataclass
+class LogoutAnswer:
+    name_id: str
+    session_indexes: list[str]
+    errors: list[str]
+    response_url: str | None
 
 
 # -- pysaml2 ----------------------------------------------------------------------------------

@@ -443,6 +443,38 @@ class LogoutMessage:
     fields: dict[str, str] | None = None
 
 
+@dataclass(frozen=True, repr=False)
+class IncomingLogout:
+    """A verified LogoutRequest from a federation's IdP: whom it names (a pysaml2 NameID) and which
+    of their sessions there (none: all of them)."""
+
+    request_id: str
+    name_id: Any
+    session_indexes: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"<IncomingLogout {self.request_id}>"
+
+    def names(self, session: UpstreamSession) -> bool:
+        """Whether it ends ``session``: the same NameID, and its SessionIndex among those named (if any are)."""
+        return session.same_subject(self.name_id) and (not self.session_indexes or session.session_index is None
+                                                       or session.session_index in self.session_indexes)
+
+
+def logout_request_issuer(binding: str, message: str) -> str | None:
+    """The Issuer of a LogoutRequest (deflated over Redirect), read before verification to find its federation."""
+    if not message or len(message) > MAX_RESPONSE:
+        return None
+    try:
+        xml = (decode_base64_and_inflate(message) if binding == BINDING_HTTP_REDIRECT
+               else base64.b64decode(message, validate=False))
+        request = samlp.logout_request_from_string(xml)
+    except Exception:  # noqa: BLE001 - anything unreadable is simply not a request to us
+        return None
+    issuer = getattr(getattr(request, "issuer", None), "text", None)
+    return issuer.strip() if isinstance(issuer, str) and 0 < len(issuer.strip()) <= 1024 else None
+
+
 @dataclass(frozen=True)
 class _Signed:
     """A message seen as weak_algorithms sees a Response: its own signature, no assertions."""
@@ -614,9 +646,9 @@ class FederationSp:
 
     # -- single logout ---------------------------------------------------------------------------
 
-    def logout_service(self, federation: Federation) -> tuple[str, str] | None:
-        """The federation's SingleLogoutService (binding, location): HTTP-Redirect preferred, else
-        HTTP-POST; None when its metadata has neither."""
+    def logout_service(self, federation: Federation, *, response: bool = False) -> tuple[str, str] | None:
+        """The federation's SingleLogoutService (binding, location; its ResponseLocation when
+        ``response`` and it has one): HTTP-Redirect preferred, else HTTP-POST; None when it has neither."""
         client = self._client(federation)
         try:
             services = client.metadata.service(federation.entity_id, "idpsso_descriptor", "single_logout_service")
@@ -624,7 +656,7 @@ class FederationSp:
             services = None
         for binding in (BINDING_HTTP_REDIRECT, BINDING_HTTP_POST):
             found = (services or {}).get(binding) if isinstance(services, dict) else None
-            location = found[0].get("location") if found else None
+            location = ((response and found[0].get("response_location")) or found[0].get("location")) if found else None
             if location:
                 return binding, str(location)
         return None
@@ -695,6 +727,61 @@ class FederationSp:
             raise FederationError(FederationFailure.INVALID, "the logout answer is not for us or not for now")
         code = getattr(getattr(answer.status, "status_code", None), "value", None)
         return code == STATUS_SUCCESS
+
+    def accept_logout_request(self, federation: Federation, binding: str, message: str,
+                              raw_query: bytes | None) -> IncomingLogout:
+        """Verify the federation's own LogoutRequest (its IdP ending the member's session there):
+        signed (query or enveloped), by this federation, for our SLO, issued now; FederationError if not."""
+        client = self._client(federation)
+        if binding == BINDING_HTTP_REDIRECT and not self._query_signed_by(client, federation, raw_query or b"",
+                                                                          "SAMLRequest"):
+            raise FederationError(FederationFailure.INVALID, "the logout request's query signature does not verify")
+        try:
+            # pysaml2 checks an enveloped signature it finds (with this federation's keys), the
+            # Destination against our SLO and the schema; that one is present is checked below.
+            parsed = client.parse_logout_request(message, binding)
+        except Exception as exc:  # noqa: BLE001 - every verification failure is a refusal
+            log.warning("federation %s: logout request refused (%s)", federation.name, type(exc).__name__)
+            raise FederationError(FederationFailure.INVALID, "the logout request could not be verified") from None
+        request = parsed.message if parsed is not None else None
+        if request is None:
+            raise FederationError(FederationFailure.INVALID, "the logout request could not be read")
+        if binding == BINDING_HTTP_POST and (request.signature is None or weak_algorithms(_Signed(request))):
+            raise FederationError(FederationFailure.INVALID, "the logout request is unsigned or weakly signed")
+        issuer = (request.issuer.text or "").strip() if request.issuer is not None else ""
+        if issuer != federation.entity_id:
+            raise FederationError(FederationFailure.ISSUER, "the logout request comes from another identity provider")
+        if request.destination != self.sp.slo_url or not parsed.issue_instant_ok() or request.name_id is None:
+            raise FederationError(FederationFailure.INVALID, "the logout request is not for us, not for now, or "
+                                                             "names nobody (an encrypted NameID is not supported)")
+        indexes = tuple((index.text or "").strip() for index in request.session_index or [] if index.text)
+        return IncomingLogout(request_id=str(request.id), name_id=request.name_id, session_indexes=indexes)
+
+    def logout_response(self, federation: Federation, request_id: str, relay_state: str | None, *,
+                        success: bool = True) -> LogoutMessage:
+        """Our signed LogoutResponse to the federation's LogoutRequest ``request_id``, for its SingleLogoutService."""
+        service = self.logout_service(federation, response=True)
+        if service is None:
+            raise FederationError(FederationFailure.CONFIG, "the federation's metadata has no SingleLogoutService")
+        binding, location = service
+        client = self._client(federation)
+        post = binding == BINDING_HTTP_POST
+        status = None if success else samlp.Status(status_code=samlp.StatusCode(value=samlp.STATUS_RESPONDER))
+        try:
+            response = client._status_response(samlp.LogoutResponse, client._issuer(), status, sign=post,
+                                               sign_alg=SIGALG, digest_alg=DIGEST, in_response_to=request_id,
+                                               destination=location)
+            info = client.apply_binding(binding, str(response), location, relay_state or "", response=True,
+                                        sign=not post, sigalg=SIGALG)
+        except Exception as exc:  # noqa: BLE001
+            log.error("federation %s: LogoutResponse failed: %s", federation.name, type(exc).__name__)
+            raise FederationError(FederationFailure.CONFIG, "the logout response could not be made") from None
+        if post:
+            fields = {"SAMLResponse": base64.b64encode(str(response).encode()).decode("ascii")}
+            if relay_state:
+                fields["RelayState"] = relay_state
+            return LogoutMessage(request_id=request_id, binding=binding, url=location, fields=fields)
+        return LogoutMessage(request_id=request_id, binding=binding, url=dict(info["headers"])["Location"])
 
     def _query_signed_by(self, client: Any, federation: Federation, raw_query: bytes, kind: str) -> bool:
         """The HTTP-Redirect binding's signature, over the parameters exactly as they were sent (SAML
@@ -794,7 +881,8 @@ def confirmed_for(response: Any, acs_url: str) -> bool:
 
 
 __all__ = ["FederationError", "FederationLogin", "FederationSp", "LogoutMessage", "REQUEST_TTL", "ServiceProvider",
-           "UpstreamSession", "card_owner", "logout_response_to", "upstream_session_of",
+           "IncomingLogout", "UpstreamSession", "card_owner", "logout_request_issuer", "logout_response_to",
+           "upstream_session_of",
            "choose_entity_id", "confirmed_for", "create_sp_keys", "identity_providers_in", "in_response_to",
            "national_id_from", "finish_login", "read_login", "resolve_login", "sp_key_paths", "weak_algorithms",
            "withhold_pysaml2_values"]

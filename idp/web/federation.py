@@ -26,6 +26,7 @@ logout was going (idp.web.upstream_logout keeps that, under the RelayState).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import secrets
@@ -50,8 +51,10 @@ from idp.auth import otp
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 
 from idp.auth.federation import (REQUEST_TTL, FederationError, FederationFailure, FederationLogin, FederationSp,
-                                 ServiceProvider, UpstreamSession, card_owner, finish_login, in_response_to,
-                                 logout_response_to, resolve_login, withhold_pysaml2_values)
+                                 IncomingLogout, LogoutMessage, ServiceProvider, UpstreamSession, card_owner,
+                                 finish_login, in_response_to, logout_request_issuer, logout_response_to,
+                                 resolve_login, withhold_pysaml2_values)
+from idp.auth.patron_sessions import SESSION_TTL
 from idp.auth.logins import LoggedIn, Upstream
 from idp.auth.password import looks_like_pin
 from idp.errors import Conflict, IdpError, NotAllowed, NotFound
@@ -62,7 +65,8 @@ from idp.settings import Settings
 from idp.web import clock_seconds, login_methods, services, waiting
 from idp.web import upstream_logout as logout_state
 from idp.web.forms import LoginForm, PatronForm
-from idp.web.logged_in import complete_login, current_login
+from idp.web.logged_in import complete_login, current_login, log_out
+from idp.web.login_session import end_login_session
 from idp.web.login import safe_next
 from idp.web.login_methods import Button, LoginMethod, Offer
 from idp.web.security import allow_form_target
@@ -84,7 +88,7 @@ _SEAL_SESSION = b"federation/session/name-id"
 def install(app: Flask, settings: Settings) -> None:
     withhold_pysaml2_values()
     app.register_blueprint(bp)
-    app.before_request(_allow_logout_target)
+    app.before_request(_upstream_session)
     login_methods.register(app, METHOD)
     _warn_unverified(app.extensions["idp"].read)
 
@@ -286,6 +290,8 @@ def _upstream_state(login: FederationLogin) -> dict[str, Any]:
     if login.session is None:
         return state
     state["slo"] = _seal(login.session.to_dict(), _SEAL_SESSION)
+    state["ended"] = _ended_key(login.federation, login.session.name_id)
+    state["since"] = int(time.time())  # a logout marked later ends this login; one marked before does not
     try:
         with services().registry("web") as reg:
             service = _sp().logout_service(upstream.get_federation(reg, login.federation))
@@ -297,12 +303,34 @@ def _upstream_state(login: FederationLogin) -> dict[str, Any]:
     return state
 
 
-def _allow_logout_target() -> None:
-    """Before each request: a federation login's logout form may lead on to its SingleLogoutService."""
+def _hashed(prefix: str, *parts: str) -> str:
+    return prefix + hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _ended_key(federation: str, name_id: str) -> str:
+    """Where a federation's logout of ``name_id`` is marked (hashed: the NameID may identify the member)."""
+    return _hashed("federation:ended:", federation, name_id)
+
+
+def _upstream_session() -> None:
+    """Before each request, for a federation login: ended here if its federation's IdP logged the
+    member out there (its LogoutRequest came without our cookie: a cross-site POST); otherwise its
+    logout form may lead on to the federation's SingleLogoutService (the CSP's form-action)."""
     login = current_login()
     state = login.upstream.state if login is not None and login.upstream is not None else None
-    if login is not None and login.upstream is not None and login.upstream.method == UPSTREAM and \
-            isinstance(state, dict) and state.get("logout_origin"):
+    if login is None or login.upstream is None or login.upstream.method != UPSTREAM or not isinstance(state, dict):
+        return
+    ended = services().state.get(str(state["ended"])) if state.get("ended") else None
+    if ended is not None:
+        kept = UpstreamSession.from_dict(_unseal(state.get("slo"), _SEAL_SESSION))
+        mark = json.loads(ended)
+        indexes, at = mark.get("indexes") or [], int(mark.get("at", 0))
+        if at >= int(state.get("since", 0)) and (kept is None or not indexes or kept.session_index is None
+                                                  or kept.session_index in indexes):
+            end_login_session()
+            session.clear()
+            return
+    if state.get("logout_origin"):
         allow_form_target(str(state["logout_origin"]))
 
 
@@ -338,10 +366,7 @@ def upstream_logout(login: LoggedIn | None, after: str | None) -> WerkzeugRespon
     logout_state.away(UPSTREAM, after, token=relay_state)
     services().state.put(_logout_request_key(message.request_id),
                          json.dumps({"federation": name, "relay": relay_state}).encode(), logout_state.LOGOUT_TTL)
-    if message.fields is None:
-        return redirect(message.url, 303)
-    allow_form_target(message.url)
-    return make_response(render_template("saml_post.html", form=message, rp_name=_display_name(name)))
+    return make_response(_send(message, name))
 
 
 @bp.route("/slo", methods=["GET", "POST"])
@@ -352,6 +377,8 @@ def slo() -> ResponseReturnValue:
     raw_query = request.query_string if request.method == "GET" else None
     if "SAMLResponse" in fields:
         return _logout_answer(binding, fields.get("SAMLResponse", ""), raw_query)
+    if "SAMLRequest" in fields:
+        return _logout_asked(binding, fields.get("SAMLRequest", ""), raw_query, fields.get("RelayState"))
     log.warning("federation logout refused: neither a LogoutResponse nor a LogoutRequest")
     return _logout_unconfirmed()
 
@@ -379,6 +406,55 @@ def _logout_answer(binding: str, message: str, raw_query: bytes | None) -> Respo
         # Logged out here all the same: the member goes on, and the operator learns the university did not.
         log.warning("federation %s: the logout there did not succeed (non-Success status)", name)
     return logout_state.go_on(kept.get("after") if kept else None)
+
+
+def _logout_asked(binding: str, message: str, raw_query: bytes | None, relay_state: str | None) -> ResponseReturnValue:
+    """The federation's IdP ends the member's session there and asks us to end ours: verified, once;
+    the login it names ends (in this browser at once, in any other at its next request), and the IdP
+    gets a signed LogoutResponse."""
+    issuer = logout_request_issuer(binding, message)
+    if relay_state is not None and (len(relay_state) > 80 or not relay_state.isprintable()):
+        relay_state = None  # SAML bindings: at most 80 bytes; anything else is not passed back
+    try:
+        with services().registry("web") as reg:
+            federation = upstream.federation_for_entity(reg, issuer) if issuer else None
+            if federation is None:
+                raise FederationError(FederationFailure.UNKNOWN, "a logout request from no federation of ours")
+            name = federation.name
+            incoming = _sp().accept_logout_request(federation, binding, message, raw_query)
+            if services().state.incr(_hashed("federation:logout-seen:", name, incoming.request_id), REQUEST_TTL) > 1:
+                raise FederationError(FederationFailure.STATE, "a logout request already used")
+            answer = _sp().logout_response(federation, incoming.request_id, relay_state)
+    except FederationError as exc:
+        log.warning("federation logout request refused: %s", exc.kind.value)
+        return render_template("error.html", status=400,
+                               message=_("This logout request could not be verified. Nothing was changed.")), 400
+    _end_named(name, incoming)
+    log.info("federation %s: logged out at its request", name)
+    return _send(answer, name)
+
+
+def _end_named(name: str, incoming: IncomingLogout) -> None:
+    """Mark the member's login through ``name`` ended, and end it here at once if this browser holds it."""
+    value = incoming.name_id.text.strip() if incoming.name_id is not None and incoming.name_id.text else ""
+    services().state.put(_ended_key(name, value), json.dumps({"indexes": list(incoming.session_indexes),
+                                                              "at": int(time.time())}).encode(), SESSION_TTL)
+    login = current_login()
+    state = login.upstream.state if login is not None and login.upstream is not None else None
+    if login is None or login.upstream is None or login.upstream.method != UPSTREAM or not isinstance(state, dict) \
+            or state.get("federation") != name:
+        return
+    kept = UpstreamSession.from_dict(_unseal(state.get("slo"), _SEAL_SESSION))
+    if kept is not None and incoming.names(kept):
+        session[UPSTREAM] = {"federation": name}  # it asked: no LogoutRequest goes back to it
+        log_out(None)
+
+
+def _send(message: LogoutMessage, name: str) -> ResponseReturnValue:
+    if message.fields is None:
+        return redirect(message.url, 303)
+    allow_form_target(message.url)
+    return render_template("saml_post.html", form=message, rp_name=_display_name(name))
 
 
 def _logout_unconfirmed() -> ResponseReturnValue:

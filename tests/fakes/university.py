@@ -23,6 +23,7 @@ SessionIndex of each assertion it gave. Misbehaviour: ``slo_sign=False`` (an uns
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 import threading
@@ -40,6 +41,7 @@ from saml2.saml import NAME_FORMAT_URI, NAMEID_FORMAT_TRANSIENT, SCM_BEARER, Nam
 from saml2 import samlp
 from saml2.samlp import STATUS_AUTHN_FAILED
 from saml2.server import Server
+from saml2.sigver import verify_redirect_signature
 from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 from werkzeug.serving import make_server
 
@@ -71,6 +73,7 @@ class FakeUniversity:
     slo_status: str | None = None
     issued: list[dict[str, str | None]] = field(default_factory=list)
     logouts: list[dict[str, Any]] = field(default_factory=list)
+    logout_answers: list[dict[str, Any]] = field(default_factory=list)
     _server: Server | None = None
 
     @property
@@ -156,13 +159,52 @@ class FakeUniversity:
 
         @app.get("/slo/redirect")
         def slo_redirect() -> Any:
+            if "SAMLResponse" in request.args:
+                return self._logout_answer(BINDING_HTTP_REDIRECT, dict(request.args.items()))
             return self._logout(BINDING_HTTP_REDIRECT, dict(request.args.items()))
 
         @app.post("/slo/post")
         def slo_post() -> Any:
+            if "SAMLResponse" in request.form:
+                return self._logout_answer(BINDING_HTTP_POST, dict(request.form.items()))
             return self._logout(BINDING_HTTP_POST, dict(request.form.items()))
 
         return app
+
+    def logout_request(self, sp_slo: str, name_id: dict[str, str | None], *, binding: str = BINDING_HTTP_REDIRECT,
+                       sign: bool = True, relay_state: str = "back-to-the-portal") -> tuple[str, str | dict[str, str]]:
+        """Its own LogoutRequest for our SP (the member logged out at the university), naming ``name_id``
+        (as ``issued`` records it): its ID, and the URL to send the browser to (Redirect) or the fields to
+        post to ``sp_slo`` (POST)."""
+        assert self._server is not None and self.sp_metadata, "call trust_sp() first"
+        sp_entity = re.search(r'entityID="([^"]+)"', self.sp_metadata)
+        assert sp_entity
+        post = binding == BINDING_HTTP_POST
+        request_id, logout = self._server.create_logout_request(
+            sp_slo, sp_entity.group(1), name_id=NameID(text=name_id["name_id"], format=name_id.get("format")),
+            session_indexes=[name_id["session_index"]] if name_id.get("session_index") else None,
+            sign=post and sign, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)
+        info = self._server.apply_binding(binding, str(logout), sp_slo, relay_state, sign=not post and sign,
+                                          sigalg=SIG_RSA_SHA256)
+        if post:
+            return request_id, {"SAMLRequest": base64.b64encode(str(logout).encode()).decode(),
+                                "RelayState": relay_state}
+        return request_id, str(dict(info["headers"])["Location"])
+
+    def _logout_answer(self, binding: str, args: dict[str, str]) -> Any:
+        """Our LogoutResponse to its request: read with pysaml2, its signature verified against our SP metadata."""
+        assert self._server is not None and self.sp_metadata
+        xml = self._server.unravel(args["SAMLResponse"], binding, "logout_response")
+        answer = samlp.logout_response_from_string(xml)
+        certs = [cert for _name, cert in self._server.metadata.certs(answer.issuer.text, "spsso", "signing")]
+        if binding == BINDING_HTTP_REDIRECT:
+            signed = any(verify_redirect_signature(args, self._server.sec.sec_backend, cert) for cert in certs)
+        else:
+            signed = bool(self._server.sec.correctly_signed_logout_response(xml, must=True))
+        self.logout_answers.append({"binding": binding, "in_response_to": answer.in_response_to,
+                                    "status": answer.status.status_code.value, "signed": signed,
+                                    "sigalg": args.get("SigAlg"), "relay_state": args.get("RelayState")})
+        return "You are logged out at the university."
 
     def unsolicited_logout_response(self, in_response_to: str, destination: str) -> str:
         """A LogoutResponse to a request that was never sent, properly signed (HTTP-Redirect): its URL."""

@@ -61,6 +61,7 @@ def logout_request_xml(url: str) -> str:
     return zlib.decompress(base64.b64decode(query["SAMLRequest"][0]), -15).decode()
 
 
+@pytest.mark.backends  # single-use records and marks in the state store: Redis and memory
 def test_logging_out_ends_the_university_session_too(live: LiveIdp, university: FakeUniversity, giulia: int,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
@@ -74,7 +75,7 @@ def test_logging_out_ends_the_university_session_too(live: LiveIdp, university: 
     query = parse_qs(urlsplit(out.headers["Location"]).query)
     assert query["SigAlg"] == [SIG_RSA_SHA256] and query["Signature"] and query["RelayState"]
     xml = logout_request_xml(out.headers["Location"])
-    assert issued["name_id"] in xml and issued["session_index"] in xml
+    assert str(issued["name_id"]) in xml and str(issued["session_index"]) in xml
     done = b.follow(out.headers["Location"])
     # The university verified the request with our SP metadata's key, and it named the member's session there.
     seen = university.logouts[-1]
@@ -84,7 +85,7 @@ def test_logging_out_ends_the_university_session_too(live: LiveIdp, university: 
     assert done.url.startswith(f"{live.url}/federation/slo?SAMLResponse=")
     assert done.status_code == 200 and "You are logged out" in done.text
     assert not logged_in(b, live) and asks_for_a_password(b, live)
-    for secret in (issued["name_id"], EPPN):
+    for secret in (str(issued["name_id"]), EPPN):
         assert secret not in caplog.text
 
 
@@ -196,6 +197,7 @@ def test_a_forged_answer_is_not_trusted(live: LiveIdp, university: FakeUniversit
     assert page.status_code == 400 and "Logout not confirmed" in page.text
 
 
+@pytest.mark.backends  # single-use records and marks in the state store: Redis and memory
 def test_a_replayed_answer_is_not_trusted(live: LiveIdp, university: FakeUniversity, giulia: int) -> None:
     b = logged_in_member(live, university)
     location = the_universitys_answer(b, live)
@@ -234,3 +236,59 @@ def test_the_way_back_is_awaited_ten_minutes(live: LiveIdp, university: FakeUniv
     b = logged_in_member(live, university)
     press_logout(b, live)
     assert asked["federation:logout"] == LOGOUT_WAIT and asked["federation:logout-request"] == LOGOUT_WAIT
+
+
+# -- the university logs the member out (IdP-initiated) ------------------------------------------------
+
+def test_the_universitys_logout_ends_the_login_in_that_browser_and_is_answered(live: LiveIdp,
+                                                                              university: FakeUniversity,
+                                                                              giulia: int) -> None:
+    b = logged_in_member(live, university)
+    request_id, url = university.logout_request(f"{live.url}/federation/slo", university.issued[-1])
+    assert isinstance(url, str) and url.startswith(f"{live.url}/federation/slo?SAMLRequest=")
+    done = b.follow(url)
+    assert done.url.startswith(f"{university.url}/slo/redirect?SAMLResponse=") and done.status_code == 200
+    answer = university.logout_answers[-1]
+    assert answer["signed"] and answer["sigalg"] == SIG_RSA_SHA256 and answer["in_response_to"] == request_id
+    assert answer["status"].endswith(":Success") and answer["relay_state"] == "back-to-the-portal"
+    assert not logged_in(b, live) and asks_for_a_password(b, live)
+    assert university.logouts == []  # it asked: no LogoutRequest of ours went back
+
+
+def test_the_universitys_logout_of_someone_else_leaves_this_browser_logged_in(live: LiveIdp,
+                                                                               university: FakeUniversity,
+                                                                               giulia: int) -> None:
+    b = logged_in_member(live, university)
+    someone_else = {**university.issued[-1], "name_id": "transient-someone-else"}
+    _request_id, url = university.logout_request(f"{live.url}/federation/slo", someone_else)
+    assert isinstance(url, str)
+    b.follow(url)
+    assert university.logout_answers[-1]["signed"] and logged_in(b, live)
+
+
+@pytest.mark.backends  # single-use records and marks in the state store: Redis and memory
+def test_the_universitys_posted_logout_without_our_cookie_ends_the_login_at_its_next_request(
+        live: LiveIdp, university: FakeUniversity, giulia: int) -> None:
+    b = logged_in_member(live, university)
+    _request_id, fields = university.logout_request(f"{live.url}/federation/slo", university.issued[-1],
+                                                    binding=BINDING_HTTP_POST)
+    assert isinstance(fields, dict)
+    answered = requests.post(f"{live.url}/federation/slo", data=fields, allow_redirects=False, timeout=10)
+    assert answered.status_code == 303 and answered.headers["Location"].startswith(f"{university.url}/slo/redirect?")
+    assert not logged_in(b, live)
+    replayed = requests.post(f"{live.url}/federation/slo", data=fields, allow_redirects=False, timeout=10)
+    assert replayed.status_code == 400
+
+
+@pytest.mark.parametrize("binding", [BINDING_HTTP_REDIRECT, BINDING_HTTP_POST], ids=["redirect", "post"])
+def test_an_unsigned_logout_request_changes_nothing(live: LiveIdp, university: FakeUniversity, giulia: int,
+                                                    binding: str) -> None:
+    b = logged_in_member(live, university)
+    _request_id, sent = university.logout_request(f"{live.url}/federation/slo", university.issued[-1],
+                                                  binding=binding, sign=False)
+    if isinstance(sent, str):
+        page = b.http.get(sent, allow_redirects=False, timeout=10)
+    else:
+        page = b.http.post(f"{live.url}/federation/slo", data=sent, allow_redirects=False, timeout=10)
+    assert page.status_code == 400 and "could not be verified. Nothing was changed." in page.text
+    assert logged_in(b, live) and university.logout_answers == []

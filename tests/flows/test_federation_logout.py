@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from defusedxml import ElementTree
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.samlp import STATUS_RESPONDER
 from saml2.xmldsig import SIG_RSA_SHA256
@@ -33,6 +34,7 @@ from tests.flows.test_oidc_flow import CALLBACK, Browser, callback_params, csrf,
 
 __all__ = ["giulia", "unimore", "university"]  # fixtures used here
 
+MD = "urn:oasis:names:tc:SAML:2.0:metadata"
 LOGOUT_WAIT = 10 * 60  # docs/upstream.md: "kept in the state store for ten minutes"
 
 
@@ -59,6 +61,13 @@ def asks_for_a_password(b: Browser, live: LiveIdp) -> bool:
 def logout_request_xml(url: str) -> str:
     query = parse_qs(urlsplit(url).query)
     return zlib.decompress(base64.b64decode(query["SAMLRequest"][0]), -15).decode()
+
+
+def test_our_metadata_offers_single_logout_over_redirect_and_post(live: LiveIdp) -> None:
+    metadata = ElementTree.fromstring(requests.get(f"{live.url}/federation/metadata.xml", timeout=10).content)
+    services = {(e.get("Binding"), e.get("Location")) for e in metadata.iter(f"{{{MD}}}SingleLogoutService")}
+    assert services == {(BINDING_HTTP_REDIRECT, f"{live.url}/federation/slo"),
+                        (BINDING_HTTP_POST, f"{live.url}/federation/slo")}
 
 
 @pytest.mark.backends  # single-use records and marks in the state store: Redis and memory

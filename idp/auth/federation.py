@@ -751,7 +751,7 @@ class FederationSp:
         issuer = (request.issuer.text or "").strip() if request.issuer is not None else ""
         if issuer != federation.entity_id:
             raise FederationError(FederationFailure.ISSUER, "the logout request comes from another identity provider")
-        if request.destination != self.sp.slo_url or not parsed.issue_instant_ok() or request.name_id is None:
+        if request.destination != self.sp.slo_url or not _recent(request.issue_instant) or request.name_id is None:
             raise FederationError(FederationFailure.INVALID, "the logout request is not for us, not for now, or "
                                                              "names nobody (an encrypted NameID is not supported)")
         indexes = tuple((index.text or "").strip() for index in request.session_index or [] if index.text)
@@ -822,6 +822,18 @@ class FederationSp:
         valid_instance(descriptor)
         xml = metadata_tostring_fix(descriptor, {"xs": "http://www.w3.org/2001/XMLSchema"})
         return xml.decode() if isinstance(xml, bytes) else xml
+
+
+def _recent(instant: Any, max_age: int = REQUEST_TTL, skew: int = 60) -> bool:
+    """Whether a message's IssueInstant lies within the last ``max_age`` seconds (give or take the
+    clock skew): pysaml2 allows a day either way, longer than we remember the IDs we have seen."""
+    try:
+        issued = dt.datetime.fromisoformat(str(instant).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    issued = issued.replace(tzinfo=dt.UTC) if issued.tzinfo is None else issued
+    age = (dt.datetime.now(dt.UTC) - issued).total_seconds()
+    return -skew <= age <= max_age + skew
 
 
 def _verifies(signer: Any, signed: bytes, signature: bytes, certificate: str) -> bool:

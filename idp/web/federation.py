@@ -79,6 +79,7 @@ STARTED = "federation_login"   # the login sent to a federation: request ID, fed
 LINKING = "federation_link"    # a verified account that is linked to no patron yet
 UPSTREAM = "federation"        # the method's name: a login's federation, in the session
 RESULT_TTL = 120
+SEEN_TTL = REQUEST_TTL + 120  # a federation's LogoutRequest ID, remembered longer than its IssueInstant is accepted
 LINK_TTL = 900
 _SEAL_RESULT = b"federation/result"
 _SEAL_LINK = b"federation/link"
@@ -422,7 +423,7 @@ def _logout_asked(binding: str, message: str, raw_query: bytes | None, relay_sta
                 raise FederationError(FederationFailure.UNKNOWN, "a logout request from no federation of ours")
             name = federation.name
             incoming = _sp().accept_logout_request(federation, binding, message, raw_query)
-            if services().state.incr(_hashed("federation:logout-seen:", name, incoming.request_id), REQUEST_TTL) > 1:
+            if services().state.incr(_hashed("federation:logout-seen:", name, incoming.request_id), SEEN_TTL) > 1:
                 raise FederationError(FederationFailure.STATE, "a logout request already used")
             answer = _sp().logout_response(federation, incoming.request_id, relay_state)
     except FederationError as exc:

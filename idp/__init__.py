@@ -86,9 +86,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     idporten_web.install(app, settings)  # ID-porten: we are its OIDC client
     federation_web.install(app, settings)  # universities and municipalities: we are their SAML SP
     idporten_register.install(app, settings)  # registering with ID-porten (pages, not a login method)
-    # The university's answer is a cross-site POST (SAML HTTP-POST binding): no CSRF token, its
-    # signature and single-use InResponseTo protect it.
+    # The university's answers are cross-site POSTs (SAML HTTP-POST binding): no CSRF token, their
+    # signature and single-use InResponseTo protect them (the login's, and single logout's).
     csrf.exempt(app.view_functions["federation.acs"])
+    csrf.exempt(app.view_functions["federation.slo"])
     # Machine endpoints authenticate the caller themselves; a relying party has no CSRF token.
     # SAML messages arrive as cross-site POSTs from service providers: their checks are SAML's own
     # (signature per metadata, single-use request IDs, ACS from metadata).

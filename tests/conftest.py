@@ -18,7 +18,8 @@ Which tests run on both, and why (the rule: the backend must be able to change t
   built on it: one-time codes and TOTP replay guards (unit/test_otp, unit/test_totp), refresh
   races (unit/test_refresh_race), token families, replays and logouts racing requests
   (flows/test_token_lifecycle), the session index that ends other sessions
-  (flows/test_password_sessions), and in flows/test_oidc_flow the round trips counted, a whole
+  (flows/test_password_sessions), single logout's single-use requests and logout marks
+  (flows/test_federation_logout), and in flows/test_oidc_flow the round trips counted, a whole
   login and the code replays;
 - the rate limits (flask-limiter's Redis storage against memory) and a second worker sharing the
   store, in web/test_login and web/test_verify_api; the health check's report (web/test_pages);

@@ -9,6 +9,13 @@ the identity provider that request went to, and must be confirmed for our ACS (t
 ``Recipient``). pysaml2 checks the signature against the metadata, the destination, the audience
 and the time conditions; the algorithms and the Recipient are checked here, pysaml2 lets both pass.
 
+Single logout (``{issuer}/federation/slo``, HTTP-Redirect and HTTP-POST): a login keeps the
+assertion's NameID and SessionIndex (``UpstreamSession``); logging out sends the federation's
+SingleLogoutService a signed LogoutRequest naming them, and its LogoutResponse must be signed
+(an enveloped signature verified by pysaml2 with xmlsec1, or the Redirect binding's query
+signature verified with pysaml2's signer and the metadata's keys: pysaml2 checks neither for a
+service provider unless told), come from that federation and answer our request.
+
 pysaml2 keeps every person it has seen in an in-memory identity cache; a fresh ``Saml2Client``
 is built per request from a cached configuration, so nothing about a person outlives the request.
 No Flask here; the views are in ``idp.web.federation``.
@@ -23,24 +30,26 @@ import os
 import tempfile
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import load_pem_x509_certificate
 from defusedxml.ElementTree import fromstring
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, samlp
+from saml2.s_utils import decode_base64_and_inflate
 from saml2.attribute_converter import ac_factory
 from saml2.client import Saml2Client
 from saml2.config import SPConfig
 from saml2.mdstore import InMemoryMetaData
 from saml2.metadata import entity_descriptor, metadata_tostring_fix
-from saml2.response import StatusError
-from saml2.saml import NAMEID_FORMAT_TRANSIENT, SCM_BEARER
-from saml2.sigver import CryptoBackendXmlSec1
+from saml2.response import LogoutResponse, StatusError
+from saml2.saml import NAMEID_FORMAT_TRANSIENT, SCM_BEARER, NameID
+from saml2.samlp import STATUS_SUCCESS
+from saml2.sigver import SIGNER_ALGS, CryptoBackendXmlSec1, extract_rsa_key_from_x509_cert, pem_format
 from saml2.validate import valid_instance
 
 from idp.errors import ConfigError, IdpError, InvalidNationalId, NotAllowed, ValidationError
@@ -145,6 +154,7 @@ class ServiceProvider:
     key_file: Path
     cert_file: Path
     xmlsec_binary: str
+    slo_url: str
 
     @classmethod
     def for_settings(cls, settings: Settings) -> ServiceProvider:
@@ -164,7 +174,7 @@ class ServiceProvider:
 
             create_sp_keys(keys_dir, urlsplit(issuer).hostname or "patron-idp")
         return cls(entity_id=f"{issuer}/federation/sp", acs_url=f"{issuer}/federation/acs", key_file=key_file,
-                   cert_file=cert_file, xmlsec_binary=str(xmlsec))
+                   cert_file=cert_file, xmlsec_binary=str(xmlsec), slo_url=f"{issuer}/federation/slo")
 
 
 # -- metadata ---------------------------------------------------------------------------------------
@@ -269,6 +279,57 @@ def choose_entity_id(metadata_xml: str, entity_id: str | None) -> str:
 # -- the login ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, repr=False)
+class UpstreamSession:
+    """What single logout names at the federation: the assertion's NameID (its value and the
+    qualifiers that scope it) and the AuthnStatement's SessionIndex. The value may identify the
+    member (a persistent id, sometimes an address): keep it sealed, never log it."""
+
+    name_id: str
+    format: str | None = None
+    name_qualifier: str | None = None
+    sp_name_qualifier: str | None = None
+    session_index: str | None = None
+
+    def __repr__(self) -> str:
+        return "<UpstreamSession>"
+
+    def to_dict(self) -> dict[str, str]:
+        """Compact: only what is set ("v" the value, "f", "nq", "spq", "si")."""
+        return {key: value for key, value in (("v", self.name_id), ("f", self.format), ("nq", self.name_qualifier),
+                                              ("spq", self.sp_name_qualifier), ("si", self.session_index))
+                if value}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> UpstreamSession | None:
+        if not isinstance(data, dict) or not isinstance(data.get("v"), str) or not data["v"]:
+            return None
+        text = {key: data[key] if isinstance(data.get(key), str) else None for key in ("f", "nq", "spq", "si")}
+        return cls(name_id=data["v"], format=text["f"], name_qualifier=text["nq"], sp_name_qualifier=text["spq"],
+                   session_index=text["si"])
+
+    def same_subject(self, name_id: Any) -> bool:
+        """Whether a pysaml2 NameID names the same subject (value, format and qualifiers as given)."""
+        return (name_id is not None and (name_id.text or "").strip() == self.name_id
+                and (name_id.format or None) == self.format
+                and (name_id.name_qualifier or None) == self.name_qualifier
+                and (name_id.sp_name_qualifier or None) == self.sp_name_qualifier)
+
+
+def upstream_session_of(response: Any) -> UpstreamSession | None:
+    """The NameID and first SessionIndex of a verified answer's assertion (None without a NameID)."""
+    assertion = response.assertion
+    name_id: Any = getattr(getattr(assertion, "subject", None), "name_id", None) or getattr(response, "name_id", None)
+    text = (getattr(name_id, "text", None) or "").strip()
+    if name_id is None or not text or len(text) > 1024:
+        return None
+    index = next((statement.session_index for statement in (assertion.authn_statement or [])
+                  if statement.session_index), None)
+    return UpstreamSession(name_id=text, format=name_id.format or None, name_qualifier=name_id.name_qualifier or None,
+                           sp_name_qualifier=name_id.sp_name_qualifier or None,
+                           session_index=index if index and len(index) <= 256 else None)
+
+
+@dataclass(frozen=True, repr=False)
 class FederationLogin:
     """What a verified answer says: who (the link value), maybe a national id, the owned fields' values."""
 
@@ -279,6 +340,7 @@ class FederationLogin:
     level: str
     amr: list[str]
     auth_time: int | None = None  # the assertion's AuthnInstant (epoch seconds), when it has one
+    session: UpstreamSession | None = None  # what single logout needs, when the assertion has a NameID
 
     def __repr__(self) -> str:
         return f"<FederationLogin federation={self.federation} level={self.level}>"
@@ -370,6 +432,71 @@ def finish_login(reg: Registry, federation: Federation, identity: UpstreamIdenti
     return int(patron.id)
 
 
+@dataclass(frozen=True)
+class LogoutMessage:
+    """A LogoutRequest on its way: the browser goes to ``url`` (HTTP-Redirect, signed query), or
+    posts ``fields`` there (HTTP-POST, signed XML)."""
+
+    request_id: str
+    binding: str
+    url: str
+    fields: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, repr=False)
+class IncomingLogout:
+    """A verified LogoutRequest from a federation's IdP: whom it names (a pysaml2 NameID) and which
+    of their sessions there (none: all of them)."""
+
+    request_id: str
+    name_id: Any
+    session_indexes: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"<IncomingLogout {self.request_id}>"
+
+    def names(self, session: UpstreamSession) -> bool:
+        """Whether it ends ``session``: the same NameID, and its SessionIndex among those named (if any are)."""
+        return session.same_subject(self.name_id) and (not self.session_indexes or session.session_index is None
+                                                       or session.session_index in self.session_indexes)
+
+
+def logout_request_issuer(binding: str, message: str) -> str | None:
+    """The Issuer of a LogoutRequest (deflated over Redirect), read before verification to find its federation."""
+    if not message or len(message) > MAX_RESPONSE:
+        return None
+    try:
+        xml = (decode_base64_and_inflate(message) if binding == BINDING_HTTP_REDIRECT
+               else base64.b64decode(message, validate=False))
+        request = samlp.logout_request_from_string(xml)
+    except Exception:  # noqa: BLE001 - anything unreadable is simply not a request to us
+        return None
+    issuer = getattr(getattr(request, "issuer", None), "text", None)
+    return issuer.strip() if isinstance(issuer, str) and 0 < len(issuer.strip()) <= 1024 else None
+
+
+@dataclass(frozen=True)
+class _Signed:
+    """A message seen as weak_algorithms sees a Response: its own signature, no assertions."""
+
+    response: Any
+    assertions: tuple[Any, ...] = ()
+
+
+def logout_response_to(binding: str, message: str) -> str | None:
+    """The InResponseTo of a LogoutResponse (deflated over Redirect), read before verification."""
+    if not message or len(message) > MAX_RESPONSE:
+        return None
+    try:
+        xml = (decode_base64_and_inflate(message) if binding == BINDING_HTTP_REDIRECT
+               else base64.b64decode(message, validate=False))
+        response = samlp.logout_response_from_string(xml)
+    except Exception:  # noqa: BLE001 - anything unreadable is simply not an answer to us
+        return None
+    value = getattr(response, "in_response_to", None) if response is not None else None
+    return value if isinstance(value, str) and 0 < len(value) <= 256 else None
+
+
 def in_response_to(saml_response: str) -> str | None:
     """The InResponseTo of a posted SAMLResponse, read before verification to find our request."""
 
@@ -432,10 +559,14 @@ class FederationSp:
             "allow_unknown_attributes": True,
             "service": {"sp": {
                 "name": "patron-idp",
-                "endpoints": {"assertion_consumer_service": [(self.sp.acs_url, BINDING_HTTP_POST)]},
+                "endpoints": {"assertion_consumer_service": [(self.sp.acs_url, BINDING_HTTP_POST)],
+                              "single_logout_service": [(self.sp.slo_url, BINDING_HTTP_REDIRECT),
+                                                        (self.sp.slo_url, BINDING_HTTP_POST)]},
                 # Set here, in the dict: pysaml2 ignores these when changed after loading.
                 "allow_unsolicited": False,
                 "authn_requests_signed": True,
+                "logout_requests_signed": True,
+                "logout_responses_signed": True,
                 "want_assertions_or_response_signed": True,
                 "want_response_signed": False,
                 "want_assertions_signed": False,
@@ -509,8 +640,176 @@ class FederationSp:
             raise FederationError(FederationFailure.ISSUER,
                                   "the answer comes from another identity provider than the one asked")
         authn = response.authn_info()
-        return read_login(federation, dict(response.ava or {}), [ref for ref, _authorities, _instant in authn],
-                          authn[0][2] if authn else None)
+        login = read_login(federation, dict(response.ava or {}), [ref for ref, _authorities, _instant in authn],
+                           authn[0][2] if authn else None)
+        return replace(login, session=upstream_session_of(response))
+
+    # -- single logout ---------------------------------------------------------------------------
+
+    def logout_service(self, federation: Federation, *, response: bool = False) -> tuple[str, str] | None:
+        """The federation's SingleLogoutService (binding, location; its ResponseLocation when
+        ``response`` and it has one): HTTP-Redirect preferred, else HTTP-POST; None when it has neither."""
+        client = self._client(federation)
+        try:
+            services = client.metadata.service(federation.entity_id, "idpsso_descriptor", "single_logout_service")
+        except Exception:  # noqa: BLE001 - pysaml2 raises when the entity is unknown
+            services = None
+        for binding in (BINDING_HTTP_REDIRECT, BINDING_HTTP_POST):
+            found = (services or {}).get(binding) if isinstance(services, dict) else None
+            location = ((response and found[0].get("response_location")) or found[0].get("location")) if found else None
+            if location:
+                return binding, str(location)
+        return None
+
+    def logout_request(self, federation: Federation, session: UpstreamSession,
+                       relay_state: str) -> LogoutMessage | None:
+        """A signed LogoutRequest (SHA-256) naming ``session``'s NameID and SessionIndex, for the
+        federation's SingleLogoutService; None when it has none."""
+        service = self.logout_service(federation)
+        if service is None:
+            return None
+        binding, location = service
+        client = self._client(federation)
+        name_id = NameID(text=session.name_id, format=session.format, name_qualifier=session.name_qualifier,
+                         sp_name_qualifier=session.sp_name_qualifier)
+        post = binding == BINDING_HTTP_POST
+        try:
+            request_id, request = client.create_logout_request(
+                location, federation.entity_id, name_id=name_id, reason="urn:oasis:names:tc:SAML:2.0:logout:user",
+                session_indexes=[session.session_index] if session.session_index else None,
+                sign=post, sign_alg=SIGALG, digest_alg=DIGEST)
+            # Redirect: the binding signs the query (an enveloped signature would not survive its size limits).
+            info = client.apply_binding(binding, str(request), location, relay_state, sign=not post, sigalg=SIGALG)
+        except Exception as exc:  # noqa: BLE001
+            log.error("federation %s: LogoutRequest failed: %s", federation.name, type(exc).__name__)
+            raise FederationError(FederationFailure.CONFIG, "the logout request could not be made") from None
+        if post:
+            return LogoutMessage(request_id=request_id, binding=binding, url=location,
+                                 fields={"SAMLRequest": base64.b64encode(str(request).encode()).decode("ascii"),
+                                         "RelayState": relay_state})
+        return LogoutMessage(request_id=request_id, binding=binding, url=dict(info["headers"])["Location"])
+
+    def verify_logout_response(self, federation: Federation, binding: str, message: str, raw_query: bytes | None,
+                               request_id: str) -> bool:
+        """Verify the federation's LogoutResponse to ``request_id``: signed (the query's signature over
+        Redirect, an enveloped one over POST), by this federation, for our SLO, answering that request.
+        True when it says Success, False for another status; FederationError when it fails a check."""
+        client = self._client(federation)
+        if binding == BINDING_HTTP_REDIRECT and not self._query_signed_by(client, federation, raw_query or b"",
+                                                                          "SAMLResponse"):
+            raise FederationError(FederationFailure.INVALID, "the logout answer's query signature does not verify")
+        try:
+            # Parsed and checked here rather than by parse_logout_request_response, which ignores its own
+            # verdict on the destination and the issue instant, and raises on a non-Success status.
+            xml = client.unravel(message, binding, LogoutResponse.msgtype)
+            parsed = LogoutResponse(client.sec, return_addrs=[self.sp.slo_url])
+            parsed.require_signature = binding == BINDING_HTTP_POST  # Redirect: the query's signature, above
+            parsed = parsed.loads(xml, False, origxml=xml)
+        except Exception as exc:  # noqa: BLE001 - every verification failure is a refusal
+            log.warning("federation %s: logout answer refused (%s)", federation.name, type(exc).__name__)
+            raise FederationError(FederationFailure.INVALID, "the logout answer could not be verified") from None
+        answer = parsed.response if parsed is not None else None
+        if answer is None:
+            raise FederationError(FederationFailure.INVALID, "the logout answer could not be read")
+        if binding == BINDING_HTTP_POST:
+            weak = weak_algorithms(_Signed(answer))
+            if answer.signature is None or weak:
+                log.warning("federation %s: logout answer refused (%s)", federation.name,
+                            f"signed with {', '.join(weak)}" if weak else "unsigned")
+                raise FederationError(FederationFailure.INVALID, "the logout answer is unsigned or weakly signed")
+        if answer.in_response_to != request_id:
+            raise FederationError(FederationFailure.STATE, "the logout answer is not for the request we sent")
+        if parsed.issuer() != federation.entity_id:
+            raise FederationError(FederationFailure.ISSUER, "the logout answer comes from another identity provider")
+        if answer.destination != self.sp.slo_url or not parsed.issue_instant_ok():
+            log.warning("federation %s: logout answer refused (addressed elsewhere, or issued at an unacceptable "
+                        "time)", federation.name)
+            raise FederationError(FederationFailure.INVALID, "the logout answer is not for us or not for now")
+        code = getattr(getattr(answer.status, "status_code", None), "value", None)
+        return code == STATUS_SUCCESS
+
+    def accept_logout_request(self, federation: Federation, binding: str, message: str,
+                              raw_query: bytes | None) -> IncomingLogout:
+        """Verify the federation's own LogoutRequest (its IdP ending the member's session there):
+        signed (query or enveloped), by this federation, for our SLO, issued now; FederationError if not."""
+        client = self._client(federation)
+        if binding == BINDING_HTTP_REDIRECT and not self._query_signed_by(client, federation, raw_query or b"",
+                                                                          "SAMLRequest"):
+            raise FederationError(FederationFailure.INVALID, "the logout request's query signature does not verify")
+        try:
+            # pysaml2 checks an enveloped signature it finds (with this federation's keys), the
+            # Destination against our SLO and the schema; that one is present is checked below.
+            parsed = client.parse_logout_request(message, binding)
+        except Exception as exc:  # noqa: BLE001 - every verification failure is a refusal
+            log.warning("federation %s: logout request refused (%s)", federation.name, type(exc).__name__)
+            raise FederationError(FederationFailure.INVALID, "the logout request could not be verified") from None
+        request = parsed.message if parsed is not None else None
+        if request is None:
+            raise FederationError(FederationFailure.INVALID, "the logout request could not be read")
+        if binding == BINDING_HTTP_POST and (request.signature is None or weak_algorithms(_Signed(request))):
+            raise FederationError(FederationFailure.INVALID, "the logout request is unsigned or weakly signed")
+        issuer = (request.issuer.text or "").strip() if request.issuer is not None else ""
+        if issuer != federation.entity_id:
+            raise FederationError(FederationFailure.ISSUER, "the logout request comes from another identity provider")
+        if request.destination != self.sp.slo_url or not _recent(request.issue_instant) or request.name_id is None:
+            raise FederationError(FederationFailure.INVALID, "the logout request is not for us, not for now, or "
+                                                             "names nobody (an encrypted NameID is not supported)")
+        indexes = tuple((index.text or "").strip() for index in request.session_index or [] if index.text)
+        return IncomingLogout(request_id=str(request.id), name_id=request.name_id, session_indexes=indexes)
+
+    def logout_response(self, federation: Federation, request_id: str, relay_state: str | None, *,
+                        success: bool = True) -> LogoutMessage:
+        """Our signed LogoutResponse to the federation's LogoutRequest ``request_id``, for its SingleLogoutService."""
+        service = self.logout_service(federation, response=True)
+        if service is None:
+            raise FederationError(FederationFailure.CONFIG, "the federation's metadata has no SingleLogoutService")
+        binding, location = service
+        client = self._client(federation)
+        post = binding == BINDING_HTTP_POST
+        status = None if success else samlp.Status(status_code=samlp.StatusCode(value=samlp.STATUS_RESPONDER))
+        try:
+            response = client._status_response(samlp.LogoutResponse, client._issuer(), status, sign=post,
+                                               sign_alg=SIGALG, digest_alg=DIGEST, in_response_to=request_id,
+                                               destination=location)
+            info = client.apply_binding(binding, str(response), location, relay_state or "", response=True,
+                                        sign=not post, sigalg=SIGALG)
+        except Exception as exc:  # noqa: BLE001
+            log.error("federation %s: LogoutResponse failed: %s", federation.name, type(exc).__name__)
+            raise FederationError(FederationFailure.CONFIG, "the logout response could not be made") from None
+        if post:
+            fields = {"SAMLResponse": base64.b64encode(str(response).encode()).decode("ascii")}
+            if relay_state:
+                fields["RelayState"] = relay_state
+            return LogoutMessage(request_id=request_id, binding=binding, url=location, fields=fields)
+        return LogoutMessage(request_id=request_id, binding=binding, url=dict(info["headers"])["Location"])
+
+    def _query_signed_by(self, client: Any, federation: Federation, raw_query: bytes, kind: str) -> bool:
+        """The HTTP-Redirect binding's signature, over the parameters exactly as they were sent (SAML
+        bindings 3.4.4.1), checked with pysaml2's signer and the federation's metadata keys; SHA-256
+        or stronger only."""
+        raw: dict[str, str] = {}
+        try:
+            for part in raw_query.decode("ascii").split("&"):
+                name, _, value = part.partition("=")
+                if name in raw:
+                    return False  # a repeated parameter: which one was signed?
+                raw[name] = value
+        except UnicodeDecodeError:
+            return False
+        sigalg = unquote_plus(raw.get("SigAlg", ""))
+        if sigalg not in STRONG_SIGNATURES or sigalg not in SIGNER_ALGS or kind not in raw or "Signature" not in raw:
+            return False
+        try:
+            signature = base64.b64decode(unquote_plus(raw["Signature"]), validate=True)
+        except ValueError:
+            return False
+        signed = "&".join(f"{name}={raw[name]}" for name in (kind, "RelayState", "SigAlg") if name in raw).encode()
+        try:
+            certificates = client.metadata.certs(federation.entity_id, "idpsso", "signing")
+        except Exception:  # noqa: BLE001
+            return False
+        return any(_verifies(SIGNER_ALGS[sigalg], signed, signature, certificate)
+                   for _name, certificate in certificates)
 
     def metadata_xml(self) -> str:
         """Our service provider's metadata (no federation's metadata is needed for it), advertising
@@ -523,6 +822,25 @@ class FederationSp:
         valid_instance(descriptor)
         xml = metadata_tostring_fix(descriptor, {"xs": "http://www.w3.org/2001/XMLSchema"})
         return xml.decode() if isinstance(xml, bytes) else xml
+
+
+def _recent(instant: Any, max_age: int = REQUEST_TTL, skew: int = 60) -> bool:
+    """Whether a message's IssueInstant lies within the last ``max_age`` seconds (give or take the
+    clock skew): pysaml2 allows a day either way, longer than we remember the IDs we have seen."""
+    try:
+        issued = dt.datetime.fromisoformat(str(instant).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    issued = issued.replace(tzinfo=dt.UTC) if issued.tzinfo is None else issued
+    age = (dt.datetime.now(dt.UTC) - issued).total_seconds()
+    return -skew <= age <= max_age + skew
+
+
+def _verifies(signer: Any, signed: bytes, signature: bytes, certificate: str) -> bool:
+    try:
+        return bool(signer.verify(signed, signature, extract_rsa_key_from_x509_cert(pem_format(certificate))))
+    except Exception:  # noqa: BLE001 - an unreadable or non-RSA certificate did not make this signature
+        return False
 
 
 _ALGSUPPORT = "urn:oasis:names:tc:SAML:metadata:algsupport"
@@ -574,7 +892,9 @@ def confirmed_for(response: Any, acs_url: str) -> bool:
     return True
 
 
-__all__ = ["FederationError", "FederationLogin", "FederationSp", "REQUEST_TTL", "ServiceProvider", "card_owner",
+__all__ = ["FederationError", "FederationLogin", "FederationSp", "LogoutMessage", "REQUEST_TTL", "ServiceProvider",
+           "IncomingLogout", "UpstreamSession", "card_owner", "logout_request_issuer", "logout_response_to",
+           "upstream_session_of",
            "choose_entity_id", "confirmed_for", "create_sp_keys", "identity_providers_in", "in_response_to",
            "national_id_from", "finish_login", "read_login", "resolve_login", "sp_key_paths", "weak_algorithms",
            "withhold_pysaml2_values"]

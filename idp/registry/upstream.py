@@ -126,6 +126,12 @@ def get_federation(reg: Registry, name: str) -> Federation:
     return federation
 
 
+def federation_for_entity(reg: Registry, entity_id: str) -> Federation | None:
+    """The federation whose identity provider has ``entity_id`` (a message's Issuer), if one is configured."""
+    return reg.session.scalars(select(Federation).where(Federation.entity_id == entity_id)
+                               .order_by(Federation.id)).first()
+
+
 def list_federations(reg: Registry, *, enabled_only: bool = False) -> list[Federation]:
     query = select(Federation).order_by(Federation.display_name, Federation.name)
     if enabled_only:

@@ -14,44 +14,66 @@ and proves it with the card's password, and then a one-time code goes to the e-m
 phone registered for it (idp.auth.otp). The password comes first so that typing someone else's
 card number sends them nothing; an unknown card gets the same page after the same work, and
 wrong passwords count towards the card's 10 a day, shared with the login page (idp.web.limits).
+
+Logging out of a federation login ends it at the university too, when its metadata has a
+SingleLogoutService: the login kept the assertion's NameID and SessionIndex (sealed, in the
+session's upstream state), the logout sends them in a signed LogoutRequest, and the signed
+LogoutResponse comes back to ``/federation/slo`` (a cross-site POST or a GET: neither needs our
+cookie, since the logout cleared the session already), which sends the browser on to where the
+logout was going (idp.web.upstream_logout keeps that, under the RelayState).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import secrets
 import time
+from dataclasses import asdict
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request, session, url_for
+from flask import (Blueprint, Flask, Response, current_app, make_response, redirect, render_template, request, session,
+                   url_for)
 from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import SQLAlchemyError
 from wtforms import StringField
+from werkzeug.wrappers import Response as WerkzeugResponse
 from wtforms.validators import DataRequired, Length
 
 from idp.assurance import rank
 from idp.auth import otp
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
+
 from idp.auth.federation import (REQUEST_TTL, FederationError, FederationFailure, FederationLogin, FederationSp,
-                                 ServiceProvider, card_owner, finish_login, in_response_to, resolve_login,
-                                 withhold_pysaml2_values)
-from idp.auth.logins import Upstream
+                                 IncomingLogout, LogoutMessage, ServiceProvider, UpstreamSession, card_owner,
+                                 finish_login, in_response_to, logout_request_issuer, logout_response_to,
+                                 resolve_login, withhold_pysaml2_values)
+from idp.auth.patron_sessions import SESSION_TTL
+from idp.auth.logins import LoggedIn, Upstream
 from idp.auth.password import looks_like_pin
 from idp.errors import Conflict, IdpError, NotAllowed, NotFound
 from idp.registry import upstream
 from idp.registry.models import Patron
 from idp.registry.national_id import parse_national_id
 from idp.settings import Settings
+from idp.single_logout import LogoutRun
 from idp.web import clock_seconds, login_methods, services, waiting
+from idp.web import upstream_logout as logout_state
 from idp.web.forms import LoginForm, PatronForm
-from idp.web.logged_in import complete_login
+from idp.web import logout
+from idp.web.logged_in import complete_login, current_login
+from idp.web.logout import log_out
+from idp.web.login_session import end_login_session
 from idp.web.login import safe_next
 from idp.web.login_methods import Button, LoginMethod, Offer
+from idp.web.security import allow_form_target
 
 log = logging.getLogger("idp.web.federation")
 bp = Blueprint("federation", __name__, url_prefix="/federation")
@@ -61,14 +83,19 @@ STARTED = "federation_login"   # the login sent to a federation: request ID, fed
 LINKING = "federation_link"    # a verified account that is linked to no patron yet
 UPSTREAM = "federation"        # the method's name: a login's federation, in the session
 RESULT_TTL = 120
+# A logout the university asked for ends with our LogoutResponse to it (idp.web.logout's finish).
+FEDERATION_ANSWER = "federation_logout_response"
+SEEN_TTL = REQUEST_TTL + 120  # a federation's LogoutRequest ID, remembered longer than its IssueInstant is accepted
 LINK_TTL = 900
 _SEAL_RESULT = b"federation/result"
 _SEAL_LINK = b"federation/link"
+_SEAL_SESSION = b"federation/session/name-id"
 
 
 def install(app: Flask, settings: Settings) -> None:
     withhold_pysaml2_values()
     app.register_blueprint(bp)
+    app.before_request(_upstream_session)
     login_methods.register(app, METHOD)
     _warn_unverified(app.extensions["idp"].read)
 
@@ -94,10 +121,6 @@ def _offer(needed: str, next_url: str) -> Offer | None:
                            url_for("federation.start", name=fed.name, next=next_url))
                     for fed in upstream.federation_choices(services().read) if rank(needed) <= rank(fed.top_level))
     return Offer(buttons=buttons) if buttons else None
-
-
-# Federations offer no single logout: a logout here ends only our session.
-METHOD = LoginMethod(UPSTREAM, levels=_levels, offer=_offer, upstream=True)
 
 
 def _sp() -> FederationSp:
@@ -130,14 +153,15 @@ def _unseal(value: Any, context: bytes) -> dict[str, Any] | None:
 def _login_to_dict(login: FederationLogin) -> dict[str, Any]:
     return {"federation": login.federation, "subject": login.subject, "values": login.values, "level": login.level,
             "amr": login.amr, "nid": login.national_id.value if login.national_id else None,
-            "auth_time": login.auth_time}
+            "auth_time": login.auth_time, "session": login.session.to_dict() if login.session else None}
 
 
 def _login_from_dict(data: dict[str, Any]) -> FederationLogin:
     return FederationLogin(federation=str(data["federation"]), subject=str(data["subject"]),
                            national_id=parse_national_id(data["nid"]) if data.get("nid") else None,
                            values=dict(data.get("values") or {}), level=str(data["level"]),
-                           amr=list(data.get("amr") or []), auth_time=data.get("auth_time"))
+                           amr=list(data.get("amr") or []), auth_time=data.get("auth_time"),
+                           session=UpstreamSession.from_dict(data.get("session")))
 
 
 _MESSAGES: Mapping[FederationFailure, Callable[[], str]] = {
@@ -263,7 +287,196 @@ def _log_in(patron_id: int, login: FederationLogin, started: dict[str, Any]) -> 
     if started.get("fresh"):
         auth_time = max(auth_time, int(started.get("started", 0)))
     # A university password is a password: acr "password" unless its AuthnContext says more.
-    complete_login(patron_id, login.level, login.amr, auth_time, upstream=Upstream(UPSTREAM, login.federation))
+    complete_login(patron_id, login.level, login.amr, auth_time, upstream=Upstream(UPSTREAM, _upstream_state(login)))
+
+
+def _upstream_state(login: FederationLogin) -> dict[str, Any]:
+    """What logging out at the federation needs: its name, the sealed NameID and SessionIndex, and
+    the origin of its SingleLogoutService (the logout form's redirect goes there: see the CSP)."""
+    state: dict[str, Any] = {"federation": login.federation}
+    if login.session is None:
+        return state
+    state["slo"] = _seal(login.session.to_dict(), _SEAL_SESSION)
+    state["ended"] = _ended_key(login.federation, login.session.name_id)
+    state["since"] = int(time.time())  # a logout marked later ends this login; one marked before does not
+    try:
+        with services().registry("web") as reg:
+            service = _sp().logout_service(upstream.get_federation(reg, login.federation))
+    except (FederationError, NotFound):
+        service = None
+    if service is not None:
+        parts = urlsplit(service[1])
+        state["logout_origin"] = f"{parts.scheme}://{parts.netloc}"
+    return state
+
+
+def _hashed(prefix: str, *parts: str) -> str:
+    return prefix + hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _ended_key(federation: str, name_id: str) -> str:
+    """Where a federation's logout of ``name_id`` is marked (hashed: the NameID may identify the member)."""
+    return _hashed("federation:ended:", federation, name_id)
+
+
+def _upstream_session() -> None:
+    """Before each request, for a federation login: ended here if its federation's IdP logged the
+    member out there (its LogoutRequest came without our cookie: a cross-site POST); otherwise its
+    logout form may lead on to the federation's SingleLogoutService (the CSP's form-action)."""
+    login = current_login()
+    state = login.upstream.state if login is not None and login.upstream is not None else None
+    if login is None or login.upstream is None or login.upstream.method != UPSTREAM or not isinstance(state, dict):
+        return
+    ended = services().state.get(str(state["ended"])) if state.get("ended") else None
+    if ended is not None:
+        kept = UpstreamSession.from_dict(_unseal(state.get("slo"), _SEAL_SESSION))
+        mark = json.loads(ended)
+        indexes, at = mark.get("indexes") or [], int(mark.get("at", 0))
+        if at >= int(state.get("since", 0)) and (kept is None or not indexes or kept.session_index is None
+                                                  or kept.session_index in indexes):
+            end_login_session()
+            session.clear()
+            return
+    if state.get("logout_origin"):
+        allow_form_target(str(state["logout_origin"]))
+
+
+# -- single logout --------------------------------------------------------------------------------------
+
+def _logout_request_key(request_id: str) -> str:
+    return f"federation:logout-request:{request_id}"
+
+
+def upstream_logout(login: LoggedIn | None, after: str | None) -> WerkzeugResponse | None:
+    """Called before the session is cleared at logout: for a federation login whose federation has a
+    SingleLogoutService, the signed LogoutRequest (a redirect, or an auto-posted form) that ends the
+    member's session there too and then comes back to ``after`` through /federation/slo. None when
+    there is nothing to end upstream (no SLO service, no NameID kept, or a session from before)."""
+    if login is None or login.upstream is None or login.upstream.method != UPSTREAM:
+        return None
+    state = login.upstream.state
+    if not isinstance(state, dict):
+        return None  # a session from before single logout: the federation's name only
+    kept = UpstreamSession.from_dict(_unseal(state.get("slo"), _SEAL_SESSION))
+    name = state.get("federation")
+    if kept is None or not isinstance(name, str):
+        return None
+    relay_state = secrets.token_urlsafe(24)
+    try:
+        with services().registry("web") as reg:
+            message = _sp().logout_request(upstream.get_federation(reg, name), kept, relay_state)
+    except (FederationError, NotFound) as exc:
+        log.warning("federation %s: no single logout (%s)", name, type(exc).__name__)
+        return None
+    if message is None:
+        return None
+    logout_state.away(UPSTREAM, after, token=relay_state)
+    services().state.put(_logout_request_key(message.request_id),
+                         json.dumps({"federation": name, "relay": relay_state}).encode(), logout_state.LOGOUT_TTL)
+    return make_response(_send(message, name))
+
+
+@bp.route("/slo", methods=["GET", "POST"])
+def slo() -> ResponseReturnValue:
+    """Our SingleLogoutService (HTTP-Redirect and HTTP-POST): the federation's LogoutResponse."""
+    fields: Mapping[str, str] = request.form if request.method == "POST" else request.args
+    binding = BINDING_HTTP_POST if request.method == "POST" else BINDING_HTTP_REDIRECT
+    raw_query = request.query_string if request.method == "GET" else None
+    if "SAMLResponse" in fields:
+        return _logout_answer(binding, fields.get("SAMLResponse", ""), raw_query)
+    if "SAMLRequest" in fields:
+        return _logout_asked(binding, fields.get("SAMLRequest", ""), raw_query, fields.get("RelayState"))
+    log.warning("federation logout refused: neither a LogoutResponse nor a LogoutRequest")
+    return _logout_unconfirmed()
+
+
+def _logout_answer(binding: str, message: str, raw_query: bytes | None) -> ResponseReturnValue:
+    request_id = logout_response_to(binding, message)
+    record = services().state.take(_logout_request_key(request_id)) if request_id else None
+    if record is None or request_id is None:
+        log.warning("federation logout answer refused: %s", FederationFailure.STATE.value)
+        return _logout_unconfirmed()
+    sent = json.loads(record)
+    name = str(sent.get("federation"))
+    kept = logout_state.back(UPSTREAM, sent.get("relay"))
+    try:
+        with services().registry("web") as reg:
+            success = _sp().verify_logout_response(upstream.get_federation(reg, name), binding, message, raw_query,
+                                                   request_id)
+    except NotFound:
+        log.warning("federation logout answer refused: %s", FederationFailure.UNKNOWN.value)
+        return _logout_unconfirmed()
+    except FederationError as exc:
+        log.warning("federation %s: logout answer refused: %s", name, exc.kind.value)
+        return _logout_unconfirmed()
+    if not success:
+        # Logged out here all the same: the member goes on, and the operator learns the university did not.
+        log.warning("federation %s: the logout there did not succeed (non-Success status)", name)
+    return logout_state.go_on(kept.get("after") if kept else None)
+
+
+def _logout_asked(binding: str, message: str, raw_query: bytes | None, relay_state: str | None) -> ResponseReturnValue:
+    """The federation's IdP ends the member's session there and asks us to end ours: verified, once;
+    the login it names ends (in this browser at once, in any other at its next request), and the IdP
+    gets a signed LogoutResponse."""
+    issuer = logout_request_issuer(binding, message)
+    if relay_state is not None and (len(relay_state) > 80 or not relay_state.isprintable()):
+        relay_state = None  # SAML bindings: at most 80 bytes; anything else is not passed back
+    try:
+        with services().registry("web") as reg:
+            federation = upstream.federation_for_entity(reg, issuer) if issuer else None
+            if federation is None:
+                raise FederationError(FederationFailure.UNKNOWN, "a logout request from no federation of ours")
+            name = federation.name
+            incoming = _sp().accept_logout_request(federation, binding, message, raw_query)
+            if services().state.incr(_hashed("federation:logout-seen:", name, incoming.request_id), SEEN_TTL) > 1:
+                raise FederationError(FederationFailure.STATE, "a logout request already used")
+            answer = _sp().logout_response(federation, incoming.request_id, relay_state)
+    except FederationError as exc:
+        log.warning("federation logout request refused: %s", exc.kind.value)
+        return render_template("error.html", status=400,
+                               message=_("This logout request could not be verified. Nothing was changed.")), 400
+    log.info("federation %s: logged out at its request", name)
+    if _end_named(name, incoming):
+        # This browser's login: ended everywhere it reached before the university gets its answer.
+        return log_out(finish={FEDERATION_ANSWER: {"name": name, "answer": asdict(answer)}})
+    return _send(answer, name)
+
+
+@logout.finisher(FEDERATION_ANSWER)
+def _answer_after_logout(run: LogoutRun, confirmed: set[int]) -> ResponseReturnValue:
+    kept = run.finish[FEDERATION_ANSWER]
+    return _send(LogoutMessage(**kept["answer"]), str(kept["name"]))
+
+
+def _end_named(name: str, incoming: IncomingLogout) -> bool:
+    """Mark the member's login through ``name`` ended (any browser holding it ends it at its next
+    request); True when this browser holds it, to be logged out now."""
+    value = incoming.name_id.text.strip() if incoming.name_id is not None and incoming.name_id.text else ""
+    services().state.put(_ended_key(name, value), json.dumps({"indexes": list(incoming.session_indexes),
+                                                              "at": int(time.time())}).encode(), SESSION_TTL)
+    login = current_login()
+    state = login.upstream.state if login is not None and login.upstream is not None else None
+    if login is None or login.upstream is None or login.upstream.method != UPSTREAM or not isinstance(state, dict) \
+            or state.get("federation") != name:
+        return False
+    kept = UpstreamSession.from_dict(_unseal(state.get("slo"), _SEAL_SESSION))
+    if kept is not None and incoming.names(kept):
+        session[UPSTREAM] = {"federation": name}  # it asked: no LogoutRequest goes back to it
+        return True
+    return False
+
+
+def _send(message: LogoutMessage, name: str) -> ResponseReturnValue:
+    if message.fields is None:
+        return redirect(message.url, 303)
+    allow_form_target(message.url)
+    return render_template("saml_post.html", form=message, rp_name=_display_name(name))
+
+
+def _logout_unconfirmed() -> ResponseReturnValue:
+    """A logout answer we cannot trust (or none): a page of ours, and no further redirect."""
+    return render_template("federation_logged_out.html"), 400
 
 
 # -- linking a first login to a card -------------------------------------------------------------------
@@ -399,4 +612,6 @@ def link_code() -> ResponseReturnValue:
     return redirect(safe_next(pending.get("next")), 303)
 
 
-__all__ = ["bp", "install"]
+METHOD = LoginMethod(UPSTREAM, levels=_levels, offer=_offer, logout=upstream_logout, upstream=True)
+
+__all__ = ["METHOD", "bp", "install", "upstream_logout"]

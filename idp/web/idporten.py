@@ -12,9 +12,7 @@ of a session holding that id finds it logged out.
 from __future__ import annotations
 
 import base64
-import json
 import logging
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -37,6 +35,7 @@ from idp.oidc.flow import FAMILY_TTL
 from idp.registry import patrons
 from idp.settings import Settings
 from idp.web import clock_seconds, login_methods, services, waiting
+from idp.web import upstream_logout as upstream_logout_state
 from idp.web.logged_in import complete_login, current_login, fresh_session
 from idp.web.login import safe_next
 from idp.web.login_methods import Button, Link, LoginMethod, Notice, Offer
@@ -52,7 +51,6 @@ STARTED = "idporten_login"     # a login sent to ID-porten, until it comes back 
 PERSON = "idporten_person"     # a verified person with no card yet, until they register
 UPSTREAM = "idporten"          # the method's name: a login's ID-porten state, for logging out there too
 REGISTRATION_TTL = 1800
-LOGOUT_TTL = 600
 _SEAL_PERSON = b"idporten/session/person"
 _SEAL_HINT = b"idporten/session/id-token"
 
@@ -272,7 +270,7 @@ def upstream_logout(login: LoggedIn | None, after: str | None) -> WerkzeugRespon
     if idporten is None or not isinstance(state_in_session, dict):
         return None
     hint = _unseal(state_in_session.get("hint"), _SEAL_HINT)
-    state = secrets.token_urlsafe(24)
+    state = upstream_logout_state.away(UPSTREAM, after)
     try:
         url = idporten.end_session_url(hint, _our_url(services().settings, "/idporten/logged-out"), state)
     except IdPortenError as exc:
@@ -280,20 +278,14 @@ def upstream_logout(login: LoggedIn | None, after: str | None) -> WerkzeugRespon
         return None
     if url is None:
         return None
-    services().state.put(f"idporten:logout:{state}", json.dumps({"after": after}).encode(), LOGOUT_TTL)
     return redirect(url, 303)
 
 
 @bp.get("/idporten/logged-out")
 def logged_out() -> ResponseReturnValue:
     """ID-porten sends the browser back here after its logout."""
-    state = request.args.get("state", "")
-    raw = services().state.take(f"idporten:logout:{state}") if 0 < len(state) <= 64 else None
-    after = json.loads(raw).get("after") if raw else None
-    session.clear()
-    if isinstance(after, str) and after and after != url_for("pages.landing"):
-        return redirect(after, 303)
-    return render_template("logged_out.html")
+    kept = upstream_logout_state.back(UPSTREAM, request.args.get("state"))
+    return upstream_logout_state.go_on(kept.get("after") if kept else None)
 
 
 @bp.get("/idporten/logout/frontchannel")

@@ -1,8 +1,9 @@
 """The login session: a random id for one browser login, kept in the session as ``sid``.
 
 Every OIDC grant issued while the patron is logged in is recorded under it (idp.oidc.flow), as is
-every SAML assertion (idp.single_logout), and ending the login ends those grants' tokens too,
-as Keycloak's session-bound refresh tokens do (no offline access is offered). It survives a step-up, which copies the session to a new id.
+every SAML assertion (idp.single_logout), and ending the login ends those grants' tokens too, as
+Keycloak's session-bound refresh tokens do (no offline access is offered). It survives a step-up,
+which copies the session to a new id.
 """
 
 from __future__ import annotations

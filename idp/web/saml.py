@@ -3,7 +3,8 @@
 ``/saml/metadata`` our metadata; ``/saml/sso`` AuthnRequests over HTTP-Redirect (GET) and
 HTTP-POST; ``/saml/sso/unsolicited?providerId=...`` IdP-initiated login; ``/saml/slo`` LogoutRequests
 over both bindings, and the LogoutResponses that answer ours (single logout: idp.web.logout). A
-waiting request is kept in the session like OIDC's (login.CARRIED_OVER_LOGIN) and goes through the same login, assurance check, DPA gate and consent.
+waiting request is kept in the session like OIDC's (login.CARRIED_OVER_LOGIN) and goes through the
+same login, assurance check, DPA gate and consent.
 
 An SP's HTTP-POST arrives cross-site, and a SameSite=Lax cookie does not come with it: the
 checked request is handed over through the state store to a GET on our own site, which does

@@ -11,10 +11,19 @@ non-success status), ``other_issuer`` (another identity provider claims to answe
 ``sign_alg``/``digest_alg`` (sign with e.g. ``SIG_RSA_SHA1``/``DIGEST_SHA1`` instead of SHA-256),
 ``sign_response`` (sign the Response too), ``recipient`` (the bearer SubjectConfirmationData's
 Recipient, instead of the ACS URL the answer is posted to).
+
+Single logout: a SingleLogoutService over ``slo_bindings`` (both by default; empty: none in its
+metadata). It verifies our signed LogoutRequest against our SP metadata (pysaml2: the query
+signature over HTTP-Redirect, the enveloped one over HTTP-POST; unsigned ones are refused),
+records what it named in ``logouts``, and answers with a signed LogoutResponse over
+``slo_answer_binding`` to our SP metadata's SingleLogoutService. ``issued`` records the NameID and
+SessionIndex of each assertion it gave. Misbehaviour: ``slo_sign=False`` (an unsigned answer),
+``slo_status`` (a non-Success status).
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 import threading
@@ -29,8 +38,10 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from saml2.config import IdPConfig
 from saml2.metadata import create_metadata_string
 from saml2.saml import NAME_FORMAT_URI, NAMEID_FORMAT_TRANSIENT, SCM_BEARER, NameID
+from saml2 import samlp
 from saml2.samlp import STATUS_AUTHN_FAILED
 from saml2.server import Server
+from saml2.sigver import verify_redirect_signature
 from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 from werkzeug.serving import make_server
 
@@ -56,6 +67,13 @@ class FakeUniversity:
     recipient: str | None = None
     sp_metadata: str | None = None
     requests_seen: list[dict[str, str]] = field(default_factory=list)
+    slo_bindings: tuple[str, ...] = (BINDING_HTTP_REDIRECT, BINDING_HTTP_POST)
+    slo_answer_binding: str = BINDING_HTTP_REDIRECT
+    slo_sign: bool = True
+    slo_status: str | None = None
+    issued: list[dict[str, str | None]] = field(default_factory=list)
+    logouts: list[dict[str, Any]] = field(default_factory=list)
+    logout_answers: list[dict[str, Any]] = field(default_factory=list)
     _server: Server | None = None
 
     @property
@@ -73,7 +91,9 @@ class FakeUniversity:
             "accepted_time_diff": 60,
             "service": {"idp": {
                 "name": "Test university (UniMoRe stand-in)",
-                "endpoints": {"single_sign_on_service": [(f"{self.url}/sso/redirect", BINDING_HTTP_REDIRECT)]},
+                "endpoints": {"single_sign_on_service": [(f"{self.url}/sso/redirect", BINDING_HTTP_REDIRECT)],
+                              "single_logout_service": [(f"{self.url}/slo/{_short(b)}", b)
+                                                        for b in self.slo_bindings]},
                 "policy": {"default": {"lifetime": {"minutes": 15}, "attribute_restrictions": None,
                                        "name_form": NAME_FORMAT_URI}},
                 "name_id_format": [NAMEID_FORMAT_TRANSIENT],
@@ -132,11 +152,105 @@ class FakeUniversity:
                     authn={"class_ref": self.authn_class, "authn_auth": self.entity_id},
                     sign_assertion=self.sign, sign_response=self.sign_response, sign_alg=self.sign_alg,
                     digest_alg=self.digest_alg, **self._confirmation(authn_request.id))
+            self._record_issued(str(response))
             info = server.apply_binding(binding, str(response), destination, args.get("RelayState", ""),
                                         response=True)
             return info["data"]
 
+        @app.get("/slo/redirect")
+        def slo_redirect() -> Any:
+            if "SAMLResponse" in request.args:
+                return self._logout_answer(BINDING_HTTP_REDIRECT, dict(request.args.items()))
+            return self._logout(BINDING_HTTP_REDIRECT, dict(request.args.items()))
+
+        @app.post("/slo/post")
+        def slo_post() -> Any:
+            if "SAMLResponse" in request.form:
+                return self._logout_answer(BINDING_HTTP_POST, dict(request.form.items()))
+            return self._logout(BINDING_HTTP_POST, dict(request.form.items()))
+
         return app
+
+    def logout_request(self, sp_slo: str, name_id: dict[str, str | None], *, binding: str = BINDING_HTTP_REDIRECT,
+                       sign: bool = True, relay_state: str = "back-to-the-portal") -> tuple[str, str | dict[str, str]]:
+        """Its own LogoutRequest for our SP (the member logged out at the university), naming ``name_id``
+        (as ``issued`` records it): its ID, and the URL to send the browser to (Redirect) or the fields to
+        post to ``sp_slo`` (POST)."""
+        assert self._server is not None and self.sp_metadata, "call trust_sp() first"
+        sp_entity = re.search(r'entityID="([^"]+)"', self.sp_metadata)
+        assert sp_entity
+        post = binding == BINDING_HTTP_POST
+        request_id, logout = self._server.create_logout_request(
+            sp_slo, sp_entity.group(1), name_id=NameID(text=name_id["name_id"], format=name_id.get("format")),
+            session_indexes=[name_id["session_index"]] if name_id.get("session_index") else None,
+            sign=post and sign, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)
+        info = self._server.apply_binding(binding, str(logout), sp_slo, relay_state, sign=not post and sign,
+                                          sigalg=SIG_RSA_SHA256)
+        if post:
+            return request_id, {"SAMLRequest": base64.b64encode(str(logout).encode()).decode(),
+                                "RelayState": relay_state}
+        return request_id, str(dict(info["headers"])["Location"])
+
+    def _logout_answer(self, binding: str, args: dict[str, str]) -> Any:
+        """Our LogoutResponse to its request: read with pysaml2, its signature verified against our SP metadata."""
+        assert self._server is not None and self.sp_metadata
+        xml = self._server.unravel(args["SAMLResponse"], binding, "logout_response")
+        answer = samlp.logout_response_from_string(xml)
+        certs = [cert for _name, cert in self._server.metadata.certs(answer.issuer.text, "spsso", "signing")]
+        if binding == BINDING_HTTP_REDIRECT:
+            signed = any(verify_redirect_signature(args, self._server.sec.sec_backend, cert) for cert in certs)
+        else:
+            signed = bool(self._server.sec.correctly_signed_logout_response(xml, must=True))
+        self.logout_answers.append({"binding": binding, "in_response_to": answer.in_response_to,
+                                    "status": answer.status.status_code.value, "signed": signed,
+                                    "sigalg": args.get("SigAlg"), "relay_state": args.get("RelayState")})
+        return "You are logged out at the university."
+
+    def unsolicited_logout_response(self, in_response_to: str, destination: str) -> str:
+        """A LogoutResponse to a request that was never sent, properly signed (HTTP-Redirect): its URL."""
+        assert self._server is not None, "call trust_sp() first"
+        response = self._server._status_response(samlp.LogoutResponse, self._server._issuer(), None, sign=False,
+                                                 in_response_to=in_response_to, destination=destination)
+        info = self._server.apply_binding(BINDING_HTTP_REDIRECT, str(response), destination, "whatever",
+                                          response=True, sign=True, sigalg=SIG_RSA_SHA256)
+        return str(dict(info["headers"])["Location"])
+
+    def _record_issued(self, xml: str) -> None:
+        assertions = samlp.response_from_string(xml).assertion
+        if not assertions:
+            return  # a denial carries none
+        assertion = assertions[0]
+        name_id = assertion.subject.name_id
+        self.issued.append({"name_id": name_id.text, "format": name_id.format,
+                            "session_index": assertion.authn_statement[0].session_index})
+
+    def _logout(self, binding: str, args: dict[str, str]) -> Any:
+        """Verify our LogoutRequest (pysaml2, with our SP metadata's key), answer a signed LogoutResponse."""
+        assert self._server is not None, "call trust_sp() first"
+        try:
+            parsed = self._server.parse_logout_request(args["SAMLRequest"], binding, relay_state=args.get("RelayState"),
+                                                       sigalg=args.get("SigAlg"), signature=args.get("Signature"))
+        except Exception as exc:  # noqa: BLE001 - a test IdP says what it refused
+            return f"refused LogoutRequest: {type(exc).__name__}", 400
+        logout_request = parsed.message
+        self.logouts.append({"binding": binding, "name_id": logout_request.name_id.text,
+                             "format": logout_request.name_id.format,
+                             "session_indexes": [si.text for si in logout_request.session_index or []],
+                             "sigalg": args.get("SigAlg"), "relay_state": args.get("RelayState"),
+                             "issuer": logout_request.issuer.text, "id": logout_request.id})
+        answer = self.slo_answer_binding
+        status = samlp.Status(status_code=samlp.StatusCode(value=self.slo_status)) if self.slo_status else None
+        post = answer == BINDING_HTTP_POST
+        response = self._server.create_logout_response(logout_request, [answer], status=status,
+                                                       sign=post and self.slo_sign, sign_alg=SIG_RSA_SHA256,
+                                                       digest_alg=DIGEST_SHA256)
+        _binding, destination = self._server.pick_binding("single_logout_service", bindings=[answer],
+                                                          entity_id=logout_request.issuer.text)
+        info = self._server.apply_binding(answer, str(response), destination, args.get("RelayState", ""),
+                                          response=True, sign=not post and self.slo_sign, sigalg=SIG_RSA_SHA256)
+        if post:
+            return info["data"]
+        return "", 303, {"Location": dict(info["headers"])["Location"]}
 
     def _confirmation(self, request_id: str) -> dict[str, Any]:
         """pysaml2's assertion arguments for a bearer confirmation to ``recipient`` (default: the ACS URL)."""
@@ -145,6 +259,10 @@ class FakeUniversity:
         data = {"in_response_to": request_id, "recipient": self.recipient}
         return {"farg": {"assertion": {"subject": {"subject_confirmation": {
             "method": SCM_BEARER, "subject_confirmation_data": data}}}}}
+
+
+def _short(binding: str) -> str:
+    return "redirect" if binding == BINDING_HTTP_REDIRECT else "post"
 
 
 def form_fields(page: str) -> tuple[str, dict[str, str]]:

@@ -21,7 +21,10 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from idp.registry.models import AuditEvent, Card, Guardianship, Membership, Patron
+from authlib.jose import JsonWebKey, jwt
+
+from idp import relying_parties
+from idp.registry.models import AuditEvent, BackchannelLogout, Card, Guardianship, Membership, Patron
 from idp.registry import patrons as patrons_svc
 from idp.services import Services
 from idp.settings import Settings
@@ -482,6 +485,24 @@ def test_idportens_front_channel_logout_ends_our_session(live: LiveIdp, idporten
     assert framed.status_code == 200
     assert f"frame-ancestors {idporten.url}" in framed.headers["Content-Security-Policy"]
     assert not logged_in(b, live)
+
+
+def test_idportens_front_channel_logout_tells_back_channel_relying_parties(live: LiveIdp, idporten: FakeIdPorten,
+                                                                          kari: int) -> None:
+    idporten.person = person(ADULT_BORN)
+    client = register(live, min_acr=SUBSTANTIAL)
+    with live.services.registry("test") as reg:
+        relying_parties.update_oidc_logout(reg, client.client_id, backchannel_logout_uri="https://film.example/bc")
+    b, page, rp, verifier = rp_login_with_idporten(live, client)
+    back = callback_params(consent_if_asked(b, live, page))
+    id_token = rp.fetch_token(f"{live.url}/token", code=back["code"], code_verifier=verifier)["id_token"]
+    sid = jwt.decode(id_token, JsonWebKey.import_key_set(requests.get(f"{live.url}/jwks", timeout=5).json()))["sid"]
+    framed = requests.get(f"{live.url}/idporten/logout/frontchannel",
+                          params={"iss": idporten.url, "sid": idporten.sessions[-1]}, timeout=5)
+    assert framed.status_code == 200
+    with live.services.registry("test") as reg:
+        owed = reg.session.scalars(select(BackchannelLogout)).all()
+        assert [(row.client_id, row.sid) for row in owed] == [(client.client_id, sid)]
 
 
 def test_no_identity_number_reaches_a_page_or_a_log(live: LiveIdp, idporten: FakeIdPorten, oslo: None,

@@ -29,12 +29,12 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import load_pem_x509_certificate
@@ -49,9 +49,10 @@ from saml2.metadata import entity_descriptor, metadata_tostring_fix
 from saml2.response import LogoutResponse, StatusError
 from saml2.saml import NAMEID_FORMAT_TRANSIENT, SCM_BEARER, NameID
 from saml2.samlp import STATUS_SUCCESS
-from saml2.sigver import SIGNER_ALGS, CryptoBackendXmlSec1, extract_rsa_key_from_x509_cert, pem_format
+from saml2.sigver import CryptoBackendXmlSec1
 from saml2.validate import valid_instance
 
+from idp.query_signatures import verify_query_signature
 from idp.errors import ConfigError, IdpError, InvalidNationalId, NotAllowed, ValidationError
 from idp.registry import cards, patrons, upstream
 from idp.registry.context import Registry
@@ -463,16 +464,22 @@ class IncomingLogout:
 
 def logout_request_issuer(binding: str, message: str) -> str | None:
     """The Issuer of a LogoutRequest (deflated over Redirect), read before verification to find its federation."""
+    request = _read_unverified(binding, message, samlp.logout_request_from_string)
+    issuer = getattr(getattr(request, "issuer", None), "text", None)
+    return issuer.strip() if isinstance(issuer, str) and 0 < len(issuer.strip()) <= 1024 else None
+
+
+def _read_unverified(binding: str, message: str, parse: Callable[[bytes], Any]) -> Any:
+    """A logout message parsed by pysaml2 before any check, or None: anything unreadable is simply
+    not a message to us."""
     if not message or len(message) > MAX_RESPONSE:
         return None
     try:
         xml = (decode_base64_and_inflate(message) if binding == BINDING_HTTP_REDIRECT
                else base64.b64decode(message, validate=False))
-        request = samlp.logout_request_from_string(xml)
-    except Exception:  # noqa: BLE001 - anything unreadable is simply not a request to us
+        return parse(xml)
+    except Exception:  # noqa: BLE001 - pysaml2 and the decoders raise many types
         return None
-    issuer = getattr(getattr(request, "issuer", None), "text", None)
-    return issuer.strip() if isinstance(issuer, str) and 0 < len(issuer.strip()) <= 1024 else None
 
 
 @dataclass(frozen=True)
@@ -485,14 +492,7 @@ class _Signed:
 
 def logout_response_to(binding: str, message: str) -> str | None:
     """The InResponseTo of a LogoutResponse (deflated over Redirect), read before verification."""
-    if not message or len(message) > MAX_RESPONSE:
-        return None
-    try:
-        xml = (decode_base64_and_inflate(message) if binding == BINDING_HTTP_REDIRECT
-               else base64.b64decode(message, validate=False))
-        response = samlp.logout_response_from_string(xml)
-    except Exception:  # noqa: BLE001 - anything unreadable is simply not an answer to us
-        return None
+    response = _read_unverified(binding, message, samlp.logout_response_from_string)
     value = getattr(response, "in_response_to", None) if response is not None else None
     return value if isinstance(value, str) and 0 < len(value) <= 256 else None
 
@@ -695,9 +695,7 @@ class FederationSp:
         Redirect, an enveloped one over POST), by this federation, for our SLO, answering that request.
         True when it says Success, False for another status; FederationError when it fails a check."""
         client = self._client(federation)
-        if binding == BINDING_HTTP_REDIRECT and not self._query_signed_by(client, federation, raw_query or b"",
-                                                                          "SAMLResponse"):
-            raise FederationError(FederationFailure.INVALID, "the logout answer's query signature does not verify")
+        self._require_query_signature(client, federation, binding, raw_query, "SAMLResponse", "logout answer")
         try:
             # Parsed and checked here rather than by parse_logout_request_response, which ignores its own
             # verdict on the destination and the issue instant, and raises on a non-Success status.
@@ -733,9 +731,7 @@ class FederationSp:
         """Verify the federation's own LogoutRequest (its IdP ending the member's session there):
         signed (query or enveloped), by this federation, for our SLO, issued now; FederationError if not."""
         client = self._client(federation)
-        if binding == BINDING_HTTP_REDIRECT and not self._query_signed_by(client, federation, raw_query or b"",
-                                                                          "SAMLRequest"):
-            raise FederationError(FederationFailure.INVALID, "the logout request's query signature does not verify")
+        self._require_query_signature(client, federation, binding, raw_query, "SAMLRequest", "logout request")
         try:
             # pysaml2 checks an enveloped signature it finds (with this federation's keys), the
             # Destination against our SLO and the schema; that one is present is checked below.
@@ -783,33 +779,22 @@ class FederationSp:
             return LogoutMessage(request_id=request_id, binding=binding, url=location, fields=fields)
         return LogoutMessage(request_id=request_id, binding=binding, url=dict(info["headers"])["Location"])
 
+    def _require_query_signature(self, client: Any, federation: Federation, binding: str, raw_query: bytes | None,
+                                 kind: str, what: str) -> None:
+        """Over HTTP-Redirect, the query's signature must verify (FederationError if not); over
+        HTTP-POST the enveloped signature is checked with the message."""
+        if binding == BINDING_HTTP_REDIRECT and not self._query_signed_by(client, federation, raw_query or b"", kind):
+            raise FederationError(FederationFailure.INVALID, f"the {what}'s query signature does not verify")
+
     def _query_signed_by(self, client: Any, federation: Federation, raw_query: bytes, kind: str) -> bool:
-        """The HTTP-Redirect binding's signature, over the parameters exactly as they were sent (SAML
-        bindings 3.4.4.1), checked with pysaml2's signer and the federation's metadata keys; SHA-256
-        or stronger only."""
-        raw: dict[str, str] = {}
+        """The HTTP-Redirect binding's signature (on ``kind``, SAMLRequest or SAMLResponse), checked
+        with the federation's metadata keys over the query exactly as sent; SHA-256 or stronger only."""
         try:
-            for part in raw_query.decode("ascii").split("&"):
-                name, _, value = part.partition("=")
-                if name in raw:
-                    return False  # a repeated parameter: which one was signed?
-                raw[name] = value
-        except UnicodeDecodeError:
+            certificates = [certificate for _name, certificate in
+                            client.metadata.certs(federation.entity_id, "idpsso", "signing")]
+        except Exception:  # noqa: BLE001 - pysaml2's metadata errors: no key, no signature of theirs
             return False
-        sigalg = unquote_plus(raw.get("SigAlg", ""))
-        if sigalg not in STRONG_SIGNATURES or sigalg not in SIGNER_ALGS or kind not in raw or "Signature" not in raw:
-            return False
-        try:
-            signature = base64.b64decode(unquote_plus(raw["Signature"]), validate=True)
-        except ValueError:
-            return False
-        signed = "&".join(f"{name}={raw[name]}" for name in (kind, "RelayState", "SigAlg") if name in raw).encode()
-        try:
-            certificates = client.metadata.certs(federation.entity_id, "idpsso", "signing")
-        except Exception:  # noqa: BLE001
-            return False
-        return any(_verifies(SIGNER_ALGS[sigalg], signed, signature, certificate)
-                   for _name, certificate in certificates)
+        return verify_query_signature(raw_query, certificates, message=kind)
 
     def metadata_xml(self) -> str:
         """Our service provider's metadata (no federation's metadata is needed for it), advertising
@@ -834,13 +819,6 @@ def _recent(instant: Any, max_age: int = REQUEST_TTL, skew: int = 60) -> bool:
     issued = issued.replace(tzinfo=dt.UTC) if issued.tzinfo is None else issued
     age = (dt.datetime.now(dt.UTC) - issued).total_seconds()
     return -skew <= age <= max_age + skew
-
-
-def _verifies(signer: Any, signed: bytes, signature: bytes, certificate: str) -> bool:
-    try:
-        return bool(signer.verify(signed, signature, extract_rsa_key_from_x509_cert(pem_format(certificate))))
-    except Exception:  # noqa: BLE001 - an unreadable or non-RSA certificate did not make this signature
-        return False
 
 
 _ALGSUPPORT = "urn:oasis:names:tc:SAML:metadata:algsupport"

@@ -34,7 +34,7 @@ from idp.saml.metadata import MetadataError, SpDescription, describe_service_pro
 from idp.saml.nameid import choose_format, name_id
 from idp.saml.replay import SeenRequests
 from idp.saml.server import CLOCK_SKEW, DIGEST_ALGORITHM, SIGNING_ALGORITHM, ServerFactory
-from idp.saml.signatures import has_query_signature, verify_query_signature
+from idp.query_signatures import has_query_signature, verify_query_signature
 from idp.subjects import Subjects
 
 log = logging.getLogger("idp.saml")

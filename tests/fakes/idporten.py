@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from flask import Flask, jsonify, redirect, request
 from jwcrypto import jwk, jwt
 from werkzeug.serving import make_server
 
+from tests.fakes import serving
 from tests.flows.conftest import free_port
 
 SUBSTANTIAL = "idporten-loa-substantial"
@@ -208,11 +208,5 @@ class FakeIdPorten:
 def running_idporten(port: int | None = None) -> Iterator[FakeIdPorten]:
     port = port or free_port()
     fake = FakeIdPorten(url=f"http://127.0.0.1:{port}")
-    server = make_server("127.0.0.1", port, fake.app(), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(make_server("127.0.0.1", port, fake.app(), threaded=True)):
         yield fake
-    finally:
-        server.shutdown()
-        thread.join(5)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import html
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 from werkzeug.serving import make_server
 
 from idp.auth.federation import create_sp_keys
+from tests.fakes import serving
 from tests.flows.conftest import free_port
 
 PASSWORD_CLASS = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
@@ -280,11 +280,5 @@ def running_university(tmp_path: Path, port: int | None = None) -> Iterator[Fake
     keys_dir = tmp_path / "university-keys"
     create_sp_keys(keys_dir, "university.test")  # the same kind of key pair: RSA-3072, self-signed
     fake = FakeUniversity(url=f"http://127.0.0.1:{port}", keys_dir=keys_dir)
-    server = make_server("127.0.0.1", port, fake.app(), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(make_server("127.0.0.1", port, fake.app(), threaded=True)):
         yield fake
-    finally:
-        server.shutdown()
-        thread.join(5)

@@ -11,7 +11,6 @@ reason but not the body, and is not tried again for a minute.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import requests
 from jwcrypto.jwk import JWK
 
 from idp.registry import libraries, library_systems
+from tests.fakes import serving
 from tests.flows.conftest import LiveIdp, free_port
 from tests.flows.test_client_credentials import OSLO, System, post_assertion, private, private_key_jwt_sign
 
@@ -57,14 +57,8 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def jwks_server() -> Iterator[JwksServer]:
     server = JwksServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def key(kid: str) -> JWK:

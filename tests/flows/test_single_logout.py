@@ -24,24 +24,16 @@ from idp import relying_parties
 from idp.saml import registry as sp_registry
 from tests.flows.conftest import LiveIdp
 from tests.flows.test_oidc_flow import Browser as OidcBrowser
-from tests.flows.test_oidc_flow import callback_params, login_and_consent, rp_session, start, verify_id_token
+from tests.flows.test_oidc_flow import (callback_params, card, login_and_consent, rp_session,  # noqa: F401 (fixture)
+                                        start, verify_id_token)
 from tests.flows.test_oidc_flow import register as register_oidc
-from tests.saml.sps import PASSWORD, Browser, OneLoginSp, post_form
-from tests.unit.factories import library, patron
+from tests.saml.sps import Browser, OneLoginSp, post_form
 
 pytestmark = pytest.mark.backends  # what a login reached and each logout's run live in the state store
 
 PARTIAL_LOGOUT = "urn:oasis:names:tc:SAML:2.0:status:PartialLogout"
 UNKNOWN_PRINCIPAL = "urn:oasis:names:tc:SAML:2.0:status:UnknownPrincipal"
 SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
-
-
-@pytest.fixture
-def card(live: LiveIdp) -> str:
-    with live.services.registry("test") as reg:
-        library(reg)
-        _, c = patron(reg, password=PASSWORD)
-        return c.number
 
 
 def add_sp(live: LiveIdp, host: str, name: str) -> OneLoginSp:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -30,6 +29,7 @@ import requests
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.jose import JsonWebKey, JsonWebToken
 
+from tests.fakes import serving
 from tests.conftest import BACKENDS, fresh_postgres_database
 from tests.flows.test_oidc_flow import CALLBACK, PASSWORD, Client, callback_params, login_and_consent, rp_session, start
 from tests.flows.test_oidc_flow import Browser as OidcBrowser
@@ -106,15 +106,8 @@ def web() -> Iterator[Services]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(ThreadingHTTPServer(("127.0.0.1", port), Handler)):
         yield services
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture

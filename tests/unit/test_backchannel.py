@@ -34,6 +34,7 @@ from idp.oidc.backchannel import BackchannelDelivery, enqueue
 from idp.registry.models import BackchannelLogout, RelyingParty
 from idp.server import _Gunicorn
 from idp.services import Services
+from tests.fakes import serving
 from tests.conftest import FakeClock
 
 with warnings.catch_warnings():
@@ -94,13 +95,8 @@ def serve(endpoint: Endpoint) -> Iterator[Endpoint]:
 
     server = ThreadingHTTPServer((endpoint.host, 0), Handler)
     endpoint.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield endpoint
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 The binding signs the URL-encoded octets ``SAMLRequest=...&RelayState=...&SigAlg=...`` as the
 SP encoded them; decoding and re-encoding (as pysaml2 does) fails for SPs that percent-encode
-differently. RSA with SHA-256 or stronger only: SHA-1 signatures are refused.
+differently. RSA with SHA-256 or stronger only: SHA-1 signatures are refused. Used by our SAML IdP
+(an SP's requests) and by our federation SP (a university's LogoutRequests and LogoutResponses).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ def has_query_signature(raw_query: bytes) -> bool:
     return any(part.split(b"=", 1)[0] in (b"Signature", b"SigAlg") for part in raw_query.split(b"&"))
 
 
-def verify_query_signature(raw_query: bytes, certificates: Sequence[str]) -> bool:
-    """Whether the query carries a valid signature by one of ``certificates`` (base64 DER)."""
+def verify_query_signature(raw_query: bytes, certificates: Sequence[str], *, message: str | None = None) -> bool:
+    """Whether the query carries a valid signature by one of ``certificates`` (base64 DER), and
+    the ``message`` parameter (SAMLRequest or SAMLResponse) when one is named."""
     raw: dict[str, str] = {}
     try:
         for part in raw_query.decode("ascii").split("&"):
@@ -39,7 +41,7 @@ def verify_query_signature(raw_query: bytes, certificates: Sequence[str]) -> boo
     except UnicodeDecodeError:
         return False
     algorithm = ALGORITHMS.get(unquote_plus(raw.get("SigAlg", "")))
-    if algorithm is None or "Signature" not in raw:
+    if algorithm is None or "Signature" not in raw or (message is not None and message not in raw):
         return False
     try:
         signature = base64.b64decode(unquote_plus(raw["Signature"]), validate=True)

@@ -260,8 +260,7 @@ def _page_error(message: str, status: int) -> ResponseReturnValue:
 def upstream_logout(login: LoggedIn | None, after: str | None) -> WerkzeugResponse | None:
     """Called before the session is cleared at logout: if it logged in with ID-porten (or a verified
     person waits to register), the redirect that ends the ID-porten session too and then comes back to
-    ``after`` (a path here, or a relying party's registered post-logout URI). None when there is nothing
-    to end upstream."""
+    ``after`` (the logout's last step here, idp.web.logout). None when there is nothing to end upstream."""
     idporten = client()
     if login is not None and login.upstream is not None and login.upstream.method == UPSTREAM:
         state_in_session = login.upstream.state

@@ -1,7 +1,8 @@
-"""What the login methods that log out upstream (ID-porten, the federations) share: while the
-browser is away at the upstream's logout, where it goes afterwards (``after``: the logout's last
-step here, idp.web.logout, which answers whoever asked for the logout) waits in the state store
-under a random key that travels as the upstream's ``state`` or ``RelayState``. The key is taken out when the browser comes back, so it works once, and lasts ten minutes.
+"""What the login methods that log out upstream (ID-porten, the federations) share: while the browser
+is away at the upstream's logout, where it goes afterwards (``after``: the logout's last step here,
+idp.web.logout, which answers whoever asked for the logout) waits in the state store under a random
+key that travels as the upstream's ``state`` or ``RelayState``. The key is taken out when the
+browser comes back, so it works once, and lasts ten minutes.
 """
 
 from __future__ import annotations

@@ -10,8 +10,7 @@ can do comes back as front-channel work: the front-channel logout URIs of OIDC r
 and a LogoutRequest to each SAML service provider with a SingleLogoutService.
 
 A ``LogoutRun`` follows that front-channel work for a few minutes: which service providers
-confirmed, and what the browser does afterwards (the upstream logout, then the answer to whoever
-asked for the logout). No Flask here.
+confirmed, and the answer to whoever asked for the logout, given at its end. No Flask here.
 """
 
 from __future__ import annotations
@@ -115,14 +114,13 @@ class Ended:
 
 @dataclass
 class LogoutRun:
-    """One logout's front-channel work: ``then`` is where the browser goes after it (the
-    upstream logout, or ``finish``'s page); ``finish`` is the answer to whoever asked: a SAML
-    LogoutResponse (``{"saml": LogoutRequestInfo}``) or a page (``{"target": URL or None}``)."""
+    """One logout's front-channel work, and ``finish``: the answer to whoever asked, given when the
+    work is done (a protocol's own, e.g. ``{"saml": LogoutRequestInfo}`` for a SAML LogoutResponse,
+    or ``{"target": URL or None}``: a page)."""
 
     id: str
     frontchannel: list[FrontChannel]
     finish: dict[str, Any]
-    then: str = ""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()

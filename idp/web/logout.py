@@ -5,10 +5,10 @@ LogoutRequest all call ``log_out``. It ends the login session everywhere it reac
 (idp.single_logout: tokens revoked, back-channel logout tokens queued) and clears the browser's
 session at once, so the patron is logged out here whatever happens next. Then the browser:
 
-1. visits, in hidden frames on ``/logout/progress/<run>``, each front-channel logout URI and each
+1. goes through the upstream logout (ID-porten, a federation) when the login came from one;
+2. visits, in hidden frames on ``/logout/progress/<run>``, each front-channel logout URI and each
    SAML service provider's SingleLogoutService (a LogoutRequest per frame), for at most
    ``FRONTCHANNEL_TIMEOUT`` seconds: a service that does not answer holds nobody up;
-2. goes through the upstream logout (ID-porten, a federation) when the login came from one;
 3. ends at ``/logout/finish/<run>``: the answer to whoever asked (a SAML LogoutResponse, with
    ``PartialLogout`` when a service provider did not confirm; a relying party's registered
    post-logout URI; or our logged-out page, naming the services that did not confirm).
@@ -59,21 +59,17 @@ def log_out(*, finish: dict[str, Any], initiator: str | None = None) -> Response
     through the front-channel work and the upstream logout (see the module's docstring).
     ``initiator``: the client_id of the service that asked, which is not called back."""
     runs = _single_logout().runs
-    run = LogoutRun(id=runs.new_id(), frontchannel=[], finish=finish)
-    finish_url = url_for("logout.finish", run=run.id)
-    # Read before the session is cleared: the upstream logout needs the login.
-    upstream = login_methods.upstream_logout(current_login(), finish_url)
     ended = end_login_session(initiator=initiator)
+    run = LogoutRun(id=runs.new_id(), frontchannel=list(ended.frontchannel), finish=finish)
+    # The upstream logout first (it may be a page that posts, which cannot wait for later), then
+    # the front-channel frames, then the answer. Read before the session is cleared: it needs the login.
+    after = url_for("logout.progress" if run.frontchannel else "logout.finish", run=run.id)
+    upstream = login_methods.upstream_logout(current_login(), after)
     session.clear()
-    if not ended.frontchannel and upstream is None:
+    if upstream is None and not run.frontchannel:
         return _answer(run, set())
-    run.frontchannel = list(ended.frontchannel)
-    run.then = upstream.location if upstream is not None and upstream.location else finish_url
     runs.save(run)
-    if not run.frontchannel:
-        assert upstream is not None  # noqa: S101 - the first return covers neither
-        return upstream
-    return redirect(url_for("logout.progress", run=run.id), 303)
+    return upstream if upstream is not None else redirect(after, 303)
 
 
 @bp.get("/logged-out")
@@ -90,22 +86,13 @@ def progress(run: str) -> ResponseReturnValue:
     for entry in found.frontchannel:
         allow_frame_source(entry.reaches)
     return render_template("logout_progress.html", frames=frames, timeout=FRONTCHANNEL_TIMEOUT,
-                           next_url=url_for("logout.next_step", run=found.id))
+                           next_url=url_for("logout.finish", run=found.id))
 
 
 def _frame_url(run: LogoutRun, index: int, entry: FrontChannel) -> str:
     # An OIDC relying party's own front-channel URI; for a SAML service provider, our page that
     # sends it a LogoutRequest (idp.web.saml).
     return entry.url if entry.url is not None else url_for("saml.slo_send", run=run.id, index=index)
-
-
-@bp.get("/logout/next/<run>")
-def next_step(run: str) -> ResponseReturnValue:
-    """After the front-channel frames: on to the upstream logout, or to the answer."""
-    found = _single_logout().runs.get(run)
-    if found is None:
-        return render_template("logged_out.html")
-    return redirect(found.then, 303)
 
 
 @bp.get("/logout/finish/<run>")

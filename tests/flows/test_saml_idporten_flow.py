@@ -112,3 +112,17 @@ def test_a_demand_that_cannot_be_met_is_no_authn_context(live: LiveIdp, idporten
     form = post_form(page.text)
     assert status_of(form) == NO_AUTHN_CONTEXT
     assert "Assertion" not in str(form.fields)
+
+
+def test_a_logout_ends_idporten_first_then_the_service_providers(live: LiveIdp, idporten: FakeIdPorten,
+                                                                  kari: int) -> None:
+    idporten.person = person(ADULT_BORN)
+    sp = film(live, min_acr=SUBSTANTIAL)
+    url, request_id = sp.login_url()
+    b = browser()
+    assert accepted_contexts(sp, through_idporten(b, live, b.follow(url)), request_id)
+    landing = b.http.get(f"{live.url}/", timeout=5)
+    page = b.post(f"{live.url}/logout", {"csrf_token": csrf(landing.text)})
+    # Through ID-porten's logout and back to our logout page, whose frame sends the SP its LogoutRequest.
+    assert len(idporten.logouts) == 1
+    assert page.url.startswith(f"{live.url}/logout/progress/") and "/saml/slo/send/" in page.text

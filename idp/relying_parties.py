@@ -158,7 +158,9 @@ def add_oidc(reg: Registry, name: str, redirect_uris: Sequence[str], *, public: 
         dpa_signed=check_dpa_date(reg, dpa_signed), disabled=False, created_at=reg.now(),
         id_token_alg=check_id_token_alg(id_token_alg),
         backchannel_logout_uri=_optional_logout_uri(backchannel_logout_uri, BACKCHANNEL_LOGOUT_URI),
-        frontchannel_logout_uri=_optional_logout_uri(frontchannel_logout_uri, FRONTCHANNEL_LOGOUT_URI))
+        frontchannel_logout_uri=None)
+    rp.frontchannel_logout_uri = _check_frontchannel_origin(
+        _optional_logout_uri(frontchannel_logout_uri, FRONTCHANNEL_LOGOUT_URI), rp.redirect_uris)
     secret = None
     if not rp.public:
         secret, rp.secret_hash = new_secret()
@@ -188,7 +190,8 @@ def update_oidc_logout(reg: Registry, client_id: str, *,
     if not isinstance(backchannel_logout_uri, _Unset):
         wanted["backchannel_logout_uri"] = _optional_logout_uri(backchannel_logout_uri, BACKCHANNEL_LOGOUT_URI)
     if not isinstance(frontchannel_logout_uri, _Unset):
-        wanted["frontchannel_logout_uri"] = _optional_logout_uri(frontchannel_logout_uri, FRONTCHANNEL_LOGOUT_URI)
+        wanted["frontchannel_logout_uri"] = _check_frontchannel_origin(
+            _optional_logout_uri(frontchannel_logout_uri, FRONTCHANNEL_LOGOUT_URI), rp.redirect_uris)
     changed = {name: {"from": getattr(rp, name), "to": value} for name, value in wanted.items()
                if getattr(rp, name) != value}
     if changed:
@@ -201,6 +204,20 @@ def update_oidc_logout(reg: Registry, client_id: str, *,
 
 def _optional_logout_uri(uri: str | None, what: str) -> str | None:
     return None if uri is None or uri == "" else clean_logout_uri(uri, what)
+
+
+def _check_frontchannel_origin(uri: str | None, redirect_uris: Sequence[str]) -> str | None:
+    """Front-Channel Logout 1.0 section 2: the URI's scheme, host and port are those of a registered
+    redirect URI, so the logout page frames only a site the client already sends patrons back to."""
+    if uri is not None and _origin(uri) not in {_origin(r) for r in redirect_uris}:
+        raise ValidationError(f"Front-channel logout URI {uri} must have the scheme, host and port of one of the "
+                              f"client's redirect URIs ({', '.join(sorted({_origin(r) for r in redirect_uris}))}).")
+    return uri
+
+
+def _origin(uri: str) -> str:
+    parts = urlsplit(uri)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
 def add_saml(reg: Registry, *, entity_id: str, name: str, metadata_xml: str, name_id_formats: Sequence[str],

@@ -472,8 +472,25 @@ def test_bad_logout_uris_are_refused_with_their_name(services: Services, option:
 
 @pytest.mark.parametrize("uri", [BACK, FRONT, "http://127.0.0.1:8080/logout", "http://[::1]:9000/bc?x=1"])
 def test_good_logout_uris_are_kept_exactly_as_given(reg: Registry, uri: str) -> None:
-    rp, _ = add(reg, backchannel_logout_uri=uri, frontchannel_logout_uri=uri)
+    # A redirect URI on the same origin: a front-channel URI must share one's (the next test).
+    rp, _ = add(reg, redirect_uris=[FILM_CB, uri], backchannel_logout_uri=uri, frontchannel_logout_uri=uri)
     assert (rp.backchannel_logout_uri, rp.frontchannel_logout_uri) == (uri, uri)
+
+
+@pytest.mark.parametrize("uri", ["https://other.example/logout", "https://film.example:8443/logout",
+                                 "http://127.0.0.1:8080/logout"])
+def test_a_front_channel_uri_must_share_the_scheme_host_and_port_of_a_redirect_uri(services: Services,
+                                                                                    uri: str) -> None:
+    # Front-Channel Logout 1.0 section 2: "The domain, port, and scheme of this URL MUST be the same
+    # as that of a registered Redirection URI value."
+    refused(services, lambda reg: add(reg, frontchannel_logout_uri=uri), "redirect URIs")
+    with services.registry("test") as reg:
+        client_id = add(reg)[0].client_id
+    refused(services, lambda reg: rps.update_oidc_logout(reg, client_id, frontchannel_logout_uri=uri), "redirect URIs")
+    with services.registry("test") as reg:
+        assert rps.get(reg, client_id).frontchannel_logout_uri is None
+        # Back-channel calls go server to server: any origin that passes the URI rules will do.
+        assert rps.update_oidc_logout(reg, client_id, backchannel_logout_uri=uri).backchannel_logout_uri == uri
 
 
 def test_no_logout_uri_by_default_and_an_empty_one_is_none(reg: Registry) -> None:

@@ -59,6 +59,7 @@ from idp.auth.patron_sessions import SESSION_TTL
 from idp.auth.logins import LoggedIn, Upstream
 from idp.auth.password import looks_like_pin
 from idp.errors import Conflict, IdpError, NotAllowed, NotFound
+from idp.oidc.flow import FAMILY_TTL
 from idp.registry import upstream
 from idp.registry.models import Patron
 from idp.registry.national_id import parse_national_id
@@ -70,7 +71,7 @@ from idp.web.forms import LoginForm, PatronForm
 from idp.web import logout
 from idp.web.logged_in import complete_login, current_login
 from idp.web.logout import log_out
-from idp.web.login_session import end_login_session
+from idp.web.login_session import SID, end_login_session, login_session_id
 from idp.web.login import safe_next
 from idp.web.login_methods import Button, LoginMethod, Offer
 from idp.web.security import allow_form_target
@@ -288,6 +289,10 @@ def _log_in(patron_id: int, login: FederationLogin, started: dict[str, Any]) -> 
         auth_time = max(auth_time, int(started.get("started", 0)))
     # A university password is a password: acr "password" unless its AuthnContext says more.
     complete_login(patron_id, login.level, login.amr, auth_time, upstream=Upstream(UPSTREAM, _upstream_state(login)))
+    if login.session is not None:
+        # The university's own logout, which may come without our cookie, finds this login by it.
+        entry = json.dumps({"sid": login_session_id(), "index": login.session.session_index})
+        services().state.index_add(_logins_key(login.federation, login.session.name_id), entry, FAMILY_TTL)
 
 
 def _upstream_state(login: FederationLogin) -> dict[str, Any]:
@@ -312,6 +317,11 @@ def _upstream_state(login: FederationLogin) -> dict[str, Any]:
 
 def _hashed(prefix: str, *parts: str) -> str:
     return prefix + hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _logins_key(federation: str, name_id: str) -> str:
+    """Our login sessions that came from ``name_id``'s session at the federation (hashed, as above)."""
+    return _hashed("federation:logins-of:", federation, name_id)
 
 
 def _ended_key(federation: str, name_id: str) -> str:
@@ -450,11 +460,18 @@ def _answer_after_logout(run: LogoutRun, confirmed: set[int]) -> ResponseReturnV
 
 
 def _end_named(name: str, incoming: IncomingLogout) -> bool:
-    """Mark the member's login through ``name`` ended (any browser holding it ends it at its next
-    request); True when this browser holds it, to be logged out now."""
+    """Mark the member's login through ``name`` ended (a browser holding it is logged out at its next
+    request, its tokens at once); True when this browser holds it, to be logged out now."""
     value = incoming.name_id.text.strip() if incoming.name_id is not None and incoming.name_id.text else ""
     services().state.put(_ended_key(name, value), json.dumps({"indexes": list(incoming.session_indexes),
                                                               "at": int(time.time())}).encode(), SESSION_TTL)
+    # Any other browser's login from that session ends now where it can without its browser: its
+    # tokens stop working and back-channel relying parties are told (this browser's: by log_out).
+    own = session.get(SID)
+    for raw in services().state.index_members(_logins_key(name, value)):
+        entry = json.loads(raw)
+        if entry.get("sid") != own and (not incoming.session_indexes or entry.get("index") in incoming.session_indexes):
+            end_login_session(str(entry["sid"]))
     login = current_login()
     state = login.upstream.state if login is not None and login.upstream is not None else None
     if login is None or login.upstream is None or login.upstream.method != UPSTREAM or not isinstance(state, dict) \

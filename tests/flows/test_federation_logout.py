@@ -30,7 +30,8 @@ from tests.fakes.university import FakeUniversity, form_fields
 from tests.flows.conftest import LiveIdp
 from tests.flows.test_federation_flow import (EPPN, NIN_CODE, browser, giulia, logged_in, unimore, university,
                                               university_button, university_login)
-from tests.flows.test_oidc_flow import CALLBACK, Browser, callback_params, csrf, register, rp_session, start
+from tests.flows.test_oidc_flow import (CALLBACK, Browser, callback_params, csrf, register, rp_session, start,
+                                        userinfo_status)
 
 __all__ = ["giulia", "unimore", "university"]  # fixtures used here
 
@@ -288,6 +289,28 @@ def test_the_universitys_posted_logout_without_our_cookie_ends_the_login_at_its_
     assert not logged_in(b, live)
     replayed = requests.post(f"{live.url}/federation/slo", data=fields, allow_redirects=False, timeout=10)
     assert replayed.status_code == 400
+
+
+@pytest.mark.backends  # the index of logins by the university's session lives in the state store
+def test_the_universitys_posted_logout_ends_that_logins_tokens_at_once(live: LiveIdp, university: FakeUniversity,
+                                                                       giulia: int) -> None:
+    university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
+    client = register(live)
+    rp = rp_session(live, client)
+    url, _state, verifier = start(live, rp)
+    b = browser()
+    landed = university_login(b, live, university_button(b.follow(url)))
+    if 'name="decision"' in landed.text:
+        landed = b.post(f"{live.url}/authorize/consent", {"decision": "allow", "csrf_token": csrf(landed.text)})
+    tokens = rp.fetch_token(f"{live.url}/token", code=callback_params(landed)["code"], code_verifier=verifier)
+    assert userinfo_status(live, tokens["access_token"]) == 200
+    _request_id, fields = university.logout_request(f"{live.url}/federation/slo", university.issued[-1],
+                                                    binding=BINDING_HTTP_POST)
+    assert isinstance(fields, dict)
+    answered = requests.post(f"{live.url}/federation/slo", data=fields, allow_redirects=False, timeout=10)
+    assert answered.status_code == 303
+    # The member's browser has not come back, and the relying party's tokens are dead already.
+    assert userinfo_status(live, tokens["access_token"]) == 401
 
 
 @pytest.mark.parametrize("binding", [BINDING_HTTP_REDIRECT, BINDING_HTTP_POST], ids=["redirect", "post"])

@@ -37,7 +37,8 @@ from idp.registry import patrons as patrons_svc
 from idp.registry.models import AuditEvent, Patron, UpstreamIdentity
 from tests.fakes.university import REFEDS_MFA, FakeUniversity, form_fields, running_university
 from tests.flows.conftest import LiveIdp
-from tests.flows.test_oidc_flow import Browser, callback_params, csrf, register, rp_session, start, verify_id_token
+from tests.flows.test_oidc_flow import (Browser, Client, callback_params, csrf, register, rp_session, start,
+                                        verify_id_token)
 from tests.nin import person
 from tests.unit.factories import ADULT_BORN, library, patron
 
@@ -259,20 +260,25 @@ def test_the_owned_fields_are_read_only_for_patron_and_staff(live: LiveIdp, univ
     assert stored(live, giulia).name == "Giulia Rossi"
 
 
-def test_a_university_login_is_a_password_login_for_a_relying_party(live: LiveIdp, university: FakeUniversity,
-                                                                     giulia: int) -> None:
+def rp_login_through_university(live: LiveIdp, university: FakeUniversity, client: Client
+                                ) -> tuple[Browser, dict[str, Any]]:
+    """A member logs in to a relying party with their university account; their browser and the
+    relying party's tokens."""
     university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
-    client = register(live)
     rp = rp_session(live, client)
     url, _state, verifier = start(live, rp)
     b = browser()
-    login_page = b.follow(url)
-    landed = university_login(b, live, university_button(login_page))
+    landed = university_login(b, live, university_button(b.follow(url)))
     if 'name="decision"' in landed.text:
         landed = b.post(f"{live.url}/authorize/consent", {"decision": "allow", "csrf_token": csrf(landed.text)})
-    back = callback_params(landed)
-    claims = verify_id_token(live, rp.fetch_token(f"{live.url}/token", code=back["code"], code_verifier=verifier)
-                             ["id_token"], client, "n-0S6")
+    return b, dict(rp.fetch_token(f"{live.url}/token", code=callback_params(landed)["code"], code_verifier=verifier))
+
+
+def test_a_university_login_is_a_password_login_for_a_relying_party(live: LiveIdp, university: FakeUniversity,
+                                                                     giulia: int) -> None:
+    client = register(live)
+    _b, tokens = rp_login_through_university(live, university, client)
+    claims = verify_id_token(live, tokens["id_token"], client, "n-0S6")
     assert claims["acr"] == "password" and claims["amr"] == ["pwd"]
 
 

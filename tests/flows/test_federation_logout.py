@@ -28,12 +28,11 @@ from saml2.xmldsig import SIG_RSA_SHA256
 from idp.registry import upstream
 from tests.fakes.university import FakeUniversity, form_fields
 from tests.flows.conftest import LiveIdp
-from tests.flows.test_federation_flow import (EPPN, NIN_CODE, browser, giulia, logged_in, unimore, university,
-                                              university_button, university_login)
-from tests.flows.test_oidc_flow import (CALLBACK, Browser, callback_params, csrf, register, rp_session, start,
-                                        userinfo_status)
+from tests.flows.test_federation_flow import (EPPN, NIN_CODE, browser, giulia, lifetimes, logged_in,
+                                              rp_login_through_university, unimore, university, university_login)
+from tests.flows.test_oidc_flow import CALLBACK, Browser, csrf, register, rp_session, start, userinfo_status
 
-__all__ = ["giulia", "unimore", "university"]  # fixtures used here
+__all__ = ["giulia", "lifetimes", "unimore", "university"]  # fixtures used here
 
 MD = "urn:oasis:names:tc:SAML:2.0:metadata"
 LOGOUT_WAIT = 10 * 60  # docs/upstream.md: "kept in the state store for ten minutes"
@@ -102,16 +101,8 @@ def test_logging_out_ends_the_university_session_too(live: LiveIdp, university: 
 
 def test_a_relying_partys_logout_goes_through_the_university_and_back(live: LiveIdp, university: FakeUniversity,
                                                                       giulia: int) -> None:
-    university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
-    client = register(live)
-    rp = rp_session(live, client)
-    url, _state, verifier = start(live, rp)
-    b = browser()
-    landed = university_login(b, live, university_button(b.follow(url)))
-    if 'name="decision"' in landed.text:
-        landed = b.post(f"{live.url}/authorize/consent", {"decision": "allow", "csrf_token": csrf(landed.text)})
-    id_token = rp.fetch_token(f"{live.url}/token", code=callback_params(landed)["code"],
-                              code_verifier=verifier)["id_token"]
+    b, tokens = rp_login_through_university(live, university, register(live))
+    id_token = tokens["id_token"]
     done = b.follow(f"{live.url}/logout/oidc?" + requests.compat.urlencode(
         {"id_token_hint": id_token, "post_logout_redirect_uri": CALLBACK, "state": "bye"}))
     assert done.is_redirect and done.headers["Location"] == f"{CALLBACK}?state=bye"
@@ -236,16 +227,10 @@ def test_a_university_that_did_not_log_out_is_logged_and_the_member_goes_on(
 
 
 def test_the_way_back_is_awaited_ten_minutes(live: LiveIdp, university: FakeUniversity, giulia: int,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    asked: dict[str, int] = {}
-    put = live.services.state.put
-
-    def recording_put(key: str, value: bytes, ttl: int) -> None:
-        asked[key.rsplit(":", 1)[0]] = ttl
-        put(key, value, ttl)
-    monkeypatch.setattr(live.services.state, "put", recording_put)
+                                             lifetimes: dict[str, int]) -> None:
     b = logged_in_member(live, university)
     press_logout(b, live)
+    asked = lifetimes
     assert asked["federation:logout"] == LOGOUT_WAIT and asked["federation:logout-request"] == LOGOUT_WAIT
 
 
@@ -294,15 +279,7 @@ def test_the_universitys_posted_logout_without_our_cookie_ends_the_login_at_its_
 @pytest.mark.backends  # the index of logins by the university's session lives in the state store
 def test_the_universitys_posted_logout_ends_that_logins_tokens_at_once(live: LiveIdp, university: FakeUniversity,
                                                                        giulia: int) -> None:
-    university.attributes["schacPersonalUniqueCode"] = [NIN_CODE]
-    client = register(live)
-    rp = rp_session(live, client)
-    url, _state, verifier = start(live, rp)
-    b = browser()
-    landed = university_login(b, live, university_button(b.follow(url)))
-    if 'name="decision"' in landed.text:
-        landed = b.post(f"{live.url}/authorize/consent", {"decision": "allow", "csrf_token": csrf(landed.text)})
-    tokens = rp.fetch_token(f"{live.url}/token", code=callback_params(landed)["code"], code_verifier=verifier)
+    _b, tokens = rp_login_through_university(live, university, register(live))
     assert userinfo_status(live, tokens["access_token"]) == 200
     _request_id, fields = university.logout_request(f"{live.url}/federation/slo", university.issued[-1],
                                                     binding=BINDING_HTTP_POST)

@@ -7,6 +7,7 @@ idp/translations and compiled to .mo on start-up, so no generated binary lives i
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from babel.messages.mofile import write_mo
@@ -28,10 +29,11 @@ def compile_catalogues(target: Path) -> Path:
         mo.parent.mkdir(parents=True, exist_ok=True)
         with po.open("rb") as source:
             catalogue = read_po(source, locale=po.parts[-3])
-        tmp = mo.with_suffix(".mo.tmp")
-        with tmp.open("wb") as out:
+        # A temporary file of this process's own: workers starting together each write theirs and
+        # move it into place (atomic), so none reads half a file or loses its file to another's move.
+        with tempfile.NamedTemporaryFile("wb", dir=mo.parent, prefix="messages.", suffix=".tmp", delete=False) as out:
             write_mo(out, catalogue)
-        tmp.replace(mo)  # atomic: workers starting together never read half a file
+        Path(out.name).replace(mo)
     return target
 
 

@@ -26,6 +26,7 @@ from idp import relying_parties
 from idp.errors import NotFound
 from idp.oidc import backchannel
 from idp.oidc.flow import client_session_id
+from idp.registry.context import Registry
 from idp.saml.given import GivenSubject
 from idp.state import StateStore
 
@@ -93,15 +94,14 @@ def _participants_key(sid: str) -> str:
 
 @dataclass(frozen=True)
 class FrontChannel:
-    """One service the browser must visit to end its session there: an OIDC relying party's
-    front-channel logout URI (``url``), or a SAML service provider (``subject``) we send a
-    LogoutRequest to."""
+    """One service the browser must visit to end its session there: an OIDC relying party, whose
+    front-channel logout URI (with ``iss`` and ``sid``) a frame loads, or a SAML service provider
+    (``subject``: what it was given) that a frame sends a LogoutRequest."""
 
     protocol: str
     client_id: str
     name: str
-    reaches: str  # the service's logout URL, whose origin the logout page lets its frames visit
-    url: str | None = None
+    reaches: str  # the service's logout URL: its origin is the one the logout page's frame visits
     subject: dict[str, Any] | None = None
 
 
@@ -211,6 +211,8 @@ class SingleLogout:
         saml = [p for p in self.participants.of(sid) if p.client_id != initiator]
         oidc.grants.revoke_session(sid)
         self.participants.forget(sid)
+        if not families and not saml:  # a login that reached no service: nothing to look up
+            return Ended()
         front: list[FrontChannel] = []
         queued = False
         with self._services.registry("logout") as reg:
@@ -227,9 +229,8 @@ class SingleLogout:
                     backchannel.enqueue(reg, client_id=rp.client_id, sub=sub, sid=session_id)
                     queued = True
                 if rp.frontchannel_logout_uri:
-                    url = frontchannel_url(rp.frontchannel_logout_uri, issuer, session_id)
-                    front.append(FrontChannel(relying_parties.PROTOCOL_OIDC, rp.client_id, rp.name, reaches=url,
-                                              url=url))
+                    front.append(FrontChannel(relying_parties.PROTOCOL_OIDC, rp.client_id, rp.name,
+                                              reaches=frontchannel_url(rp.frontchannel_logout_uri, issuer, session_id)))
             for participant in saml:
                 sp = _relying_party(reg, participant.client_id)
                 location = self._services.saml.slo.logout_location(sp) if sp is not None else None
@@ -241,7 +242,7 @@ class SingleLogout:
         return Ended(frontchannel=tuple(front))
 
 
-def _relying_party(reg: Any, client_id: str) -> relying_parties.RelyingParty | None:
+def _relying_party(reg: Registry, client_id: str) -> relying_parties.RelyingParty | None:
     try:
         rp = relying_parties.get(reg, client_id)
     except NotFound:  # removed since the login

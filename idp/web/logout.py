@@ -22,6 +22,7 @@ from typing import Any
 from flask import Blueprint, Flask, redirect, render_template, session, url_for
 from flask.typing import ResponseReturnValue
 
+from idp.relying_parties import PROTOCOL_SAML
 from idp.single_logout import FrontChannel, LogoutRun, SingleLogout
 from idp.web import login_methods, services
 from idp.web.logged_in import current_login
@@ -92,7 +93,9 @@ def progress(run: str) -> ResponseReturnValue:
 def _frame_url(run: LogoutRun, index: int, entry: FrontChannel) -> str:
     # An OIDC relying party's own front-channel URI; for a SAML service provider, our page that
     # sends it a LogoutRequest (idp.web.saml).
-    return entry.url if entry.url is not None else url_for("saml.slo_send", run=run.id, index=index)
+    if entry.protocol == PROTOCOL_SAML:
+        return url_for("saml.slo_send", run=run.id, index=index)
+    return entry.reaches
 
 
 @bp.get("/logout/finish/<run>")
